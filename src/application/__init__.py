@@ -1,1 +1,1 @@
-"""chat-outbox application."""
+"""chat-outbox use cases. They depend only on the ports in `application.ports`."""

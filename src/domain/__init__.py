@@ -1,1 +1,51 @@
-"""chat-outbox domain."""
+"""The outbox domain: pure state machine, retry policy, chat message and envelope.
+
+Imports nothing but the standard library and attrs.
+"""
+
+from domain.chat import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage, Role
+from domain.envelope import SCHEMA_VERSION, Envelope
+from domain.errors import DomainError, IllegalTransition, InvalidChatMessage, MalformedEnvelope
+from domain.history import HistoryEntry
+from domain.outbox import (
+    BIZ_TYPE_CHAT_HISTORY,
+    DEFAULT_MAX_RETRY,
+    TABLE,
+    OutboxEvent,
+    OutboxMessage,
+    OutboxStatus,
+    Transition,
+    apply_to,
+    consumed,
+    requeued,
+    statuses_changed_by,
+    swept,
+)
+from domain.retry import PublishFailure, RetryPolicy
+
+__all__ = [
+    "BIZ_TYPE_CHAT_HISTORY",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_MAX_RETRY",
+    "SCHEMA_VERSION",
+    "TABLE",
+    "ChatMessage",
+    "DomainError",
+    "Envelope",
+    "HistoryEntry",
+    "IllegalTransition",
+    "InvalidChatMessage",
+    "MalformedEnvelope",
+    "OutboxEvent",
+    "OutboxMessage",
+    "OutboxStatus",
+    "PublishFailure",
+    "RetryPolicy",
+    "Role",
+    "Transition",
+    "apply_to",
+    "consumed",
+    "requeued",
+    "statuses_changed_by",
+    "swept",
+]

@@ -1,0 +1,17 @@
+"""In-memory adapters for every port: fakes with inspectable state, and a bus for one process."""
+
+from adapters.memory.bus import InMemoryBus
+from adapters.memory.store import (
+    InMemoryChatHistoryRepository,
+    InMemoryOutboxRepository,
+    InMemoryStore,
+    InMemoryUnitOfWork,
+)
+
+__all__ = [
+    "InMemoryBus",
+    "InMemoryChatHistoryRepository",
+    "InMemoryOutboxRepository",
+    "InMemoryStore",
+    "InMemoryUnitOfWork",
+]

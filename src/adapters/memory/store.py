@@ -1,0 +1,179 @@
+"""An in-memory database: committed state in a store, a private copy per unit of work."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+import attrs
+
+from application.ports import (
+    ChatHistoryRepository,
+    DeadSelector,
+    NewOutboxMessage,
+    OutboxRepository,
+    OutboxStats,
+    UnitOfWork,
+)
+from domain import HistoryEntry, OutboxMessage, OutboxStatus, Transition, apply_to
+
+
+@attrs.define
+class InMemoryStore:
+    """What has been committed. Tests read `outbox` and `history` directly."""
+
+    outbox: dict[int, OutboxMessage] = attrs.field(factory=dict)
+    history: dict[str, HistoryEntry] = attrs.field(factory=dict)
+    commits: int = 0
+    ids: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
+
+
+@attrs.define
+class InMemoryOutboxRepository(OutboxRepository):
+    rows: dict[int, OutboxMessage]
+    ids: itertools.count[int]
+
+    async def add(self, message: NewOutboxMessage) -> OutboxMessage:
+        row = OutboxMessage(
+            id=next(self.ids),
+            event_id=message.event_id,
+            biz_type=message.biz_type,
+            topic=message.topic,
+            message_key=message.message_key,
+            payload=message.payload,
+            status=OutboxStatus.PENDING,
+            created_at=message.created_at,
+            updated_at=message.created_at,
+            next_retry_at=message.created_at,
+            max_retry=message.max_retry,
+        )
+        self.rows[row.id] = row
+        return attrs.evolve(row)
+
+    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
+        due = sorted(
+            (
+                r
+                for r in self.rows.values()
+                if r.status is OutboxStatus.PENDING and r.next_retry_at <= now
+            ),
+            key=lambda r: (r.next_retry_at, r.id),
+        )[:limit]
+        for row in due:
+            row.next_retry_at = now + lease
+        return [attrs.evolve(row) for row in due]
+
+    async def apply(self, transitions: Sequence[Transition]) -> int:
+        changed = 0
+        for transition in transitions:
+            row = self.rows.get(transition.outbox_id)
+            if row is not None and row.status in transition.guard:
+                apply_to(row, transition)
+                changed += 1
+        return changed
+
+    async def dead(self, selector: DeadSelector, limit: int) -> list[OutboxMessage]:
+        return [
+            attrs.evolve(r)
+            for r in sorted(self.rows.values(), key=lambda r: r.id)
+            if r.status is OutboxStatus.DEAD and _selected(r, selector)
+        ][:limit]
+
+    async def published_before(self, cutoff: datetime, limit: int) -> list[int]:
+        return sorted(
+            r.id
+            for r in self.rows.values()
+            if r.status is OutboxStatus.PUBLISHED
+            and r.published_at is not None
+            and r.published_at < cutoff
+        )[:limit]
+
+    async def purge_consumed(self, consumed_before: datetime, limit: int) -> int:
+        doomed = sorted(
+            r.id
+            for r in self.rows.values()
+            if r.status is OutboxStatus.CONSUMED
+            and r.consumed_at is not None
+            and r.consumed_at < consumed_before
+        )[:limit]
+        for outbox_id in doomed:
+            del self.rows[outbox_id]
+        return len(doomed)
+
+    async def stats(self) -> OutboxStats:
+        counts = {status: 0 for status in OutboxStatus}
+        for row in self.rows.values():
+            counts[row.status] += 1
+        return OutboxStats(
+            counts=counts,
+            oldest_pending_at=_oldest(self.rows.values(), OutboxStatus.PENDING),
+            oldest_published_at=_oldest(self.rows.values(), OutboxStatus.PUBLISHED),
+        )
+
+
+def _selected(row: OutboxMessage, selector: DeadSelector) -> bool:
+    if selector.outbox_id is not None and row.id != selector.outbox_id:
+        return False
+    return selector.conversation_id is None or row.message_key == selector.conversation_id
+
+
+def _oldest(rows: Iterable[OutboxMessage], status: OutboxStatus) -> datetime | None:
+    times = [r.created_at for r in rows if r.status is status]
+    return min(times, default=None)
+
+
+@attrs.define
+class InMemoryChatHistoryRepository(ChatHistoryRepository):
+    entries: dict[str, HistoryEntry]
+
+    async def add_many(self, entries: Sequence[HistoryEntry]) -> int:
+        inserted = 0
+        for entry in entries:
+            if entry.event_id not in self.entries:
+                self.entries[entry.event_id] = entry
+                inserted += 1
+        return inserted
+
+    async def for_conversation(
+        self, conversation_id: str, limit: int, after_outbox_id: int = 0
+    ) -> list[HistoryEntry]:
+        found = [
+            e
+            for e in self.entries.values()
+            if e.conversation_id == conversation_id and e.outbox_id > after_outbox_id
+        ]
+        return sorted(found, key=lambda e: e.outbox_id)[:limit]
+
+
+@attrs.define
+class InMemoryUnitOfWork(UnitOfWork):
+    """Works on copies of the store's rows; commit() publishes them, anything else discards."""
+
+    store: InMemoryStore
+    committed: bool = False
+    outbox: InMemoryOutboxRepository = attrs.field(init=False)
+    history: InMemoryChatHistoryRepository = attrs.field(init=False)
+
+    async def __aenter__(self) -> Self:
+        rows = {key: attrs.evolve(row) for key, row in self.store.outbox.items()}
+        self.outbox = InMemoryOutboxRepository(rows, self.store.ids)
+        self.history = InMemoryChatHistoryRepository(dict(self.store.history))
+        self.committed = False
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Nothing to undo: uncommitted copies are simply dropped."""
+
+    async def commit(self) -> None:
+        self.store.outbox = self.outbox.rows
+        self.store.history = self.history.entries
+        self.store.commits += 1
+        self.committed = True

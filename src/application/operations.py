@@ -1,0 +1,73 @@
+"""Operator use cases: stats, history, requeue dead, sweep stale published, purge consumed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from application.ports import Clock, DeadSelector, OutboxStats, UnitOfWorkFactory
+from domain import HistoryEntry, OutboxMessage, requeued, swept
+
+
+async def outbox_stats(uow_factory: UnitOfWorkFactory) -> OutboxStats:
+    async with uow_factory() as uow:
+        return await uow.outbox.stats()
+
+
+async def read_history(
+    uow_factory: UnitOfWorkFactory, conversation_id: str, limit: int = 1000, after: int = 0
+) -> list[HistoryEntry]:
+    async with uow_factory() as uow:
+        return await uow.history.for_conversation(conversation_id, limit, after)
+
+
+async def list_dead(
+    uow_factory: UnitOfWorkFactory, selector: DeadSelector, limit: int = 1000
+) -> list[OutboxMessage]:
+    async with uow_factory() as uow:
+        return await uow.outbox.dead(selector, limit)
+
+
+async def requeue_dead(
+    uow_factory: UnitOfWorkFactory, clock: Clock, selector: DeadSelector, batch: int = 500
+) -> int:
+    """Dead rows back to pending with retries reset, oldest first, a batch per transaction."""
+    total = 0
+    while True:
+        async with uow_factory() as uow:
+            dead = await uow.outbox.dead(selector, batch)
+            now = clock.now()
+            moved = await uow.outbox.apply([requeued(m.id, now) for m in dead])
+            await uow.commit()
+        total += moved
+        if len(dead) < batch or moved == 0:
+            return total
+
+
+async def sweep_stale_published(
+    uow_factory: UnitOfWorkFactory, clock: Clock, published_before: datetime, batch: int = 500
+) -> int:
+    """Published rows never consumed go back to pending, to be published again."""
+    total = 0
+    while True:
+        async with uow_factory() as uow:
+            ids = await uow.outbox.published_before(published_before, batch)
+            now = clock.now()
+            moved = await uow.outbox.apply([swept(outbox_id, now) for outbox_id in ids])
+            await uow.commit()
+        total += moved
+        if len(ids) < batch or moved == 0:
+            return total
+
+
+async def purge_consumed(
+    uow_factory: UnitOfWorkFactory, consumed_before: datetime, batch: int = 1000
+) -> int:
+    """Delete in small transactions so no lock is held for long."""
+    total = 0
+    while True:
+        async with uow_factory() as uow:
+            deleted = await uow.outbox.purge_consumed(consumed_before, batch)
+            await uow.commit()
+        total += deleted
+        if deleted < batch:
+            return total

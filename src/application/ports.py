@@ -1,0 +1,150 @@
+"""The ports the use cases need, named in the domain's words.
+
+Adapters implement these Protocols; mypy checks each adapter where a container binds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Protocol, Self
+
+import attrs
+
+from domain import HistoryEntry, OutboxMessage, OutboxStatus, PublishFailure, Transition
+
+
+@attrs.frozen
+class NewOutboxMessage:
+    event_id: str
+    biz_type: str
+    topic: str
+    message_key: str
+    payload: str
+    max_retry: int
+    created_at: datetime
+
+
+@attrs.frozen
+class OutboxStats:
+    counts: dict[OutboxStatus, int]
+    oldest_pending_at: datetime | None
+    oldest_published_at: datetime | None
+
+    @property
+    def dead(self) -> int:
+        return self.counts.get(OutboxStatus.DEAD, 0)
+
+
+@attrs.frozen
+class DeadSelector:
+    """Which dead messages an operator means: one id, one conversation, or all."""
+
+    outbox_id: int | None = None
+    conversation_id: str | None = None
+
+
+class OutboxRepository(Protocol):
+    async def add(self, message: NewOutboxMessage) -> OutboxMessage: ...
+
+    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
+        """Take up to `limit` due pending rows, hiding them from other relays until the lease
+        ends (their next_retry_at moves to now + lease), oldest first."""
+        ...
+
+    async def apply(self, transitions: Sequence[Transition]) -> int:
+        """Write each transition guarded by its statuses; return how many rows changed."""
+        ...
+
+    async def dead(self, selector: DeadSelector, limit: int) -> list[OutboxMessage]: ...
+
+    async def published_before(self, cutoff: datetime, limit: int) -> list[int]: ...
+
+    async def purge_consumed(self, consumed_before: datetime, limit: int) -> int: ...
+
+    async def stats(self) -> OutboxStats: ...
+
+
+class ChatHistoryRepository(Protocol):
+    async def add_many(self, entries: Sequence[HistoryEntry]) -> int:
+        """Insert entries whose event id is new; return how many were inserted."""
+        ...
+
+    async def for_conversation(
+        self, conversation_id: str, limit: int, after_outbox_id: int = 0
+    ) -> list[HistoryEntry]:
+        """The conversation's entries in recording order."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Leaving the block without commit() rolls everything back."""
+
+    outbox: OutboxRepository
+    history: ChatHistoryRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+@attrs.frozen
+class OutgoingRecord:
+    topic: str
+    key: str
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+PublishResult = PublishFailure | None
+"""None means the bus acknowledged the record."""
+
+
+class MessageBus(Protocol):
+    async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
+        """Publish a batch; return one result per record, in order. Never raises for a
+        record's own failure: that is what the result is for."""
+        ...
+
+
+@attrs.frozen
+class IncomingRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class MessageSource(Protocol):
+    async def fetch(self, max_records: int, timeout: float) -> list[IncomingRecord]: ...
+
+    async def acknowledge(self, records: Sequence[IncomingRecord]) -> None:
+        """Mark records done; called only after the handler's transaction committed."""
+        ...
+
+    async def dead_letter(self, record: IncomingRecord, reason: str) -> None:
+        """Park a record that can never be handled, with the reason; raises if it could
+        not be parked, so the caller does not acknowledge it."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class EventIds(Protocol):
+    def __call__(self) -> str: ...

@@ -1,0 +1,58 @@
+"""Record a chat message as an outbox row, inside the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+
+from application.ports import Clock, EventIds, NewOutboxMessage, UnitOfWork, UnitOfWorkFactory
+from domain import BIZ_TYPE_CHAT_HISTORY, DEFAULT_MAX_RETRY, ChatMessage, OutboxMessage
+
+
+async def record_chat_message(
+    uow: UnitOfWork,
+    chat: ChatMessage,
+    *,
+    topic: str,
+    clock: Clock,
+    event_ids: EventIds,
+    max_retry: int = DEFAULT_MAX_RETRY,
+) -> OutboxMessage:
+    """Add the outbox row; the caller commits it together with its own business write."""
+    payload = json.dumps(chat.to_payload(), ensure_ascii=False, separators=(",", ":"))
+    return await uow.outbox.add(
+        NewOutboxMessage(
+            event_id=event_ids(),
+            biz_type=BIZ_TYPE_CHAT_HISTORY,
+            topic=topic,
+            message_key=chat.conversation_id,
+            payload=payload,
+            max_retry=max_retry,
+            created_at=clock.now(),
+        )
+    )
+
+
+@attrs.frozen
+class RecordChatMessage:
+    """The standalone use case (CLI, HTTP): record one message in its own transaction."""
+
+    uow: UnitOfWorkFactory
+    clock: Clock
+    event_ids: EventIds
+    topic: str
+    max_retry: int = DEFAULT_MAX_RETRY
+
+    async def __call__(self, chat: ChatMessage) -> OutboxMessage:
+        async with self.uow() as uow:
+            message = await record_chat_message(
+                uow,
+                chat,
+                topic=self.topic,
+                clock=self.clock,
+                event_ids=self.event_ids,
+                max_retry=self.max_retry,
+            )
+            await uow.commit()
+        return message

@@ -1,0 +1,111 @@
+"""Relay due outbox messages to the bus and record each one's outcome."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import attrs
+import structlog
+
+from application.ports import Clock, MessageBus, OutgoingRecord, UnitOfWorkFactory
+from domain import (
+    Envelope,
+    MalformedEnvelope,
+    OutboxMessage,
+    OutboxStatus,
+    PublishFailure,
+    RetryPolicy,
+    Transition,
+)
+
+log = structlog.get_logger(__name__)
+
+
+@attrs.frozen
+class RelayReport:
+    claimed: int = 0
+    published: int = 0
+    retried: int = 0
+    dead: int = 0
+    unchanged: int = 0
+    """Outcomes the guarded write refused: the row had moved on (for example, consumed)."""
+
+
+def headers_for(envelope: Envelope) -> tuple[tuple[str, bytes], ...]:
+    return (
+        ("event_id", envelope.event_id.encode()),
+        ("biz_type", envelope.type.encode()),
+        ("schema_version", str(envelope.schema_version).encode()),
+    )
+
+
+@attrs.frozen
+class Relay:
+    uow: UnitOfWorkFactory
+    bus: MessageBus
+    clock: Clock
+    policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+    batch_size: int = 500
+    lease: timedelta = timedelta(seconds=60)
+
+    async def relay_due(self) -> RelayReport:
+        """One claim-publish-apply round; returns what happened to the claimed batch."""
+        async with self.uow() as uow:
+            claimed = await uow.outbox.claim_due(self.clock.now(), self.batch_size, self.lease)
+            await uow.commit()
+        if not claimed:
+            return RelayReport()
+        transitions = await self._publish(claimed)
+        async with self.uow() as uow:
+            applied = await uow.outbox.apply(transitions)
+            await uow.commit()
+        return _report(claimed, transitions, applied)
+
+    async def _publish(self, claimed: list[OutboxMessage]) -> list[Transition]:
+        sendable: list[tuple[OutboxMessage, OutgoingRecord]] = []
+        transitions: list[Transition | None] = []
+        for message in claimed:
+            try:
+                envelope = Envelope.for_outbox_message(message)
+            except MalformedEnvelope as error:
+                fatal = PublishFailure.fatal(str(error))
+                transitions.append(
+                    message.record_publish_failure(fatal, self.clock.now(), self.policy)
+                )
+                continue
+            record = OutgoingRecord(
+                message.topic, envelope.key, envelope.encode(), headers_for(envelope)
+            )
+            sendable.append((message, record))
+        results = await self.bus.publish([record for _, record in sendable])
+        at = self.clock.now()
+        for (message, _), failure in zip(sendable, results, strict=True):
+            if failure is None:
+                transitions.append(message.mark_published(at))
+            else:
+                transitions.append(message.record_publish_failure(failure, at, self.policy))
+                log.warning(
+                    "publish_failed",
+                    outbox_id=message.id,
+                    conversation_id=message.message_key,
+                    error=failure.reason,
+                    retryable=failure.retryable,
+                    retry_count=message.retry_count,
+                    status=message.status.value,
+                )
+        return [t for t in transitions if t is not None]
+
+
+def _report(
+    claimed: list[OutboxMessage], transitions: list[Transition], applied: int
+) -> RelayReport:
+    by_status = {status: 0 for status in OutboxStatus}
+    for transition in transitions:
+        by_status[transition.to_status] += 1
+    return RelayReport(
+        claimed=len(claimed),
+        published=by_status[OutboxStatus.PUBLISHED],
+        retried=by_status[OutboxStatus.PENDING],
+        dead=by_status[OutboxStatus.DEAD],
+        unchanged=len(transitions) - applied,
+    )

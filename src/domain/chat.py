@@ -1,0 +1,128 @@
+"""The chat message a user or agent produced, with the rules it must satisfy."""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+from collections.abc import Mapping
+
+import attrs
+
+from domain.errors import InvalidChatMessage
+
+DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
+MAX_CONVERSATION_ID_LENGTH = 128
+PAYLOAD_FIELDS = ("user_id", "conversation_id", "role", "message")
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+    TOOL = "tool"
+
+
+@attrs.frozen
+class ChatMessage:
+    user_id: int
+    conversation_id: str
+    role: Role
+    message: str
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        user_id: object,
+        conversation_id: object,
+        role: object,
+        message: object,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> ChatMessage:
+        """Validate untrusted values; raise InvalidChatMessage naming the field at fault."""
+        return cls(
+            user_id=_user_id(user_id),
+            conversation_id=_conversation_id(conversation_id),
+            role=_role(role),
+            message=_message(message, max_message_bytes),
+        )
+
+    @classmethod
+    def from_payload(
+        cls, payload: object, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    ) -> ChatMessage:
+        if not isinstance(payload, Mapping):
+            raise InvalidChatMessage(f"payload must be an object, got {_type_name(payload)}")
+        _exact_fields("payload", payload, PAYLOAD_FIELDS)
+        return cls.create(
+            **{name: payload[name] for name in PAYLOAD_FIELDS}, max_message_bytes=max_message_bytes
+        )
+
+    def to_payload(self) -> dict[str, object]:
+        return {
+            "user_id": self.user_id,
+            "conversation_id": self.conversation_id,
+            "role": self.role.value,
+            "message": self.message,
+        }
+
+
+def _user_id(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidChatMessage(f"user_id must be an integer, got {_type_name(value)}")
+    if value <= 0:
+        raise InvalidChatMessage(f"user_id must be positive, got {value}")
+    if value >= 2**63:
+        raise InvalidChatMessage("user_id must fit in 64 bits")
+    return value
+
+
+def _conversation_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidChatMessage(f"conversation_id must be a string, got {_type_name(value)}")
+    if not 1 <= len(value) <= MAX_CONVERSATION_ID_LENGTH:
+        raise InvalidChatMessage(
+            f"conversation_id must be 1-{MAX_CONVERSATION_ID_LENGTH} characters, got {len(value)}"
+        )
+    for index, char in enumerate(value):
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise InvalidChatMessage(
+                f"conversation_id has a control or surrogate character {char!r} at index {index}"
+            )
+    return value
+
+
+def _role(value: object) -> Role:
+    if isinstance(value, str) and value in Role.__members__.values():
+        return Role(value)
+    allowed = ", ".join(r.value for r in Role)
+    raise InvalidChatMessage(f"role must be one of {allowed}, got {value!r:.40}")
+
+
+def _message(value: object, max_bytes: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidChatMessage(f"message must be a string, got {_type_name(value)}")
+    if "\x00" in value:
+        raise InvalidChatMessage(f"message contains a NUL character at index {value.index(chr(0))}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as error:
+        raise InvalidChatMessage(
+            f"message is not valid Unicode: lone surrogate at index {error.start}"
+        ) from None
+    if size > max_bytes:
+        raise InvalidChatMessage(f"message is {size} bytes, over the limit of {max_bytes} bytes")
+    return value
+
+
+def _exact_fields(what: str, data: Mapping[object, object], fields: tuple[str, ...]) -> None:
+    missing = [name for name in fields if name not in data]
+    if missing:
+        raise InvalidChatMessage(f"{what} is missing field {missing[0]!r}")
+    extra = sorted(str(name) for name in data if name not in fields)
+    if extra:
+        raise InvalidChatMessage(f"{what} has unexpected field {extra[0]!r:.60}")
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__

@@ -1,0 +1,165 @@
+"""The envelope a chat message travels in on the bus, and its strict codec."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from domain.chat import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage
+from domain.errors import InvalidChatMessage, MalformedEnvelope
+from domain.outbox import BIZ_TYPE_CHAT_HISTORY, OutboxMessage
+
+SCHEMA_VERSION = 1
+ENVELOPE_FIELDS = (
+    "event_id",
+    "type",
+    "schema_version",
+    "occurred_at",
+    "key",
+    "outbox_id",
+    "payload",
+)
+
+
+@attrs.frozen
+class Envelope:
+    event_id: str
+    type: str
+    schema_version: int
+    occurred_at: datetime
+    key: str
+    outbox_id: int
+    payload: ChatMessage
+
+    @classmethod
+    def for_outbox_message(cls, message: OutboxMessage) -> Envelope:
+        """Build from a stored row; a row whose payload no longer parses is malformed."""
+        try:
+            chat = ChatMessage.from_payload(json.loads(message.payload), max_message_bytes=2**62)
+        except (ValueError, InvalidChatMessage) as error:
+            raise MalformedEnvelope(f"outbox row {message.id} has a bad payload: {error}") from None
+        return cls(
+            event_id=message.event_id,
+            type=message.biz_type,
+            schema_version=SCHEMA_VERSION,
+            occurred_at=message.created_at,
+            key=message.message_key,
+            outbox_id=message.id,
+            payload=chat,
+        )
+
+    def encode(self) -> bytes:
+        document = {
+            "event_id": self.event_id,
+            "type": self.type,
+            "schema_version": self.schema_version,
+            "occurred_at": self.occurred_at.isoformat(),
+            "key": self.key,
+            "outbox_id": self.outbox_id,
+            "payload": self.payload.to_payload(),
+        }
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Envelope:
+        """Parse untrusted bytes; raise MalformedEnvelope with the precise reason."""
+        document = _parse_json_object(data)
+        missing = [name for name in ENVELOPE_FIELDS if name not in document]
+        if missing:
+            raise MalformedEnvelope(f"envelope is missing field {missing[0]!r}")
+        extra = sorted(name for name in document if name not in ENVELOPE_FIELDS)
+        if extra:
+            raise MalformedEnvelope(f"envelope has unexpected field {extra[0]!r:.60}")
+        if document["type"] != BIZ_TYPE_CHAT_HISTORY:
+            raise MalformedEnvelope(f"unknown message type {document['type']!r:.60}")
+        version = document["schema_version"]
+        if type(version) is not int or version != SCHEMA_VERSION:
+            raise MalformedEnvelope(
+                f"unsupported schema version {version!r:.20} (this reader knows {SCHEMA_VERSION})"
+            )
+        try:
+            payload = ChatMessage.from_payload(document["payload"], max_message_bytes)
+        except InvalidChatMessage as error:
+            raise MalformedEnvelope(f"invalid payload: {error}") from None
+        key = _string(document, "key")
+        if key != payload.conversation_id:
+            raise MalformedEnvelope("key does not match the payload's conversation_id")
+        return cls(
+            event_id=_event_id(document),
+            type=BIZ_TYPE_CHAT_HISTORY,
+            schema_version=SCHEMA_VERSION,
+            occurred_at=_timestamp(document),
+            key=key,
+            outbox_id=_positive_int(document, "outbox_id"),
+            payload=payload,
+        )
+
+
+def _parse_json_object(data: bytes) -> dict[str, Any]:
+    if not data:
+        raise MalformedEnvelope("empty record")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise MalformedEnvelope(f"not valid UTF-8 at byte {error.start}") from None
+    try:
+        document = json.loads(
+            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants
+        )
+    except json.JSONDecodeError as error:
+        raise MalformedEnvelope(
+            f"not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    if not isinstance(document, dict):
+        raise MalformedEnvelope(f"envelope must be a JSON object, got {type(document).__name__}")
+    return document
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in document:
+            raise MalformedEnvelope(f"duplicate field {name!r:.60}")
+        document[name] = value
+    return document
+
+
+def _no_constants(name: str) -> None:
+    raise MalformedEnvelope(f"not JSON: {name} is not allowed")
+
+
+def _string(document: dict[str, Any], name: str) -> str:
+    value = document[name]
+    if not isinstance(value, str):
+        raise MalformedEnvelope(f"{name} must be a string")
+    return value
+
+
+def _positive_int(document: dict[str, Any], name: str) -> int:
+    value = document[name]
+    if type(value) is not int or value <= 0:
+        raise MalformedEnvelope(f"{name} must be a positive integer")
+    return value
+
+
+def _event_id(document: dict[str, Any]) -> str:
+    value = _string(document, "event_id")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise MalformedEnvelope(f"event_id is not a UUID: {value!r:.60}") from None
+
+
+def _timestamp(document: dict[str, Any]) -> datetime:
+    value = _string(document, "occurred_at")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise MalformedEnvelope(f"occurred_at is not ISO 8601: {value!r:.60}") from None
+    if moment.tzinfo is None:
+        raise MalformedEnvelope("occurred_at has no timezone")
+    return moment

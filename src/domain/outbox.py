@@ -1,0 +1,212 @@
+"""The outbox message and its state machine (ARCHITECTURE.md, one table)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import attrs
+
+from domain.errors import IllegalTransition
+from domain.retry import PublishFailure, RetryPolicy
+
+BIZ_TYPE_CHAT_HISTORY = "chat_history_persist"
+DEFAULT_MAX_RETRY = 20
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    PUBLISHED = "published"
+    CONSUMED = "consumed"
+    DEAD = "dead"
+
+
+class OutboxEvent(enum.StrEnum):
+    PUBLISH_ACKED = "publish_acked"
+    PUBLISH_FAILED = "publish_failed"
+    PUBLISH_FAILED_FATALLY = "publish_failed_fatally"
+    CONSUMED = "consumed"
+    REQUEUED = "requeued"
+    SWEPT = "swept"
+
+
+class _Outcome(enum.Enum):
+    NO_OP = "no-op"
+    REFUSED = "refused"
+
+
+_S, _E, _NO_OP, _REFUSED = OutboxStatus, OutboxEvent, _Outcome.NO_OP, _Outcome.REFUSED
+
+# The state table. A retryable failure may still end in DEAD when retries run out;
+# the entity decides that, the table only says PENDING may take the event.
+TABLE: dict[OutboxStatus, dict[OutboxEvent, OutboxStatus | _Outcome]] = {
+    _S.PENDING: {
+        _E.PUBLISH_ACKED: _S.PUBLISHED,
+        _E.PUBLISH_FAILED: _S.PENDING,
+        _E.PUBLISH_FAILED_FATALLY: _S.DEAD,
+        _E.CONSUMED: _S.CONSUMED,
+        _E.REQUEUED: _REFUSED,
+        _E.SWEPT: _REFUSED,
+    },
+    _S.PUBLISHED: {
+        _E.PUBLISH_ACKED: _NO_OP,
+        _E.PUBLISH_FAILED: _NO_OP,
+        _E.PUBLISH_FAILED_FATALLY: _NO_OP,
+        _E.CONSUMED: _S.CONSUMED,
+        _E.REQUEUED: _REFUSED,
+        _E.SWEPT: _S.PENDING,
+    },
+    _S.CONSUMED: {
+        _E.PUBLISH_ACKED: _NO_OP,
+        _E.PUBLISH_FAILED: _NO_OP,
+        _E.PUBLISH_FAILED_FATALLY: _NO_OP,
+        _E.CONSUMED: _NO_OP,
+        _E.REQUEUED: _REFUSED,
+        _E.SWEPT: _REFUSED,
+    },
+    _S.DEAD: {
+        _E.PUBLISH_ACKED: _NO_OP,
+        _E.PUBLISH_FAILED: _NO_OP,
+        _E.PUBLISH_FAILED_FATALLY: _NO_OP,
+        _E.CONSUMED: _S.CONSUMED,
+        _E.REQUEUED: _S.PENDING,
+        _E.SWEPT: _REFUSED,
+    },
+}
+
+
+def statuses_changed_by(event: OutboxEvent) -> frozenset[OutboxStatus]:
+    """The statuses in which `event` changes a row: the guard of every SQL UPDATE."""
+    return frozenset(s for s, row in TABLE.items() if isinstance(row[event], OutboxStatus))
+
+
+@attrs.frozen
+class Transition:
+    """One state change, decided by the domain and applied by a guarded write."""
+
+    outbox_id: int
+    event: OutboxEvent
+    to_status: OutboxStatus
+    at: datetime
+    retry_count: int | None = None
+    next_retry_at: datetime | None = None
+    last_error: str | None = None
+
+    @property
+    def guard(self) -> frozenset[OutboxStatus]:
+        return statuses_changed_by(self.event)
+
+
+def consumed(outbox_id: int, at: datetime) -> Transition:
+    """Consumption is decided without loading the row; the guard enforces the table."""
+    return Transition(outbox_id, OutboxEvent.CONSUMED, OutboxStatus.CONSUMED, at)
+
+
+def requeued(outbox_id: int, at: datetime) -> Transition:
+    return Transition(outbox_id, OutboxEvent.REQUEUED, OutboxStatus.PENDING, at, 0, at)
+
+
+def swept(outbox_id: int, at: datetime) -> Transition:
+    return Transition(outbox_id, OutboxEvent.SWEPT, OutboxStatus.PENDING, at, None, at)
+
+
+@attrs.define
+class OutboxMessage:
+    """A recorded chat message on its way to the bus and into chat history."""
+
+    id: int
+    event_id: str
+    biz_type: str
+    topic: str
+    message_key: str
+    payload: str
+    status: OutboxStatus
+    created_at: datetime
+    updated_at: datetime
+    next_retry_at: datetime
+    retry_count: int = 0
+    max_retry: int = DEFAULT_MAX_RETRY
+    last_error: str | None = None
+    published_at: datetime | None = None
+    consumed_at: datetime | None = None
+
+    def mark_published(self, at: datetime) -> Transition | None:
+        if self._target(OutboxEvent.PUBLISH_ACKED) is None:
+            return None
+        acked = Transition(self.id, OutboxEvent.PUBLISH_ACKED, OutboxStatus.PUBLISHED, at)
+        return self._apply(acked)
+
+    def record_publish_failure(
+        self, failure: PublishFailure, at: datetime, policy: RetryPolicy
+    ) -> Transition | None:
+        event = _E.PUBLISH_FAILED if failure.retryable else _E.PUBLISH_FAILED_FATALLY
+        if self._target(event) is None:
+            return None
+        attempts = min(self.retry_count + 1, self.max_retry)
+        if not failure.retryable or attempts >= self.max_retry:
+            transition = Transition(
+                self.id,
+                OutboxEvent.PUBLISH_FAILED_FATALLY,
+                OutboxStatus.DEAD,
+                at,
+                attempts,
+                self.next_retry_at,
+                _dead_reason(failure, attempts, self.max_retry),
+            )
+        else:
+            transition = Transition(
+                self.id,
+                event,
+                OutboxStatus.PENDING,
+                at,
+                attempts,
+                at + policy.backoff(attempts),
+                failure.reason,
+            )
+        return self._apply(transition)
+
+    def mark_consumed(self, at: datetime) -> Transition | None:
+        return self._apply_if_changes(consumed(self.id, at))
+
+    def requeue(self, at: datetime) -> Transition | None:
+        return self._apply_if_changes(requeued(self.id, at))
+
+    def sweep(self, at: datetime) -> Transition | None:
+        return self._apply_if_changes(swept(self.id, at))
+
+    def _target(self, event: OutboxEvent) -> OutboxStatus | None:
+        target = TABLE[self.status][event]
+        if target is _Outcome.REFUSED:
+            raise IllegalTransition(f"outbox {self.id}: {event} is refused in {self.status}")
+        return target if isinstance(target, OutboxStatus) else None
+
+    def _apply_if_changes(self, transition: Transition) -> Transition | None:
+        if self._target(transition.event) is None:
+            return None
+        return self._apply(transition)
+
+    def _apply(self, transition: Transition) -> Transition:
+        apply_to(self, transition)
+        return transition
+
+
+def apply_to(message: OutboxMessage, transition: Transition) -> None:
+    """Write a transition's effects onto a message (shared by the entity and the fakes)."""
+    message.status = transition.to_status
+    message.updated_at = transition.at
+    if transition.retry_count is not None:
+        message.retry_count = transition.retry_count
+    if transition.next_retry_at is not None:
+        message.next_retry_at = transition.next_retry_at
+    if transition.last_error is not None:
+        message.last_error = transition.last_error
+    if transition.event is OutboxEvent.PUBLISH_ACKED:
+        message.published_at = transition.at
+    elif transition.event is OutboxEvent.CONSUMED:
+        message.consumed_at = transition.at
+
+
+def _dead_reason(failure: PublishFailure, attempts: int, max_retry: int) -> str:
+    if not failure.retryable:
+        return failure.reason
+    return f"retries exhausted ({attempts}/{max_retry}): {failure.reason}"
