@@ -1,0 +1,75 @@
+"""Engines configured per database, and the translation of connection failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from application.errors import StoreUnavailable
+
+# Serialization failure and deadlock: the transaction can simply run again.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+class BadDatabaseUrl(ValueError):
+    """The database URL cannot be parsed or names no async driver we support."""
+
+
+def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise BadDatabaseUrl(f"cannot parse database URL: {error}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite(url)
+    if backend in ("postgresql", "mysql", "mariadb"):
+        options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": pool_size}
+        if backend != "postgresql":
+            options["isolation_level"] = "READ COMMITTED"
+        try:
+            return create_async_engine(url, **options)
+        except (ArgumentError, ImportError) as error:
+            raise BadDatabaseUrl(f"unsupported database URL driver: {error}") from None
+    raise BadDatabaseUrl(f"unsupported database {backend!r}: use sqlite, postgresql or mysql")
+
+
+def _sqlite(url: str) -> AsyncEngine:
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide where transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Take the write lock up front: a read that later upgrades to a write can deadlock.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, OperationalError | InterfaceError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return state in RETRYABLE_SQLSTATES
+    return isinstance(error, OSError)
+
+
+def unavailable(error: BaseException) -> StoreUnavailable:
+    """A one-line reason; the driver's message is kept, the URL (and password) is not."""
+    detail = str(getattr(error, "orig", None) or error).splitlines()[0] if str(error) else ""
+    return StoreUnavailable(f"database unavailable: {type(error).__name__}: {detail}"[:500])

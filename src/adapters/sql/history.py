@@ -1,0 +1,88 @@
+"""Chat history on SQLAlchemy Core: an insert that ignores event ids already present."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Insert, select
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.sql.tables import chat_history as t
+from application.ports import ChatHistoryRepository
+from domain import HistoryEntry, Role
+
+CHUNK = 500
+
+
+class SqlChatHistoryRepository(ChatHistoryRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def add_many(self, entries: Sequence[HistoryEntry]) -> int:
+        now = datetime.now(UTC)
+        inserted = 0
+        for start in range(0, len(entries), CHUNK):
+            rows = [_row(entry, now) for entry in entries[start : start + CHUNK]]
+            inserted += await self._insert_new(rows)
+        return inserted
+
+    async def _insert_new(self, rows: list[dict[str, Any]]) -> int:
+        dialect = self._conn.dialect.name
+        if dialect in ("mysql", "mariadb"):
+            # MariaDB's affected-row count cannot tell an ignored duplicate from an insert,
+            # so count what is already there first (the unique key still guards races).
+            ids = [row["event_id"] for row in rows]
+            present = set(
+                (
+                    await self._conn.execute(select(t.c.event_id).where(t.c.event_id.in_(ids)))
+                ).scalars()
+            )
+            rows = [row for row in rows if row["event_id"] not in present]
+            if rows:
+                statement = mysql.insert(t).values(rows)
+                await self._conn.execute(
+                    statement.on_duplicate_key_update(event_id=statement.inserted.event_id)
+                )
+            return len(rows)
+        insert: Insert = postgresql.insert(t) if dialect == "postgresql" else sqlite.insert(t)
+        statement = insert.values(rows).on_conflict_do_nothing(index_elements=["event_id"])  # type: ignore[attr-defined]
+        return (await self._conn.execute(statement)).rowcount
+
+    async def for_conversation(
+        self, conversation_id: str, limit: int, after_outbox_id: int = 0
+    ) -> list[HistoryEntry]:
+        query = (
+            select(t)
+            .where(t.c.conversation_id == conversation_id, t.c.outbox_id > after_outbox_id)
+            .order_by(t.c.outbox_id)
+            .limit(limit)
+        )
+        return [_entry(row) for row in (await self._conn.execute(query)).mappings()]
+
+
+def _row(entry: HistoryEntry, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": entry.event_id,
+        "outbox_id": entry.outbox_id,
+        "conversation_id": entry.conversation_id,
+        "user_id": entry.user_id,
+        "role": entry.role.value,
+        "message": entry.message,
+        "recorded_at": entry.recorded_at,
+        "persisted_at": now,
+    }
+
+
+def _entry(row: Any) -> HistoryEntry:
+    return HistoryEntry(
+        event_id=row["event_id"],
+        outbox_id=row["outbox_id"],
+        conversation_id=row["conversation_id"],
+        user_id=row["user_id"],
+        role=Role(row["role"]),
+        message=row["message"],
+        recorded_at=row["recorded_at"],
+    )

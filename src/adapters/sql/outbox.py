@@ -1,0 +1,185 @@
+"""The outbox repository on SQLAlchemy Core; every status change is a guarded UPDATE."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.sql.tables import outbox_messages as t
+from application.ports import DeadSelector, NewOutboxMessage, OutboxRepository, OutboxStats
+from domain import (
+    BIZ_TYPE_CHAT_HISTORY,
+    OutboxEvent,
+    OutboxMessage,
+    OutboxStatus,
+    Transition,
+)
+
+CHUNK = 1000
+SKIP_LOCKED_DIALECTS = frozenset({"postgresql", "mysql", "mariadb"})
+
+
+class SqlOutboxRepository(OutboxRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def add(self, message: NewOutboxMessage) -> OutboxMessage:
+        values = {
+            "event_id": message.event_id,
+            "biz_type": message.biz_type,
+            "topic": message.topic,
+            "message_key": message.message_key,
+            "payload": message.payload,
+            "status": OutboxStatus.PENDING.value,
+            "retry_count": 0,
+            "max_retry": message.max_retry,
+            "next_retry_at": message.created_at,
+            "created_at": message.created_at,
+            "updated_at": message.created_at,
+        }
+        result = await self._conn.execute(insert(t).values(values))
+        (outbox_id,) = result.inserted_primary_key or (None,)
+        assert isinstance(outbox_id, int), "the database returned no primary key"
+        return _message({**values, "id": outbox_id})
+
+    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
+        query = (
+            select(t)
+            .where(
+                t.c.status == OutboxStatus.PENDING.value,
+                t.c.next_retry_at <= now,
+                t.c.biz_type == BIZ_TYPE_CHAT_HISTORY,
+            )
+            .order_by(t.c.next_retry_at, t.c.id)
+            .limit(limit)
+        )
+        if self._conn.dialect.name in SKIP_LOCKED_DIALECTS:
+            query = query.with_for_update(skip_locked=True)
+        rows = (await self._conn.execute(query)).mappings().all()
+        if not rows:
+            return []
+        lease_until = now + lease
+        ids = [row["id"] for row in rows]
+        for chunk in _chunks(ids):
+            await self._conn.execute(
+                update(t).where(t.c.id.in_(chunk)).values(next_retry_at=lease_until)
+            )
+        return [_message({**row, "next_retry_at": lease_until}) for row in rows]
+
+    async def apply(self, transitions: Sequence[Transition]) -> int:
+        groups: defaultdict[tuple[Any, ...], list[int]] = defaultdict(list)
+        for transition in transitions:
+            groups[_changes_key(transition)].append(transition.outbox_id)
+        changed = 0
+        for key, ids in groups.items():
+            guard, values = _guard_and_values(key)
+            for chunk in _chunks(ids):
+                statement = update(t).where(t.c.id.in_(chunk), t.c.status.in_(guard)).values(values)
+                changed += (await self._conn.execute(statement)).rowcount
+        return changed
+
+    async def dead(self, selector: DeadSelector, limit: int) -> list[OutboxMessage]:
+        query = select(t).where(t.c.status == OutboxStatus.DEAD.value).order_by(t.c.id).limit(limit)
+        if selector.outbox_id is not None:
+            query = query.where(t.c.id == selector.outbox_id)
+        if selector.conversation_id is not None:
+            query = query.where(t.c.message_key == selector.conversation_id)
+        return [_message(row) for row in (await self._conn.execute(query)).mappings()]
+
+    async def published_before(self, cutoff: datetime, limit: int) -> list[int]:
+        query = (
+            select(t.c.id)
+            .where(t.c.status == OutboxStatus.PUBLISHED.value, t.c.published_at < cutoff)
+            .order_by(t.c.id)
+            .limit(limit)
+        )
+        return list((await self._conn.execute(query)).scalars())
+
+    async def purge_consumed(self, consumed_before: datetime, limit: int) -> int:
+        # Select first: MariaDB cannot DELETE ... WHERE id IN (subquery with LIMIT).
+        query = (
+            select(t.c.id)
+            .where(t.c.status == OutboxStatus.CONSUMED.value, t.c.consumed_at < consumed_before)
+            .order_by(t.c.id)
+            .limit(limit)
+        )
+        ids = list((await self._conn.execute(query)).scalars())
+        deleted = 0
+        for chunk in _chunks(ids):
+            statement = delete(t).where(
+                t.c.id.in_(chunk), t.c.status == OutboxStatus.CONSUMED.value
+            )
+            deleted += (await self._conn.execute(statement)).rowcount
+        return deleted
+
+    async def stats(self) -> OutboxStats:
+        counted = await self._conn.execute(select(t.c.status, func.count()).group_by(t.c.status))
+        counts = {status: 0 for status in OutboxStatus}
+        for status, count in counted:
+            counts[OutboxStatus(status)] = count
+        oldest_pending = await self._conn.scalar(
+            select(func.min(t.c.created_at)).where(t.c.status == OutboxStatus.PENDING.value)
+        )
+        oldest_published = await self._conn.scalar(
+            select(func.min(t.c.published_at)).where(t.c.status == OutboxStatus.PUBLISHED.value)
+        )
+        return OutboxStats(counts, oldest_pending, oldest_published)
+
+
+def _changes_key(transition: Transition) -> tuple[Any, ...]:
+    return (
+        transition.event,
+        transition.to_status,
+        transition.at,
+        transition.retry_count,
+        transition.next_retry_at,
+        transition.last_error,
+    )
+
+
+def _guard_and_values(key: tuple[Any, ...]) -> tuple[list[str], dict[str, Any]]:
+    """The SQL twin of domain.apply_to: same fields, guarded by the domain's table."""
+    event, to_status, at, retry_count, next_retry_at, last_error = key
+    sample = Transition(0, event, to_status, at)
+    values: dict[str, Any] = {"status": to_status.value, "updated_at": at}
+    if retry_count is not None:
+        values["retry_count"] = retry_count
+    if next_retry_at is not None:
+        values["next_retry_at"] = next_retry_at
+    if last_error is not None:
+        values["last_error"] = last_error
+    if event is OutboxEvent.PUBLISH_ACKED:
+        values["published_at"] = at
+    elif event is OutboxEvent.CONSUMED:
+        values["consumed_at"] = at
+    return sorted(status.value for status in sample.guard), values
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
+
+
+def _message(row: Any) -> OutboxMessage:
+    return OutboxMessage(
+        id=row["id"],
+        event_id=row["event_id"],
+        biz_type=row["biz_type"],
+        topic=row["topic"],
+        message_key=row["message_key"],
+        payload=row["payload"],
+        status=OutboxStatus(row["status"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        next_retry_at=row["next_retry_at"],
+        retry_count=row["retry_count"],
+        max_retry=row["max_retry"],
+        last_error=row.get("last_error"),
+        published_at=row.get("published_at"),
+        consumed_at=row.get("consumed_at"),
+    )

@@ -1,0 +1,105 @@
+"""The schema as SQLAlchemy Core tables; migrations/ creates the same thing in each database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+
+from domain import DEFAULT_MAX_RETRY, OutboxStatus
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; stored naive UTC everywhere."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> object:  # type: ignore[override]
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+# MariaDB's TEXT holds 64 KiB; a message may be 512 KiB or more.
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+MYSQL: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mysql_engine": "InnoDB",
+}
+
+metadata = MetaData()
+
+outbox_messages = Table(
+    "agent_outbox_messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False),
+    Column("biz_type", String(64), nullable=False),
+    Column("topic", String(255), nullable=False),
+    Column("message_key", String(128), nullable=False),
+    Column("payload", LongText, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("retry_count", Integer, nullable=False, default=0),
+    Column("max_retry", Integer, nullable=False, default=DEFAULT_MAX_RETRY),
+    Column("next_retry_at", UtcDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("published_at", UtcDateTime, nullable=True),
+    Column("consumed_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint(
+        "status IN (" + ", ".join(f"'{s.value}'" for s in OutboxStatus) + ")",
+        name="ck_outbox_status",
+    ),
+    CheckConstraint("retry_count >= 0 AND retry_count <= max_retry", name="ck_outbox_retry"),
+    UniqueConstraint("event_id", name="uq_outbox_event_id"),
+    Index("idx_outbox_status_next", "status", "next_retry_at", "biz_type"),
+    Index("idx_outbox_key_id", "message_key", "id"),
+    **MYSQL,
+)
+
+chat_history = Table(
+    "chat_history_messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False),
+    Column("outbox_id", BigInteger, nullable=False),
+    Column("conversation_id", String(128), nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("message", LongText, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("persisted_at", UtcDateTime, nullable=False),
+    UniqueConstraint("event_id", name="uq_history_event_id"),
+    Index("idx_history_conversation", "conversation_id", "outbox_id"),
+    **MYSQL,
+)
