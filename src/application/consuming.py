@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
@@ -111,3 +112,28 @@ class Consumer:
                     batch=len(envelopes),
                 )
                 await self.sleep(delay)
+
+
+async def run_consumer(
+    consumer: Consumer, *, idle_exit: float | None = None, poll_timeout: float = 1.0
+) -> ConsumeReport:
+    """Consume until `consumer.stopping` is set, or until idle for `idle_exit` seconds."""
+    totals = ConsumeReport()
+    idle_since = time.monotonic()
+    while not consumer.stopping.is_set():
+        started = time.perf_counter()
+        report = await consumer.consume_batch(poll_timeout)
+        if report.received:
+            idle_since = time.monotonic()
+            totals = ConsumeReport(
+                *(x + y for x, y in zip(attrs.astuple(totals), attrs.astuple(report), strict=True))
+            )
+            log.info(
+                "consume_batch",
+                **attrs.asdict(report),
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        elif idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+            log.info("consumer_idle_exit", idle_s=idle_exit)
+            break
+    return totals

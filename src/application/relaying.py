@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from datetime import timedelta
 
 import attrs
 import structlog
 
+from application.errors import StoreUnavailable
 from application.ports import Clock, MessageBus, OutgoingRecord, UnitOfWorkFactory
 from domain import (
     Envelope,
@@ -109,3 +113,50 @@ def _report(
         dead=by_status[OutboxStatus.DEAD],
         unchanged=len(transitions) - applied,
     )
+
+
+async def run_relay(
+    relay: Relay,
+    stopping: asyncio.Event,
+    *,
+    poll_interval: float,
+    once: bool = False,
+    outage_policy: RetryPolicy | None = None,
+) -> RelayReport:
+    """Relay until `stopping` is set (or, with once, until nothing is due). The batch in
+    flight when the stop comes is finished first. An unreachable database is waited out."""
+    totals = RelayReport()
+    outage = outage_policy or RetryPolicy(cap=timedelta(seconds=30))
+    failures = 0
+    while not stopping.is_set():
+        started = time.perf_counter()
+        try:
+            report = await relay.relay_due()
+        except StoreUnavailable as error:
+            failures += 1
+            delay = outage.ceiling(failures).total_seconds()
+            log.warning("relay_store_unavailable", error=str(error), retry_in_s=delay)
+            await _wait(stopping, delay)
+            continue
+        failures = 0
+        totals = _add(totals, report)
+        if report.claimed:
+            log.info(
+                "relay_batch",
+                **attrs.asdict(report),
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        if report.claimed < relay.batch_size:
+            if once:
+                break
+            await _wait(stopping, poll_interval)
+    return totals
+
+
+async def _wait(stopping: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+
+
+def _add(a: RelayReport, b: RelayReport) -> RelayReport:
+    return RelayReport(*(x + y for x, y in zip(attrs.astuple(a), attrs.astuple(b), strict=True)))

@@ -1,1 +1,18 @@
-"""Kafka adapters (aiokafka) and the local Tansu broker used by tests and the demo."""
+"""Kafka adapters (aiokafka): the relay's bus, the consumer's source, topic provisioning."""
+
+from adapters.kafka.bus import KafkaBus, classify
+from adapters.kafka.options import COMPRESSIONS, SECURITY_PROTOCOLS, KafkaOptions
+from adapters.kafka.source import KafkaSource
+from adapters.kafka.topics import create_topics, dlq_topic, ensure_topics
+
+__all__ = [
+    "COMPRESSIONS",
+    "SECURITY_PROTOCOLS",
+    "KafkaBus",
+    "KafkaOptions",
+    "KafkaSource",
+    "classify",
+    "create_topics",
+    "dlq_topic",
+    "ensure_topics",
+]

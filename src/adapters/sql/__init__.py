@@ -1,7 +1,15 @@
 """SQL adapters (SQLAlchemy 2 async) for SQLite, PostgreSQL and MariaDB/MySQL."""
 
 from adapters.sql.engine import BadDatabaseUrl, create_engine
-from adapters.sql.migrate import upgrade
+from adapters.sql.migrate import SchemaNotMigrated, ensure_migrated, upgrade
 from adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
 
-__all__ = ["BadDatabaseUrl", "SqlUnitOfWork", "SqlUnitOfWorkFactory", "create_engine", "upgrade"]
+__all__ = [
+    "BadDatabaseUrl",
+    "SchemaNotMigrated",
+    "SqlUnitOfWork",
+    "SqlUnitOfWorkFactory",
+    "create_engine",
+    "ensure_migrated",
+    "upgrade",
+]

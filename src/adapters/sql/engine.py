@@ -58,7 +58,15 @@ def _sqlite(url: str) -> AsyncEngine:
     return engine
 
 
+# SQLite reports a missing table as an OperationalError too; that one never heals.
+PERMANENT_SQLITE_ERRORS = ("no such table", "no such column", "syntax error")
+
+
 def is_transient(error: BaseException) -> bool:
+    if isinstance(error, OperationalError) and any(
+        text in str(error.orig) for text in PERMANENT_SQLITE_ERRORS
+    ):
+        return False
     if isinstance(error, OperationalError | InterfaceError | ConnectionError | TimeoutError):
         return True
     if isinstance(error, DBAPIError):

@@ -1,0 +1,111 @@
+"""The relay's side of Kafka: publish a batch concurrently, one outcome per record."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+
+from adapters.kafka.options import KafkaOptions
+from adapters.kafka.topics import ensure_topics
+from application.ports import MessageBus, OutgoingRecord, PublishResult
+from domain import PublishFailure
+
+log = structlog.get_logger(__name__)
+
+# Failures that belong to the record itself: retrying the same bytes can never succeed.
+# Everything else (connection, timeouts, leadership, authorisation) is the cluster's state.
+FATAL_ERRORS = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+)
+
+
+def classify(error: BaseException) -> PublishFailure:
+    reason = f"{type(error).__name__}: {error}".strip().rstrip(":")
+    if isinstance(error, FATAL_ERRORS):
+        return PublishFailure.fatal(reason)
+    return PublishFailure(reason)
+
+
+class KafkaBus(MessageBus):
+    """Starts its producer lazily, so a broker that is down at start-up is a retryable
+    publish failure (backed off per message), not a crashed relay."""
+
+    def __init__(self, options: KafkaOptions, provision_topic: str | None = None) -> None:
+        self._options = options
+        self._provision_topic = provision_topic
+        self._producer: AIOKafkaProducer | None = None
+
+    async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
+        if not records:
+            return []
+        try:
+            producer = await self._started()
+        except KafkaError as error:
+            failure = PublishFailure(f"broker unavailable: {type(error).__name__}: {error}")
+            return [failure] * len(records)
+        pending: list[asyncio.Future[object] | PublishFailure] = []
+        for index, record in enumerate(records):
+            try:
+                pending.append(
+                    await producer.send(
+                        record.topic,
+                        value=record.value,
+                        key=record.key.encode(),
+                        headers=list(record.headers),
+                    )
+                )
+            except KafkaError as error:
+                failure = classify(error)
+                if failure.retryable:
+                    # The cluster is unreachable: do not wait out a timeout per record.
+                    pending.extend([failure] * (len(records) - index))
+                    break
+                pending.append(failure)
+        return await _outcomes(pending)
+
+    async def _started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            if self._provision_topic is not None:
+                await ensure_topics(self._options, self._provision_topic)
+            producer = AIOKafkaProducer(**self._options.producer())
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+            log.info("kafka_producer_started", bootstrap=self._options.bootstrap_servers)
+        return self._producer
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+
+async def _outcomes(pending: list[asyncio.Future[object] | PublishFailure]) -> list[PublishResult]:
+    futures = [item for item in pending if not isinstance(item, PublishFailure)]
+    settled = iter(await asyncio.gather(*futures, return_exceptions=True))
+    results: list[PublishResult] = []
+    for item in pending:
+        if isinstance(item, PublishFailure):
+            results.append(item)
+            continue
+        outcome = next(settled)
+        if isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+        results.append(classify(outcome) if isinstance(outcome, BaseException) else None)
+    return results

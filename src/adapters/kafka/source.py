@@ -1,0 +1,107 @@
+"""The consumer's side of Kafka: batches in, offsets committed only when told, a DLQ topic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from adapters.kafka.options import KafkaOptions
+from adapters.kafka.topics import dlq_topic, ensure_topics
+from application.ports import IncomingRecord, MessageSource
+
+log = structlog.get_logger(__name__)
+
+
+class KafkaSource(MessageSource):
+    """Subscribes lazily and waits out a broker that is down instead of crashing."""
+
+    def __init__(
+        self, options: KafkaOptions, topic: str, group_id: str, provision: bool = False
+    ) -> None:
+        self._options = options
+        self._provision = provision
+        self._topic = topic
+        self._group_id = group_id
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    async def fetch(self, max_records: int, timeout: float) -> list[IncomingRecord]:
+        try:
+            consumer = await self._started()
+        except KafkaError as error:
+            log.warning(
+                "kafka_consumer_unavailable",
+                error=f"{type(error).__name__}: {error}",
+                retry_in_s=timeout,
+            )
+            await asyncio.sleep(timeout)
+            return []
+        batches = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+        return [
+            IncomingRecord(
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key,
+                value=message.value,
+                headers=tuple((name, bytes(value)) for name, value in message.headers),
+            )
+            for partition in sorted(batches, key=lambda tp: tp.partition)
+            for message in batches[partition]
+        ]
+
+    async def acknowledge(self, records: Sequence[IncomingRecord]) -> None:
+        if not records or self._consumer is None:
+            return
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError as error:
+            # The group rebalanced: the new owner gets these records again, and the
+            # idempotent history insert makes that harmless.
+            log.warning("offset_commit_failed", error=str(error), partitions=len(offsets))
+
+    async def dead_letter(self, record: IncomingRecord, reason: str) -> None:
+        producer = await self._dlq_producer()
+        headers = [
+            *record.headers,
+            ("dlq_reason", reason.encode("utf-8", "replace")[:1000]),
+            ("dlq_source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        ]
+        await producer.send_and_wait(
+            dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+        )
+
+    async def close(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await client.stop()
+        self._consumer = self._producer = None
+
+    async def _started(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            if self._provision:
+                await ensure_topics(self._options, self._topic)
+            consumer = AIOKafkaConsumer(self._topic, **self._options.consumer(self._group_id))
+            try:
+                await consumer.start()
+            except BaseException:
+                await consumer.stop()
+                raise
+            self._consumer = consumer
+            log.info("kafka_consumer_started", topic=self._topic, group=self._group_id)
+        return self._consumer
+
+    async def _dlq_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(**self._options.producer())
+            await producer.start()
+            self._producer = producer
+        return self._producer

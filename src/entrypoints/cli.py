@@ -1,0 +1,128 @@
+"""The `chat-outbox` command line: parse, configure once, run one command, map errors to exits."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import structlog
+
+from adapters.sql import BadDatabaseUrl, SchemaNotMigrated
+from application.errors import StoreUnavailable
+from domain import InvalidChatMessage, Role
+from entrypoints import commands, demo, processes
+from entrypoints.config import ConfigError, Settings
+from entrypoints.log_setup import configure_logging
+
+EXIT_USAGE = 2
+EXIT_RUNTIME = 1
+USAGE_ERRORS = (ConfigError, BadDatabaseUrl, SchemaNotMigrated, InvalidChatMessage)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="chat-outbox",
+        description="Reliable chat-history persistence with the transactional outbox pattern. "
+        "Configuration comes from CHAT_OUTBOX_* environment variables.",
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
+    )
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(
+        run=commands.migrate
+    )
+
+    send = sub.add_parser("send", help="record one chat message in the outbox")
+    send.add_argument("--user-id", type=int, required=True)
+    send.add_argument("--conversation-id", required=True)
+    send.add_argument("--role", required=True, choices=[r.value for r in Role])
+    send.add_argument("--message", required=True, help="the text; '-' reads it from stdin")
+    send.set_defaults(run=commands.send)
+
+    stats = sub.add_parser("stats", help="counts by status, oldest pending and published ages")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(run=commands.stats)
+
+    history = sub.add_parser("history", help="a conversation's persisted chat history")
+    history.add_argument("--conversation-id", required=True)
+    history.add_argument("--limit", type=int, default=1000)
+    history.add_argument("--json", action="store_true")
+    history.set_defaults(run=commands.history)
+
+    relay = sub.add_parser("relay", help="publish due outbox rows to the bus until stopped")
+    relay.add_argument("--once", action="store_true", help="drain what is due now, then exit")
+    relay.set_defaults(run=processes.relay)
+
+    consume = sub.add_parser("consume", help="persist bus records into chat history")
+    consume.add_argument(
+        "--idle-exit",
+        type=float,
+        metavar="SECONDS",
+        help="exit after this long with nothing to consume",
+    )
+    consume.set_defaults(run=processes.consume)
+
+    dead = sub.add_parser("dead", help="inspect and requeue dead messages")
+    dead_sub = dead.add_subparsers(
+        dest="dead_command", required=True, metavar="ACTION", parser_class=OneLineParser
+    )
+    dead_list = dead_sub.add_parser("list", help="dead messages with their last error")
+    dead_list.add_argument("--json", action="store_true")
+    dead_list.add_argument("--limit", type=int, default=100)
+    dead_list.set_defaults(run=commands.dead_list)
+    requeue = dead_sub.add_parser("requeue", help="move dead messages back to pending")
+    which = requeue.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", type=int, dest="outbox_id")
+    which.add_argument("--conversation", dest="conversation_id")
+    which.add_argument("--all", action="store_true")
+    requeue.set_defaults(run=commands.dead_requeue)
+
+    purge = sub.add_parser("purge", help="delete consumed rows older than a duration")
+    purge.add_argument(
+        "--older-than",
+        required=True,
+        type=commands.duration,
+        metavar="DURATION",
+        help="for example 7d, 12h, 30m, 90s",
+    )
+    purge.set_defaults(run=commands.purge)
+
+    run_demo = sub.add_parser("demo", help="record, relay and consume a few dozen messages")
+    run_demo.add_argument("--messages", type=int, default=36)
+    run_demo.add_argument("--conversations", type=int, default=4)
+    run_demo.set_defaults(run=demo.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        return _fail(str(error), EXIT_USAGE)
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        code: int = asyncio.run(args.run(args, settings))
+    except USAGE_ERRORS as error:
+        return _fail(str(error), EXIT_USAGE)
+    except StoreUnavailable as error:
+        return _fail(str(error), EXIT_RUNTIME)
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 - logged with its traceback, then a failing exit
+        structlog.get_logger(__name__).exception("command_crashed", command=args.command)
+        return EXIT_RUNTIME
+    return code
+
+
+def _fail(reason: str, code: int) -> int:
+    print(f"chat-outbox: error: {reason}", file=sys.stderr)
+    return code

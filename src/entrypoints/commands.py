@@ -1,0 +1,174 @@
+"""The one-shot commands. Each builds its container, does one thing, prints, and closes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+import structlog
+
+from adapters.sql import ensure_migrated, upgrade
+from application import operations
+from application.ports import DeadSelector, OutboxStats
+from domain import ChatMessage, OutboxStatus
+from entrypoints.config import Settings
+from entrypoints.containers import CliContainer
+
+log = structlog.get_logger(__name__)
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str) -> timedelta:
+    """argparse type: 90s, 30m, 12h, 7d or 2w."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 7d, 12h, 30m or 90s")
+    return timedelta(seconds=float(match[1]) * UNITS[match[2]])
+
+
+@asynccontextmanager
+async def cli_container(
+    settings: Settings, *, migrated: bool = True
+) -> AsyncIterator[CliContainer]:
+    container = CliContainer(settings=settings)
+    await container.init_resources()  # type: ignore[misc]
+    try:
+        if migrated:
+            await ensure_migrated(await container.core.engine.async_())
+        yield container
+    finally:
+        await container.shutdown_resources()  # type: ignore[misc]
+
+
+async def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async with cli_container(settings, migrated=False) as container:
+        await upgrade(await container.core.engine.async_())
+    log.info("schema_migrated")
+    return 0
+
+
+async def send(args: argparse.Namespace, settings: Settings) -> int:
+    text = sys.stdin.read() if args.message == "-" else args.message
+    chat = ChatMessage.create(
+        user_id=args.user_id,
+        conversation_id=args.conversation_id,
+        role=args.role,
+        message=text,
+        max_message_bytes=settings.max_message_bytes,
+    )
+    async with cli_container(settings) as container:
+        record = await container.core.record.async_()
+        message = await record(chat)
+    log.info("message_recorded", outbox_id=message.id, conversation_id=chat.conversation_id)
+    print(json.dumps({"outbox_id": message.id, "event_id": message.event_id}))
+    return 0
+
+
+async def stats(args: argparse.Namespace, settings: Settings) -> int:
+    async with cli_container(settings) as container:
+        figures = await operations.outbox_stats(await container.core.uow.async_())
+        now = container.core.clock().now()
+    document = stats_document(figures, now)
+    if args.json:
+        print(json.dumps(document))
+    else:
+        for name, value in document.items():
+            print(f"{name:<28}{'-' if value is None else value}")
+    return 0
+
+
+def stats_document(figures: OutboxStats, now: datetime) -> dict[str, object]:
+    def age(moment: datetime | None) -> float | None:
+        return None if moment is None else round((now - moment).total_seconds(), 3)
+
+    return {
+        **{status.value: figures.counts.get(status, 0) for status in OutboxStatus},
+        "oldest_pending_age_s": age(figures.oldest_pending_at),
+        "oldest_published_age_s": age(figures.oldest_published_at),
+        "dead_count": figures.dead,
+    }
+
+
+async def history(args: argparse.Namespace, settings: Settings) -> int:
+    async with cli_container(settings) as container:
+        entries = await operations.read_history(
+            await container.core.uow.async_(), args.conversation_id, args.limit
+        )
+    for entry in entries:
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "outbox_id": entry.outbox_id,
+                        "event_id": entry.event_id,
+                        "user_id": entry.user_id,
+                        "role": entry.role.value,
+                        "message": entry.message,
+                        "recorded_at": entry.recorded_at.isoformat(),
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            print(f"[{entry.recorded_at:%H:%M:%S}] {entry.role.value:>9}: {entry.message}")
+    return 0
+
+
+async def dead_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with cli_container(settings) as container:
+        dead = await operations.list_dead(
+            await container.core.uow.async_(), DeadSelector(), args.limit
+        )
+        now = container.core.clock().now()
+    for message in dead:
+        row = {
+            "id": message.id,
+            "conversation_id": message.message_key,
+            "retry_count": message.retry_count,
+            "age_s": round((now - message.created_at).total_seconds(), 3),
+            "last_error": message.last_error,
+        }
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            print(
+                f"{row['id']:>10}  {row['conversation_id']:<24} retries={row['retry_count']:<3}"
+                f" age={row['age_s']}s  {row['last_error']}"
+            )
+    return 0
+
+
+async def dead_requeue(args: argparse.Namespace, settings: Settings) -> int:
+    selector = DeadSelector(outbox_id=args.outbox_id, conversation_id=args.conversation_id)
+    async with cli_container(settings) as container:
+        moved = await operations.requeue_dead(
+            await container.core.uow.async_(), container.core.clock(), selector
+        )
+    log.info(
+        "dead_requeued",
+        audit=True,
+        outbox_id=args.outbox_id,
+        conversation_id=args.conversation_id,
+        all=args.all,
+        requeued=moved,
+    )
+    print(json.dumps({"requeued": moved}))
+    return 0
+
+
+async def purge(args: argparse.Namespace, settings: Settings) -> int:
+    async with cli_container(settings) as container:
+        now = container.core.clock().now()
+        deleted = await operations.purge_consumed(
+            await container.core.uow.async_(), now - args.older_than
+        )
+    log.info(
+        "consumed_purged", audit=True, older_than_s=args.older_than.total_seconds(), deleted=deleted
+    )
+    print(json.dumps({"deleted": deleted}))
+    return 0

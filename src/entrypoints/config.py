@@ -1,0 +1,194 @@
+"""Settings from CHAT_OUTBOX_* environment variables, validated into one-line errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import attrs
+
+from adapters.kafka.options import COMPRESSIONS, SECURITY_PROTOCOLS
+from domain import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RETRY
+
+PREFIX = "CHAT_OUTBOX_"
+BUSES = ("kafka", "memory")
+LOG_FORMATS = ("json", "console", "auto")
+T = TypeVar("T")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe for logs and error messages."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot work; the message is the one line the user sees."""
+
+
+@attrs.frozen
+class Settings:
+    database_url: str = attrs.field(
+        default="sqlite+aiosqlite:///chat_outbox.sqlite3", repr=lambda url: redact_url(url)
+    )
+    bus: str = "kafka"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "chat-outbox.messages"
+    consumer_group: str = "chat-outbox-history"
+    log_format: str = "auto"
+    log_level: str = "info"
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_retry: int = DEFAULT_MAX_RETRY
+    relay_batch_size: int = 500
+    relay_poll_interval: float = 0.2
+    relay_lease_seconds: float = 60.0
+    consumer_batch_size: int = 500
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = attrs.field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    kafka_compression: str = "none"
+    kafka_enable_idempotence: bool = False
+    kafka_create_topics: bool = True
+    kafka_topic_partitions: int = 6
+    kafka_replication_factor: int = 1
+    kafka_request_timeout_ms: int = 10_000
+    kafka_max_request_size: int = 1_048_576
+    kafka_session_timeout_ms: int = 10_000
+    kafka_heartbeat_interval_ms: int = 3_000
+    kafka_rebalance_timeout_ms: int = 30_000
+    kafka_fetch_max_wait_ms: int = 100
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
+            raw = env.get(PREFIX + name.upper())
+            return default if raw is None or raw == "" else parse(PREFIX + name.upper(), raw)
+
+        return cls(
+            database_url=get("database_url", _text, defaults.database_url),
+            bus=get("bus", _choice(BUSES), defaults.bus),
+            kafka_bootstrap_servers=get(
+                "kafka_bootstrap_servers", _text, defaults.kafka_bootstrap_servers
+            ),
+            topic=get("topic", _topic, defaults.topic),
+            consumer_group=get("consumer_group", _text, defaults.consumer_group),
+            log_format=get("log_format", _choice(LOG_FORMATS), defaults.log_format),
+            log_level=get(
+                "log_level", _choice(("debug", "info", "warning", "error")), defaults.log_level
+            ),
+            max_message_bytes=get("max_message_bytes", _positive_int, defaults.max_message_bytes),
+            max_retry=get("max_retry", _positive_int, defaults.max_retry),
+            relay_batch_size=get("relay_batch_size", _positive_int, defaults.relay_batch_size),
+            relay_poll_interval=get(
+                "relay_poll_interval", _positive_float, defaults.relay_poll_interval
+            ),
+            relay_lease_seconds=get(
+                "relay_lease_seconds", _positive_float, defaults.relay_lease_seconds
+            ),
+            consumer_batch_size=get(
+                "consumer_batch_size", _positive_int, defaults.consumer_batch_size
+            ),
+            kafka_security_protocol=get(
+                "kafka_security_protocol",
+                _upper_choice(SECURITY_PROTOCOLS),
+                defaults.kafka_security_protocol,
+            ),
+            kafka_sasl_mechanism=get(
+                "kafka_sasl_mechanism",
+                _upper_choice(("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+                defaults.kafka_sasl_mechanism,
+            ),
+            kafka_sasl_username=get("kafka_sasl_username", _text, ""),
+            kafka_sasl_password=get("kafka_sasl_password", _raw, ""),
+            kafka_ssl_cafile=get("kafka_ssl_cafile", _text, ""),
+            kafka_compression=get("kafka_compression", _choice(COMPRESSIONS), "none"),
+            kafka_enable_idempotence=get("kafka_enable_idempotence", _bool, False),
+            kafka_create_topics=get("kafka_create_topics", _bool, True),
+            **{
+                name: get(name, _positive_int, getattr(defaults, name))
+                for name in (
+                    "kafka_topic_partitions",
+                    "kafka_replication_factor",
+                    "kafka_request_timeout_ms",
+                    "kafka_max_request_size",
+                    "kafka_session_timeout_ms",
+                    "kafka_heartbeat_interval_ms",
+                    "kafka_rebalance_timeout_ms",
+                    "kafka_fetch_max_wait_ms",
+                )
+            },
+        )
+
+
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _raw(name: str, raw: str) -> str:
+    return raw
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r:.40}")
+
+
+def _upper_choice(allowed: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().upper()
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r:.40}")
+        return value
+
+    return parse
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r:.40}")
+        return value
+
+    return parse
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r:.40}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r:.40}") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be a positive number, got {raw!r:.40}")
+    return value
+
+
+def _topic(name: str, raw: str) -> str:
+    value = raw.strip()
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if not 1 <= len(value) <= 249 or not set(value) <= allowed or value in (".", ".."):
+        raise ConfigError(f"{name} must be 1-249 of [a-zA-Z0-9._-], got {raw!r:.40}")
+    return value

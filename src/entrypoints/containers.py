@@ -1,0 +1,154 @@
+"""Dependency-injector containers: one shared core, one container per entrypoint."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from dependency_injector import containers, providers
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.clock import SystemClock, uuid4_event_id
+from adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
+from adapters.memory import InMemoryBus
+from adapters.sql import SqlUnitOfWorkFactory, create_engine
+from application.consuming import Consumer, HistoryWriter
+from application.recording import RecordChatMessage
+from application.relaying import Relay
+from entrypoints.config import Settings
+
+
+async def _engine(url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+class Core(containers.DeclarativeContainer):
+    """What every entrypoint shares: settings, the database, the clock."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    engine = providers.Resource(_engine, settings.provided.database_url)
+    uow = providers.Singleton(SqlUnitOfWorkFactory, engine)
+    clock = providers.Singleton(SystemClock)
+    event_ids = providers.Object(uuid4_event_id)
+    record = providers.Factory(
+        RecordChatMessage,
+        uow=uow,
+        clock=clock,
+        event_ids=event_ids,
+        topic=settings.provided.topic,
+        max_retry=settings.provided.max_retry,
+    )
+
+
+class CliContainer(containers.DeclarativeContainer):
+    """The one-shot commands: migrate, send, stats, history, dead, purge."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    core = providers.Container(Core, settings=settings)
+
+
+def _relay(
+    core: providers.Container[Core],
+    settings: providers.Dependency[Settings],
+    bus: providers.Provider[Any],
+) -> providers.Factory[Relay]:
+    return providers.Factory(
+        Relay,
+        uow=core.uow,
+        bus=bus,
+        clock=core.clock,
+        batch_size=settings.provided.relay_batch_size,
+        lease=providers.Factory(timedelta, seconds=settings.provided.relay_lease_seconds),
+    )
+
+
+def _consumer(
+    core: providers.Container[Core],
+    settings: providers.Dependency[Settings],
+    source: providers.Provider[Any],
+) -> providers.Singleton[Consumer]:
+    return providers.Singleton(
+        Consumer,
+        source=source,
+        writer=providers.Factory(HistoryWriter, uow=core.uow, clock=core.clock),
+        max_message_bytes=settings.provided.max_message_bytes,
+        batch_size=settings.provided.consumer_batch_size,
+    )
+
+
+class InProcessContainer(containers.DeclarativeContainer):
+    """Record, relay and consume in one process over the in-memory bus (the demo)."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    core = providers.Container(Core, settings=settings)
+    bus = providers.Singleton(InMemoryBus)
+    relay = _relay(core, settings, bus)
+    consumer = _consumer(core, settings, bus)
+
+
+def kafka_options(settings: Settings) -> KafkaOptions:
+    return KafkaOptions(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        security_protocol=settings.kafka_security_protocol,
+        sasl_mechanism=settings.kafka_sasl_mechanism,
+        sasl_username=settings.kafka_sasl_username or None,
+        sasl_password=settings.kafka_sasl_password or None,
+        ssl_cafile=settings.kafka_ssl_cafile or None,
+        compression=settings.kafka_compression,
+        enable_idempotence=settings.kafka_enable_idempotence,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+        max_request_size=settings.kafka_max_request_size,
+        topic_partitions=settings.kafka_topic_partitions,
+        replication_factor=settings.kafka_replication_factor,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+    )
+
+
+async def _kafka_bus(settings: Settings) -> AsyncIterator[KafkaBus]:
+    topic = settings.topic if settings.kafka_create_topics else None
+    bus = KafkaBus(kafka_options(settings), provision_topic=topic)
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+async def _kafka_source(settings: Settings) -> AsyncIterator[KafkaSource]:
+    source = KafkaSource(
+        kafka_options(settings),
+        settings.topic,
+        settings.consumer_group,
+        provision=settings.kafka_create_topics,
+    )
+    try:
+        yield source
+    finally:
+        await source.close()
+
+
+class RelayContainer(containers.DeclarativeContainer):
+    """`chat-outbox relay`: the database and the bus named by CHAT_OUTBOX_BUS."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    core = providers.Container(Core, settings=settings)
+    bus = providers.Selector(settings.provided.bus, kafka=providers.Resource(_kafka_bus, settings))
+    relay = _relay(core, settings, bus)
+
+
+class ConsumerContainer(containers.DeclarativeContainer):
+    """`chat-outbox consume`: the database and the source named by CHAT_OUTBOX_BUS."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    core = providers.Container(Core, settings=settings)
+    source = providers.Selector(
+        settings.provided.bus, kafka=providers.Resource(_kafka_source, settings)
+    )
+    consumer = _consumer(core, settings, source)

@@ -1,0 +1,85 @@
+"""`chat-outbox relay` and `chat-outbox consume`: long-running, stopped by SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import Callable
+
+import attrs
+import structlog
+
+from adapters.sql import ensure_migrated
+from application.consuming import run_consumer
+from application.relaying import run_relay
+from entrypoints.config import ConfigError, Settings
+from entrypoints.containers import ConsumerContainer, RelayContainer
+
+log = structlog.get_logger(__name__)
+
+
+def _require_cross_process_bus(settings: Settings) -> None:
+    if settings.bus == "memory":
+        raise ConfigError(
+            "CHAT_OUTBOX_BUS=memory only works inside `chat-outbox demo`, where the relay "
+            "and the consumer share one process; use kafka"
+        )
+
+
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """The first SIGINT/SIGTERM asks for a graceful stop; a second one is not caught."""
+    loop = asyncio.get_running_loop()
+
+    def handle(signum: signal.Signals) -> None:
+        log.info("stop_requested", signal=signum.name)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handle, sig)
+
+
+async def relay(args: argparse.Namespace, settings: Settings) -> int:
+    _require_cross_process_bus(settings)
+    container = RelayContainer(settings=settings)
+    await container.init_resources()  # type: ignore[misc]
+    try:
+        await ensure_migrated(await container.core.engine.async_())
+        stopping = asyncio.Event()
+        stop_on_signals(stopping.set)
+        log.info("relay_started", bus=settings.bus, topic=settings.topic, once=args.once)
+        totals = await run_relay(
+            await container.relay.async_(),
+            stopping,
+            poll_interval=settings.relay_poll_interval,
+            once=args.once,
+        )
+        log.info("relay_stopped", **attrs.asdict(totals))
+    finally:
+        await container.shutdown_resources()  # type: ignore[misc]
+    return 0
+
+
+async def consume(args: argparse.Namespace, settings: Settings) -> int:
+    _require_cross_process_bus(settings)
+    if args.idle_exit is not None and args.idle_exit <= 0:
+        raise ConfigError("--idle-exit must be a positive number of seconds")
+    container = ConsumerContainer(settings=settings)
+    await container.init_resources()  # type: ignore[misc]
+    try:
+        await ensure_migrated(await container.core.engine.async_())
+        consumer = await container.consumer.async_()
+        stop_on_signals(consumer.stopping.set)
+        log.info(
+            "consumer_started",
+            bus=settings.bus,
+            topic=settings.topic,
+            group=settings.consumer_group,
+        )
+        totals = await run_consumer(consumer, idle_exit=args.idle_exit)
+        log.info("consumer_stopped", **attrs.asdict(totals))
+    finally:
+        await container.shutdown_resources()  # type: ignore[misc]
+    return 0
