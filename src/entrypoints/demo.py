@@ -1,23 +1,45 @@
-"""`chat-outbox demo`: record a few dozen messages, relay, consume, and read them back."""
+"""`chat-outbox demo`: record a few dozen messages, relay, consume, and read them back.
+
+On Kafka (the default) it runs the real pipeline: a local broker unless one is configured,
+and the relay and the consumer as their own processes. CHAT_OUTBOX_BUS=memory runs all
+three in this process instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
 
 import structlog
 
-from adapters.sql import upgrade
+from adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrade
 from application import operations
 from application.consuming import run_consumer
+from application.ports import Clock, UnitOfWorkFactory
+from application.recording import RecordChatMessage
 from application.relaying import run_relay
-from domain import ChatMessage, Role
+from domain import ChatMessage, OutboxStatus, Role
 from entrypoints.commands import stats_document
-from entrypoints.config import Settings
-from entrypoints.containers import InProcessContainer
+from entrypoints.config import PREFIX, Settings
+from entrypoints.containers import Core, InProcessContainer
 
 log = structlog.get_logger(__name__)
 ROLES = (Role.USER, Role.ASSISTANT)
+DEADLINE_S = 90.0
+# A fast group join and fetch on the local broker (its defaults cost seconds per rebalance).
+LOCAL_BROKER_TUNING = {
+    "KAFKA_SESSION_TIMEOUT_MS": "6000",
+    "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+    "KAFKA_REBALANCE_TIMEOUT_MS": "2000",
+    "KAFKA_FETCH_MAX_WAIT_MS": "10",
+    "RELAY_POLL_INTERVAL": "0.05",
+}
 
 
 def demo_messages(count: int, conversations: int, run_id: str) -> list[ChatMessage]:
@@ -33,28 +55,113 @@ def demo_messages(count: int, conversations: int, run_id: str) -> list[ChatMessa
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.bus == "memory":
+        return await _in_process(settings, args.messages, args.conversations)
+    async with _broker(settings) as env:
+        return await _with_processes(settings, env, args.messages, args.conversations)
+
+
+@contextlib.asynccontextmanager
+async def _broker(settings: Settings) -> AsyncIterator[dict[str, str]]:
+    """The environment for the relay and consumer, with a local broker if none is set."""
+    env = dict(os.environ)
+    if PREFIX + "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
+        yield env
+        return
+    from adapters.kafka.local_broker import LocalBroker  # a dev/demo dependency
+
+    async with LocalBroker() as broker:
+        log.info("demo_local_broker_started", bootstrap=broker.bootstrap_servers, pid=broker.pid)
+        env[PREFIX + "KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        env.update(
+            {
+                PREFIX + name: value
+                for name, value in LOCAL_BROKER_TUNING.items()
+                if PREFIX + name not in os.environ
+            }
+        )
+        yield env
+
+
+async def _with_processes(
+    settings: Settings, env: dict[str, str], count: int, conversations: int
+) -> int:
+    core = Core(settings=settings)
+    engine = create_engine(settings.database_url)
+    uow = SqlUnitOfWorkFactory(engine)
+    try:
+        await upgrade(engine)
+        record = RecordChatMessage(
+            uow, core.clock(), core.event_ids(), settings.topic, settings.max_retry
+        )
+        run_id, ids = await _record(record, count, conversations)
+        processes = [await _spawn(command, env) for command in (["relay"], ["consume"])]
+        try:
+            await _wait_consumed(uow, ids)
+        finally:
+            await _stop(processes)
+        return await _report(uow, record.clock, run_id, conversations, len(ids))
+    finally:
+        await engine.dispose()
+
+
+async def _in_process(settings: Settings, count: int, conversations: int) -> int:
     container = InProcessContainer(settings=settings)
     await container.init_resources()  # type: ignore[misc]
     try:
         await upgrade(await container.core.engine.async_())
-        return await _pipeline(container, args.messages, args.conversations)
+        record = await container.core.record.async_()
+        run_id, ids = await _record(record, count, conversations)
+        await run_relay(
+            await container.relay.async_(), asyncio.Event(), poll_interval=0.05, once=True
+        )
+        await run_consumer(await container.consumer.async_(), idle_exit=0.2, poll_timeout=0.1)
+        uow = await container.core.uow.async_()
+        return await _report(uow, record.clock, run_id, conversations, len(ids))
     finally:
         await container.shutdown_resources()  # type: ignore[misc]
 
 
-async def _pipeline(container: InProcessContainer, count: int, conversations: int) -> int:
-    record = await container.core.record.async_()
-    clock = container.core.clock()
-    run_id = f"{clock.now():%H%M%S%f}"
-    recorded = [await record(chat) for chat in demo_messages(count, conversations, run_id)]
-    log.info("demo_recorded", messages=len(recorded), conversations=conversations)
+async def _record(
+    record: RecordChatMessage, count: int, conversations: int
+) -> tuple[str, list[int]]:
+    run_id = f"{record.clock.now():%H%M%S%f}"
+    ids = [(await record(chat)).id for chat in demo_messages(count, conversations, run_id)]
+    log.info("demo_recorded", messages=len(ids), conversations=conversations)
+    return run_id, ids
 
-    relay = await container.relay.async_()
-    consumer = await container.consumer.async_()
-    await run_relay(relay, asyncio.Event(), poll_interval=0.05, once=True)
-    await run_consumer(consumer, idle_exit=0.2, poll_timeout=0.1)
 
-    uow = await container.core.uow.async_()
+async def _spawn(command: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "entrypoints", *command, env=env
+    )
+
+
+async def _wait_consumed(uow: UnitOfWorkFactory, ids: list[int]) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        figures = await operations.outbox_stats(uow)
+        if figures.counts[OutboxStatus.PENDING] + figures.counts[OutboxStatus.PUBLISHED] == 0:
+            return
+        await asyncio.sleep(0.2)
+    log.error("demo_timed_out", waited_s=DEADLINE_S)
+
+
+async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
+    for process in processes:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            await asyncio.wait_for(process.wait(), 15)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def _report(
+    uow: UnitOfWorkFactory, clock: Clock, run_id: str, conversations: int, recorded: int
+) -> int:
     persisted = 0
     for index in range(conversations):
         conversation_id = f"demo-{run_id}-{index}"
@@ -63,12 +170,12 @@ async def _pipeline(container: InProcessContainer, count: int, conversations: in
         print(f"\n== conversation {conversation_id} ({len(entries)} messages)")
         for entry in entries:
             print(f"  #{entry.outbox_id:<6} {entry.role.value:>9}: {entry.message}")
-    figures = stats_document(await operations.outbox_stats(uow), clock.now())
+    figures = await operations.outbox_stats(uow)
     print("\n== outbox stats")
-    for name, value in figures.items():
+    for name, value in stats_document(figures, clock.now()).items():
         print(f"  {name:<26}{'-' if value is None else value}")
-    if persisted != len(recorded):
-        log.error("demo_incomplete", recorded=len(recorded), persisted=persisted)
+    if persisted != recorded:
+        log.error("demo_incomplete", recorded=recorded, persisted=persisted)
         return 1
     print(f"\nAll {persisted} recorded messages were relayed and read back from chat history.")
     return 0

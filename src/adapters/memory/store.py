@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -109,8 +109,18 @@ class InMemoryOutboxRepository(OutboxRepository):
             counts[row.status] += 1
         return OutboxStats(
             counts=counts,
-            oldest_pending_at=_oldest(self.rows.values(), OutboxStatus.PENDING),
-            oldest_published_at=_oldest(self.rows.values(), OutboxStatus.PUBLISHED),
+            oldest_pending_at=min(
+                (r.created_at for r in self.rows.values() if r.status is OutboxStatus.PENDING),
+                default=None,
+            ),
+            oldest_published_at=min(
+                (
+                    r.published_at
+                    for r in self.rows.values()
+                    if r.status is OutboxStatus.PUBLISHED and r.published_at is not None
+                ),
+                default=None,
+            ),
         )
 
 
@@ -118,11 +128,6 @@ def _selected(row: OutboxMessage, selector: DeadSelector) -> bool:
     if selector.outbox_id is not None and row.id != selector.outbox_id:
         return False
     return selector.conversation_id is None or row.message_key == selector.conversation_id
-
-
-def _oldest(rows: Iterable[OutboxMessage], status: OutboxStatus) -> datetime | None:
-    times = [r.created_at for r in rows if r.status is status]
-    return min(times, default=None)
 
 
 @attrs.define

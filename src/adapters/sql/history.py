@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Insert, select
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy import Insert, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sql.tables import chat_history as t
@@ -32,23 +32,20 @@ class SqlChatHistoryRepository(ChatHistoryRepository):
     async def _insert_new(self, rows: list[dict[str, Any]]) -> int:
         dialect = self._conn.dialect.name
         if dialect in ("mysql", "mariadb"):
-            # MariaDB's affected-row count cannot tell an ignored duplicate from an insert,
-            # so count what is already there first (the unique key still guards races).
-            ids = [row["event_id"] for row in rows]
-            present = set(
-                (
-                    await self._conn.execute(select(t.c.event_id).where(t.c.event_id.in_(ids)))
-                ).scalars()
+            # IGNORE is the only form whose row count is the rows inserted (ON DUPLICATE KEY
+            # counts a kept duplicate too). Its softening of data errors cannot bite: the
+            # domain validated every column before it got here.
+            statement: Insert = insert(t).prefix_with("IGNORE").values(rows)
+        elif dialect == "postgresql":
+            statement = (
+                postgresql.insert(t)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=["event_id"])
             )
-            rows = [row for row in rows if row["event_id"] not in present]
-            if rows:
-                statement = mysql.insert(t).values(rows)
-                await self._conn.execute(
-                    statement.on_duplicate_key_update(event_id=statement.inserted.event_id)
-                )
-            return len(rows)
-        insert: Insert = postgresql.insert(t) if dialect == "postgresql" else sqlite.insert(t)
-        statement = insert.values(rows).on_conflict_do_nothing(index_elements=["event_id"])  # type: ignore[attr-defined]
+        else:
+            statement = (
+                sqlite.insert(t).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
+            )
         return (await self._conn.execute(statement)).rowcount
 
     async def for_conversation(

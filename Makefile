@@ -1,0 +1,42 @@
+# chat-outbox: `make demo` and `make test` do their own set-up from a clean clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install services demo test test-unit test-integration lint typecheck clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+services:  ## start PostgreSQL and MariaDB if they are down, and wait until they answer
+	./scripts/services.sh
+
+demo: install
+	$(BIN)/chat-outbox demo
+
+test: lint services
+	$(BIN)/pytest -q
+
+test-unit: install
+	$(BIN)/pytest -q -m unit
+
+test-integration: install services
+	$(BIN)/pytest -q -m integration
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy src tests
+
+typecheck: install
+	$(BIN)/mypy src tests
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build src/*.egg-info
+	rm -f chat_outbox.sqlite3 chat_outbox.sqlite3-wal chat_outbox.sqlite3-shm
