@@ -33,6 +33,8 @@ class RelayReport:
     dead: int = 0
     unchanged: int = 0
     """Outcomes the guarded write refused: the row had moved on (for example, consumed)."""
+    held_back: int = 0
+    """Claimed rows not sent because an earlier message of their conversation failed."""
 
 
 def headers_for(envelope: Envelope) -> tuple[tuple[str, bytes], ...]:
@@ -59,49 +61,90 @@ class Relay:
             await uow.commit()
         if not claimed:
             return RelayReport()
-        transitions = await self._publish(claimed)
+        transitions, held = await self._publish_in_order(claimed)
         async with self.uow() as uow:
             applied = await uow.outbox.apply(transitions)
+            await uow.outbox.release([message.id for message in held], self.clock.now())
             await uow.commit()
-        return _report(claimed, transitions, applied)
+        return _report(claimed, transitions, applied, len(held))
 
-    async def _publish(self, claimed: list[OutboxMessage]) -> list[Transition]:
-        sendable: list[tuple[OutboxMessage, OutgoingRecord]] = []
-        transitions: list[Transition | None] = []
-        for message in claimed:
-            try:
-                envelope = Envelope.for_outbox_message(message)
-            except MalformedEnvelope as error:
-                fatal = PublishFailure.fatal(str(error))
+    async def _publish_in_order(
+        self, claimed: list[OutboxMessage]
+    ) -> tuple[list[Transition], list[OutboxMessage]]:
+        """Publish in waves: the n-th claimed message of every conversation in wave n, so a
+        message goes out only after its predecessor was acknowledged. A conversation whose
+        message failed sends nothing more; its later messages are released, untouched."""
+        transitions: list[Transition] = []
+        held: list[OutboxMessage] = []
+        stopped: set[str] = set()
+        for wave in _waves(claimed):
+            sendable: list[tuple[OutboxMessage, OutgoingRecord]] = []
+            for message in wave:
+                if message.message_key in stopped:
+                    held.append(message)
+                    continue
+                record = self._record_for(message, transitions)
+                if record is None:
+                    stopped.add(message.message_key)
+                else:
+                    sendable.append((message, record))
+            results = await self.bus.publish([record for _, record in sendable])
+            at = self.clock.now()
+            for (message, _), result in zip(sendable, results, strict=True):
+                if result is None:
+                    transitions.append(_certain(message.mark_published(at)))
+                    continue
+                stopped.add(message.message_key)
                 transitions.append(
-                    message.record_publish_failure(fatal, self.clock.now(), self.policy)
+                    _certain(message.record_publish_failure(result, at, self.policy))
                 )
-                continue
-            record = OutgoingRecord(
-                message.topic, envelope.key, envelope.encode(), headers_for(envelope)
-            )
-            sendable.append((message, record))
-        results = await self.bus.publish([record for _, record in sendable])
-        at = self.clock.now()
-        for (message, _), failure in zip(sendable, results, strict=True):
-            if failure is None:
-                transitions.append(message.mark_published(at))
-            else:
-                transitions.append(message.record_publish_failure(failure, at, self.policy))
                 log.warning(
                     "publish_failed",
                     outbox_id=message.id,
                     conversation_id=message.message_key,
-                    error=failure.reason,
-                    retryable=failure.retryable,
+                    error=result.reason,
+                    retryable=result.retryable,
                     retry_count=message.retry_count,
                     status=message.status.value,
                 )
-        return [t for t in transitions if t is not None]
+        return transitions, held
+
+    def _record_for(
+        self, message: OutboxMessage, transitions: list[Transition]
+    ) -> OutgoingRecord | None:
+        """The record to send, or None when the row cannot be encoded (it goes dead)."""
+        try:
+            envelope = Envelope.for_outbox_message(message)
+        except MalformedEnvelope as error:
+            fatal = PublishFailure.fatal(str(error))
+            transitions.append(
+                _certain(message.record_publish_failure(fatal, self.clock.now(), self.policy))
+            )
+            log.error("outbox_row_unreadable", outbox_id=message.id, error=str(error))
+            return None
+        return OutgoingRecord(message.topic, envelope.key, envelope.encode(), headers_for(envelope))
+
+
+def _waves(claimed: list[OutboxMessage]) -> list[list[OutboxMessage]]:
+    waves: list[list[OutboxMessage]] = []
+    position: dict[str, int] = {}
+    for message in claimed:  # claimed in id order, so each conversation's order is kept
+        index = position.get(message.message_key, 0)
+        position[message.message_key] = index + 1
+        if index == len(waves):
+            waves.append([])
+        waves[index].append(message)
+    return waves
+
+
+def _certain(transition: Transition | None) -> Transition:
+    # A freshly claimed row is pending, where every publish outcome changes it.
+    assert transition is not None, "a claimed row must be pending"
+    return transition
 
 
 def _report(
-    claimed: list[OutboxMessage], transitions: list[Transition], applied: int
+    claimed: list[OutboxMessage], transitions: list[Transition], applied: int, held: int
 ) -> RelayReport:
     by_status = {status: 0 for status in OutboxStatus}
     for transition in transitions:
@@ -112,6 +155,7 @@ def _report(
         retried=by_status[OutboxStatus.PENDING],
         dead=by_status[OutboxStatus.DEAD],
         unchanged=len(transitions) - applied,
+        held_back=held,
     )
 
 

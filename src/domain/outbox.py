@@ -190,6 +190,14 @@ class OutboxMessage:
         return transition
 
 
+def holds_back_later_messages(message: OutboxMessage, now: datetime) -> bool:
+    """Invariant 6: a conversation's later messages wait while this one is dead, waiting
+    for a retry, or leased to a relay (a lease moves next_retry_at into the future)."""
+    if message.status is OutboxStatus.DEAD:
+        return True
+    return message.status is OutboxStatus.PENDING and message.next_retry_at > now
+
+
 def apply_to(message: OutboxMessage, transition: Transition) -> None:
     """Write a transition's effects onto a message (shared by the entity and the fakes)."""
     message.status = transition.to_status

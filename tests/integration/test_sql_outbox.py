@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.clock import ManualClock, uuid4_event_id
 from adapters.sql import SqlUnitOfWorkFactory
-from adapters.sql.tables import outbox_messages
+from adapters.sql.tables import claim_lock, outbox_messages
 from application.ports import OutboxStats
 from application.recording import record_chat_message
 from domain import ChatMessage, OutboxMessage, OutboxStatus, PublishFailure, RetryPolicy
@@ -47,10 +47,16 @@ def chat(conversation: str = "c-1", text: str = "hello") -> ChatMessage:
     return ChatMessage.create(user_id=7, conversation_id=conversation, role="user", message=text)
 
 
-async def add(uow: SqlUnitOfWorkFactory, created_at: datetime) -> OutboxMessage:
+async def add(
+    uow: SqlUnitOfWorkFactory, created_at: datetime, conversation: str = "c-1"
+) -> OutboxMessage:
     async with uow() as unit:
         message = await record_chat_message(
-            unit, chat(), topic=TOPIC, clock=ManualClock(created_at), event_ids=uuid4_event_id
+            unit,
+            chat(conversation),
+            topic=TOPIC,
+            clock=ManualClock(created_at),
+            event_ids=uuid4_event_id,
         )
         await unit.commit()
     return message
@@ -127,13 +133,29 @@ async def test_a_committed_business_write_and_its_outbox_row_both_persist(
     assert await count_where(engine, outbox_messages, "event_id", event_id) == 1
 
 
-async def test_claim_due_returns_due_pending_rows_oldest_first_up_to_the_limit(
+async def test_claim_due_returns_due_pending_rows_in_recording_order_up_to_the_limit(
     uow: SqlUnitOfWorkFactory,
 ) -> None:
-    """Rows are claimed by next_retry_at, not by insertion order, and no more than the limit."""
-    newest_first = [await add(uow, T0 + timedelta(seconds=s)) for s in (5, 4, 3, 2, 1)]
+    """Rows are claimed by id (recording order), whatever their next_retry_at, up to the limit."""
+    recorded = [await add(uow, T0 + timedelta(seconds=s)) for s in (5, 4, 3, 2, 1)]
     claimed = await claim(uow, T0 + timedelta(minutes=1), 3)
-    assert [m.id for m in claimed] == [m.id for m in reversed(newest_first)][:3]
+    assert [m.id for m in claimed] == [m.id for m in recorded][:3]
+
+
+async def test_claim_due_skips_a_conversation_held_back_by_an_earlier_row(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    """Invariant 6: rows after a dead or not-yet-due row of their conversation are not claimed,
+    while other conversations' rows are."""
+    dead_head = await add(uow, T0, "held-by-dead")
+    await move(uow, dead_head, OutboxStatus.DEAD)
+    behind_dead = await add(uow, T0, "held-by-dead")
+    await add(uow, T0 + timedelta(hours=1), "held-by-retry")
+    behind_retry = await add(uow, T0, "held-by-retry")
+    free = await add(uow, T0, "free")
+    claimed = {m.id for m in await claim(uow, T0 + timedelta(minutes=1), 10)}
+    assert claimed == {free.id}
+    assert not claimed & {behind_dead.id, behind_retry.id}
 
 
 async def test_claim_due_leases_rows_until_the_lease_ends(
@@ -171,17 +193,17 @@ async def test_claim_due_skips_rows_that_are_not_pending(
 async def test_two_claims_in_concurrent_open_transactions_get_disjoint_rows(
     engine: AsyncEngine, uow: SqlUnitOfWorkFactory
 ) -> None:
-    """SKIP LOCKED lets a second claimer take other rows at once; SQLite makes it wait its turn."""
-    recorded = {(await add(uow, T0 + timedelta(seconds=s))).id for s in range(6)}
-    skip_locked = engine.dialect.name != "sqlite"
+    """Claims are serialised on every database: a second claimer waits for the first to
+    commit, then takes the rows the first left, never the same ones."""
+    recorded = {(await add(uow, T0 + timedelta(seconds=s), f"c-{s}")).id for s in range(6)}
     async with uow() as first:
         mine = await first.outbox.claim_due(T0 + timedelta(minutes=1), 3, LEASE)
         second = asyncio.create_task(claim(uow, T0 + timedelta(minutes=1), 3))
-        done, _ = await asyncio.wait({second}, timeout=10 if skip_locked else 0.3)
+        done, _ = await asyncio.wait({second}, timeout=0.3)
         finished_while_first_open = second in done
         await first.commit()
     theirs = await second
-    assert finished_while_first_open is skip_locked
+    assert not finished_while_first_open
     assert {m.id for m in mine} | {m.id for m in theirs} == recorded
     assert not {m.id for m in mine} & {m.id for m in theirs}
 
@@ -231,3 +253,16 @@ async def test_stats_reports_the_oldest_pending_and_published_times_as_stored_in
     assert result.oldest_published_at is not None
     assert result.oldest_pending_at.tzinfo is UTC
     assert result.oldest_published_at.tzinfo is UTC
+
+
+async def test_a_lost_claim_lock_row_is_restored_rather_than_claiming_unserialised(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    """If the one-row claim lock vanished, the next claim on a locking database puts it back."""
+    async with engine.begin() as connection:
+        await connection.execute(claim_lock.delete())
+    recorded = await add(uow, T0)
+    assert [m.id for m in await claim(uow, T0, 10)] == [recorded.id]
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(claim_lock.c.id))).scalars().all()
+    assert rows == ([] if engine.dialect.name == "sqlite" else [1])

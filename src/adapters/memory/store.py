@@ -18,7 +18,14 @@ from application.ports import (
     OutboxStats,
     UnitOfWork,
 )
-from domain import HistoryEntry, OutboxMessage, OutboxStatus, Transition, apply_to
+from domain import (
+    HistoryEntry,
+    OutboxMessage,
+    OutboxStatus,
+    Transition,
+    apply_to,
+    holds_back_later_messages,
+)
 
 
 @attrs.define
@@ -54,17 +61,27 @@ class InMemoryOutboxRepository(OutboxRepository):
         return attrs.evolve(row)
 
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
-        due = sorted(
-            (
-                r
-                for r in self.rows.values()
-                if r.status is OutboxStatus.PENDING and r.next_retry_at <= now
-            ),
-            key=lambda r: (r.next_retry_at, r.id),
-        )[:limit]
+        held: set[str] = set()
+        due: list[OutboxMessage] = []
+        for row in sorted(self.rows.values(), key=lambda r: r.id):
+            if row.message_key in held:
+                continue
+            if holds_back_later_messages(row, now):
+                held.add(row.message_key)
+            elif row.status is OutboxStatus.PENDING and len(due) < limit:
+                due.append(row)
         for row in due:
             row.next_retry_at = now + lease
         return [attrs.evolve(row) for row in due]
+
+    async def release(self, outbox_ids: Sequence[int], now: datetime) -> int:
+        released = 0
+        for outbox_id in outbox_ids:
+            row = self.rows.get(outbox_id)
+            if row is not None and row.status is OutboxStatus.PENDING:
+                row.next_retry_at = now
+                released += 1
+        return released
 
     async def apply(self, transitions: Sequence[Transition]) -> int:
         changed = 0

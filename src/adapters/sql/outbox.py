@@ -7,9 +7,11 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Insert, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.sql.tables import claim_lock
 from adapters.sql.tables import outbox_messages as t
 from application.ports import DeadSelector, NewOutboxMessage, OutboxRepository, OutboxStats
 from domain import (
@@ -48,28 +50,69 @@ class SqlOutboxRepository(OutboxRepository):
         return _message({**values, "id": outbox_id})
 
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
+        locking = self._conn.dialect.name in SKIP_LOCKED_DIALECTS
+        if locking:
+            await self._take_claim_lock()
+        earlier = t.alias("earlier")
+        held_back = exists().where(
+            earlier.c.message_key == t.c.message_key,
+            earlier.c.id < t.c.id,
+            or_(
+                earlier.c.status == OutboxStatus.DEAD.value,
+                and_(
+                    earlier.c.status == OutboxStatus.PENDING.value,
+                    earlier.c.next_retry_at > now,
+                ),
+            ),
+        )
         query = (
             select(t)
             .where(
                 t.c.status == OutboxStatus.PENDING.value,
                 t.c.next_retry_at <= now,
                 t.c.biz_type == BIZ_TYPE_CHAT_HISTORY,
+                ~held_back,
             )
-            .order_by(t.c.next_retry_at, t.c.id)
+            .order_by(t.c.id)
             .limit(limit)
         )
-        if self._conn.dialect.name in SKIP_LOCKED_DIALECTS:
-            query = query.with_for_update(skip_locked=True)
+        if locking:
+            of = t if self._conn.dialect.name == "postgresql" else None
+            query = query.with_for_update(skip_locked=True, of=of)
         rows = (await self._conn.execute(query)).mappings().all()
         if not rows:
             return []
         lease_until = now + lease
-        ids = [row["id"] for row in rows]
-        for chunk in _chunks(ids):
+        for chunk in _chunks([row["id"] for row in rows]):
             await self._conn.execute(
                 update(t).where(t.c.id.in_(chunk)).values(next_retry_at=lease_until)
             )
         return [_message({**row, "next_retry_at": lease_until}) for row in rows]
+
+    async def _take_claim_lock(self) -> None:
+        """Serialise claims: without this, a claim could skip a row another relay is
+        claiming right now and take that row's successor. A lost lock row is re-created,
+        never silently done without."""
+        lock = select(claim_lock.c.id).where(claim_lock.c.id == 1).with_for_update()
+        if (await self._conn.execute(lock)).first() is None:
+            restore: Insert
+            if self._conn.dialect.name == "postgresql":
+                restore = postgresql.insert(claim_lock).on_conflict_do_nothing()
+            else:
+                restore = insert(claim_lock).prefix_with("IGNORE")
+            await self._conn.execute(restore.values(id=1))
+            await self._conn.execute(lock)
+
+    async def release(self, outbox_ids: Sequence[int], now: datetime) -> int:
+        released = 0
+        for chunk in _chunks(outbox_ids):
+            statement = (
+                update(t)
+                .where(t.c.id.in_(chunk), t.c.status == OutboxStatus.PENDING.value)
+                .values(next_retry_at=now)
+            )
+            released += (await self._conn.execute(statement)).rowcount
+        return released
 
     async def apply(self, transitions: Sequence[Transition]) -> int:
         groups: defaultdict[tuple[Any, ...], list[int]] = defaultdict(list)
