@@ -237,7 +237,7 @@ class OutboxMachine(RuleBasedStateMachine):
             if claimed == received == 0:
                 break
         rows = self.system.store.outbox
-        first_dead = {}
+        first_dead: dict[str, int] = {}
         for row in sorted(rows.values(), key=lambda r: r.id):
             if row.status is OutboxStatus.DEAD:
                 first_dead.setdefault(row.message_key, row.id)
