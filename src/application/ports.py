@@ -148,6 +148,14 @@ class MessageSource(Protocol):
         ...
 
 
+class Wakeups(Protocol):
+    """Tells the relay that rows may have become due, so it need not wait for its poll."""
+
+    async def wait(self, timeout: float) -> bool:
+        """Return True when woken, False when `timeout` seconds passed without a wake-up."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

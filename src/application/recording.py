@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import attrs
 
@@ -43,6 +44,8 @@ class RecordChatMessage:
     event_ids: EventIds
     topic: str
     max_retry: int = DEFAULT_MAX_RETRY
+    on_recorded: Callable[[], None] | None = None
+    """Called after each commit: wakes a relay running in the same process."""
 
     async def __call__(self, chat: ChatMessage) -> OutboxMessage:
         async with self.uow() as uow:
@@ -55,4 +58,6 @@ class RecordChatMessage:
                 max_retry=self.max_retry,
             )
             await uow.commit()
+        if self.on_recorded is not None:
+            self.on_recorded()
         return message

@@ -11,7 +11,8 @@ import attrs
 import structlog
 
 from application.errors import StoreUnavailable
-from application.ports import Clock, MessageBus, OutgoingRecord, UnitOfWorkFactory
+from application.operations import sweep_stale_published
+from application.ports import Clock, MessageBus, OutgoingRecord, UnitOfWorkFactory, Wakeups
 from domain import (
     Envelope,
     MalformedEnvelope,
@@ -159,19 +160,33 @@ def _report(
     )
 
 
+@attrs.frozen
+class Polling:
+    """Adaptive polling: the interval doubles while idle, from `minimum` to `maximum`, and
+    snaps back on work or a wake-up. `coalesce` waits a moment after a wake-up so a burst
+    of commits becomes one batch instead of many tiny ones."""
+
+    minimum: float = 0.05
+    maximum: float = 1.0
+    coalesce: float = 0.005
+
+
 async def run_relay(
     relay: Relay,
     stopping: asyncio.Event,
     *,
-    poll_interval: float,
+    polling: Polling | None = None,
+    wakeups: Wakeups | None = None,
     once: bool = False,
     outage_policy: RetryPolicy | None = None,
 ) -> RelayReport:
     """Relay until `stopping` is set (or, with once, until nothing is due). The batch in
     flight when the stop comes is finished first. An unreachable database is waited out."""
+    polling = polling or Polling()
     totals = RelayReport()
     outage = outage_policy or RetryPolicy(cap=timedelta(seconds=30))
     failures = 0
+    interval = polling.minimum
     while not stopping.is_set():
         started = time.perf_counter()
         try:
@@ -190,16 +205,60 @@ async def run_relay(
                 **attrs.asdict(report),
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
-        if report.claimed < relay.batch_size:
-            if once:
-                break
-            await _wait(stopping, poll_interval)
+            interval = polling.minimum
+            continue  # more may be due, including rows released behind this batch
+        if once:
+            break
+        if await _idle(stopping, wakeups, interval):
+            interval = polling.minimum
+            await _wait(stopping, polling.coalesce)
+        else:
+            interval = min(interval * 2, polling.maximum)
     return totals
+
+
+async def _idle(stopping: asyncio.Event, wakeups: Wakeups | None, timeout: float) -> bool:
+    """Wait for a wake-up, the stop, or the timeout; True when something woke us."""
+    if wakeups is None:
+        await _wait(stopping, timeout)
+        return False
+    woken = asyncio.ensure_future(wakeups.wait(timeout))
+    stop = asyncio.ensure_future(stopping.wait())
+    done, pending = await asyncio.wait({woken, stop}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return woken in done and woken.result()
 
 
 async def _wait(stopping: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stopping.wait(), seconds)
+
+
+async def run_sweeper(
+    uow: UnitOfWorkFactory,
+    clock: Clock,
+    stopping: asyncio.Event,
+    *,
+    stale_after: timedelta,
+) -> int:
+    """Every so often, send rows published but never consumed back to pending, so a broker
+    that lost data is recovered from. Several relays may sweep at once: writes are guarded."""
+    swept_total = 0
+    every = min(60.0, max(stale_after.total_seconds() / 4, 0.5))
+    while not stopping.is_set():
+        await _wait(stopping, every)
+        try:
+            swept = await sweep_stale_published(uow, clock, clock.now() - stale_after)
+        except StoreUnavailable as error:
+            log.warning("sweep_store_unavailable", error=str(error))
+            continue
+        if swept:
+            log.warning(
+                "stale_published_swept", rows=swept, stale_after_s=stale_after.total_seconds()
+            )
+        swept_total += swept
+    return swept_total
 
 
 def _add(a: RelayReport, b: RelayReport) -> RelayReport:

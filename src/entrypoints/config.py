@@ -44,7 +44,10 @@ class Settings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_retry: int = DEFAULT_MAX_RETRY
     relay_batch_size: int = 500
-    relay_poll_interval: float = 0.2
+    relay_poll_interval: float = 0.05
+    relay_max_poll_interval: float = 1.0
+    relay_wakeup_coalesce_ms: float = 5.0
+    sweep_published_after: float = 300.0
     relay_lease_seconds: float = 60.0
     consumer_batch_size: int = 500
     kafka_security_protocol: str = "PLAINTEXT"
@@ -90,6 +93,15 @@ class Settings:
             relay_batch_size=get("relay_batch_size", _positive_int, defaults.relay_batch_size),
             relay_poll_interval=get(
                 "relay_poll_interval", _positive_float, defaults.relay_poll_interval
+            ),
+            relay_max_poll_interval=get(
+                "relay_max_poll_interval", _positive_float, defaults.relay_max_poll_interval
+            ),
+            relay_wakeup_coalesce_ms=get(
+                "relay_wakeup_coalesce_ms", _non_negative_float, defaults.relay_wakeup_coalesce_ms
+            ),
+            sweep_published_after=get(
+                "sweep_published_after", _non_negative_float, defaults.sweep_published_after
             ),
             relay_lease_seconds=get(
                 "relay_lease_seconds", _positive_float, defaults.relay_lease_seconds
@@ -183,6 +195,16 @@ def _positive_float(name: str, raw: str) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r:.40}") from None
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"{name} must be a positive number, got {raw!r:.40}")
+    return value
+
+
+def _non_negative_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r:.40}") from None
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be zero or more, got {raw!r:.40}")
     return value
 
 

@@ -13,9 +13,10 @@ from adapters.clock import SystemClock, uuid4_event_id
 from adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
 from adapters.memory import InMemoryBus
 from adapters.sql import SqlUnitOfWorkFactory, create_engine
+from adapters.sql.wakeups import wakeups_for
 from application.consuming import Consumer, HistoryWriter
 from application.recording import RecordChatMessage
-from application.relaying import Relay
+from application.relaying import Polling, Relay
 from entrypoints.config import Settings
 
 
@@ -141,6 +142,13 @@ class RelayContainer(containers.DeclarativeContainer):
     core = providers.Container(Core, settings=settings)
     bus = providers.Selector(settings.provided.bus, kafka=providers.Resource(_kafka_bus, settings))
     relay = _relay(core, settings, bus)
+    wakeups = providers.Resource(wakeups_for, core.engine)
+    polling = providers.Factory(
+        Polling,
+        minimum=settings.provided.relay_poll_interval,
+        maximum=settings.provided.relay_max_poll_interval,
+        coalesce=settings.provided.relay_wakeup_coalesce_ms.call(lambda ms: ms / 1000),
+    )
 
 
 class ConsumerContainer(containers.DeclarativeContainer):

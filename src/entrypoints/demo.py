@@ -112,9 +112,7 @@ async def _in_process(settings: Settings, count: int, conversations: int) -> int
         await upgrade(await container.core.engine.async_())
         record = await container.core.record.async_()
         run_id, ids = await _record(record, count, conversations)
-        await run_relay(
-            await container.relay.async_(), asyncio.Event(), poll_interval=0.05, once=True
-        )
+        await run_relay(await container.relay.async_(), asyncio.Event(), once=True)
         await run_consumer(await container.consumer.async_(), idle_exit=0.2, poll_timeout=0.1)
         uow = await container.core.uow.async_()
         return await _report(uow, record.clock, run_id, conversations, len(ids))

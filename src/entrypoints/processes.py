@@ -6,13 +6,14 @@ import argparse
 import asyncio
 import signal
 from collections.abc import Callable
+from datetime import timedelta
 
 import attrs
 import structlog
 
 from adapters.sql import ensure_migrated
 from application.consuming import run_consumer
-from application.relaying import run_relay
+from application.relaying import run_relay, run_sweeper
 from entrypoints.config import ConfigError, Settings
 from entrypoints.containers import ConsumerContainer, RelayContainer
 
@@ -50,12 +51,23 @@ async def relay(args: argparse.Namespace, settings: Settings) -> int:
         stopping = asyncio.Event()
         stop_on_signals(stopping.set)
         log.info("relay_started", bus=settings.bus, topic=settings.topic, once=args.once)
-        totals = await run_relay(
+        relaying = run_relay(
             await container.relay.async_(),
             stopping,
-            poll_interval=settings.relay_poll_interval,
+            polling=container.polling(),
+            wakeups=await container.wakeups.async_(),
             once=args.once,
         )
+        if args.once or settings.sweep_published_after == 0:
+            totals = await relaying
+        else:
+            sweeping = run_sweeper(
+                await container.core.uow.async_(),
+                container.core.clock(),
+                stopping,
+                stale_after=timedelta(seconds=settings.sweep_published_after),
+            )
+            totals, _ = await asyncio.gather(relaying, sweeping)
         log.info("relay_stopped", **attrs.asdict(totals))
     finally:
         await container.shutdown_resources()  # type: ignore[misc]

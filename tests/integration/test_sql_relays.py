@@ -1,0 +1,119 @@
+"""Several relays on one real database: no double publish, order kept, crashed claims taken
+over; and PostgreSQL's LISTEN/NOTIFY wake-up."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from datetime import timedelta
+
+import attrs
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.clock import ManualClock, SystemClock, uuid4_event_id
+from adapters.memory import InMemoryBus
+from adapters.sql import SqlUnitOfWorkFactory
+from adapters.sql.wakeups import wakeups_for
+from application.ports import MessageBus, OutgoingRecord, PublishResult
+from application.recording import RecordChatMessage
+from application.relaying import Polling, Relay, run_relay
+from domain import ChatMessage, Envelope, OutboxStatus
+from tests.integration.test_sql_outbox import outbox_row
+
+pytestmark = pytest.mark.integration
+
+
+@attrs.define
+class SequencedBus(MessageBus):
+    """Stamps every record with a global sequence number, across relays sharing it."""
+
+    counter: itertools.count[int]
+    sent: list[tuple[int, OutgoingRecord]]
+    delay: float = 0.0
+
+    async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
+        await asyncio.sleep(self.delay)  # a broker round trip, so relays overlap
+        self.sent.extend((next(self.counter), record) for record in records)
+        return [None] * len(records)
+
+
+async def record_many(uow: SqlUnitOfWorkFactory, count: int, conversations: int) -> None:
+    record = RecordChatMessage(uow, SystemClock(), uuid4_event_id, "t")
+    for n in range(count):
+        await record(
+            ChatMessage.create(
+                user_id=1, conversation_id=f"c{n % conversations}", role="user", message=f"m{n}"
+            )
+        )
+
+
+async def test_two_relays_publish_every_row_once_and_keep_each_conversation_in_order(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    """Two relays racing over 300 rows in 10 conversations: each row is published exactly
+    once, and within each conversation in recording order."""
+    await record_many(uow, 300, 10)
+    sent: list[tuple[int, OutgoingRecord]] = []
+    counter = itertools.count()
+    stopping = asyncio.Event()
+    relays = [
+        asyncio.create_task(
+            run_relay(
+                Relay(uow, SequencedBus(counter, sent, delay=0.002), SystemClock(), batch_size=20),
+                stopping,
+                polling=Polling(minimum=0.01, maximum=0.05, coalesce=0),
+            )
+        )
+        for _ in range(2)
+    ]
+    for _ in range(1000):
+        if len(sent) >= 300:
+            break
+        await asyncio.sleep(0.02)
+    stopping.set()
+    reports = await asyncio.gather(*relays)
+    outbox_ids = [Envelope.decode(record.value).outbox_id for _, record in sent]
+    assert len(outbox_ids) == len(set(outbox_ids)) == 300
+    assert sum(report.published for report in reports) == 300
+    by_conversation: dict[str, list[int]] = {}
+    for _, record in sorted(sent, key=lambda pair: pair[0]):
+        by_conversation.setdefault(record.key, []).append(Envelope.decode(record.value).outbox_id)
+    for conversation, ids in by_conversation.items():
+        assert ids == sorted(ids), f"{conversation} published out of order"
+
+
+async def test_a_crashed_relays_claims_are_taken_over_after_the_lease(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    """Rows claimed by a relay that died are invisible until its lease ends, then another
+    relay publishes them."""
+    await record_many(uow, 5, 5)
+    clock = ManualClock(SystemClock().now())
+    async with uow() as unit:
+        dead_relays_claim = await unit.outbox.claim_due(clock.now(), 10, timedelta(seconds=30))
+        await unit.commit()
+    survivor = Relay(uow, InMemoryBus(), clock, lease=timedelta(seconds=30))
+    assert (await survivor.relay_due()).claimed == 0
+    clock.advance(timedelta(seconds=31))
+    assert (await survivor.relay_due()).published == 5
+    for message in dead_relays_claim:
+        assert (await outbox_row(engine, message.id))["status"] == OutboxStatus.PUBLISHED.value
+
+
+async def test_postgres_wakes_a_listening_relay_on_commit_and_others_poll(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    """On PostgreSQL an outbox insert's commit wakes the listener; elsewhere waits time out."""
+    wakeups = wakeups_for(engine)
+    listener = await anext(wakeups)
+    try:
+        assert await listener.wait(0.05) is False  # nothing yet (this also starts listening)
+        waiting = asyncio.create_task(listener.wait(2))
+        await asyncio.sleep(0.05)
+        await record_many(uow, 1, 1)
+        woken = await asyncio.wait_for(waiting, 5)
+    finally:
+        await wakeups.aclose()
+    assert woken is (engine.dialect.name == "postgresql")
