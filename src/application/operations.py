@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from application.ports import Clock, DeadSelector, OutboxStats, UnitOfWorkFactory
-from domain import HistoryEntry, OutboxMessage, requeued, swept
+from application.ports import (
+    Clock,
+    DeadSelector,
+    OutboxRepository,
+    OutboxStats,
+    UnitOfWorkFactory,
+)
+from domain import HistoryEntry, OutboxMessage, Transition, requeued, swept
 
 
 async def outbox_stats(uow_factory: UnitOfWorkFactory) -> OutboxStats:
@@ -31,28 +38,37 @@ async def requeue_dead(
     uow_factory: UnitOfWorkFactory, clock: Clock, selector: DeadSelector, batch: int = 500
 ) -> int:
     """Dead rows back to pending with retries reset, oldest first, a batch per transaction."""
-    total = 0
-    while True:
-        async with uow_factory() as uow:
-            dead = await uow.outbox.dead(selector, batch)
-            now = clock.now()
-            moved = await uow.outbox.apply([requeued(m.id, now) for m in dead])
-            await uow.commit()
-        total += moved
-        if len(dead) < batch or moved == 0:
-            return total
+
+    async def select(outbox: OutboxRepository) -> list[int]:
+        return [message.id for message in await outbox.dead(selector, batch)]
+
+    return await _move_in_batches(uow_factory, clock, select, requeued, batch)
 
 
 async def sweep_stale_published(
     uow_factory: UnitOfWorkFactory, clock: Clock, published_before: datetime, batch: int = 500
 ) -> int:
     """Published rows never consumed go back to pending, to be published again."""
+
+    async def select(outbox: OutboxRepository) -> list[int]:
+        return await outbox.published_before(published_before, batch)
+
+    return await _move_in_batches(uow_factory, clock, select, swept, batch)
+
+
+async def _move_in_batches(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    select: Callable[[OutboxRepository], Awaitable[list[int]]],
+    transition: Callable[[int, datetime], Transition],
+    batch: int,
+) -> int:
     total = 0
     while True:
         async with uow_factory() as uow:
-            ids = await uow.outbox.published_before(published_before, batch)
+            ids = await select(uow.outbox)
             now = clock.now()
-            moved = await uow.outbox.apply([swept(outbox_id, now) for outbox_id in ids])
+            moved = await uow.outbox.apply([transition(outbox_id, now) for outbox_id in ids])
             await uow.commit()
         total += moved
         if len(ids) < batch or moved == 0:

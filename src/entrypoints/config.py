@@ -9,6 +9,7 @@ from typing import TypeVar
 import attrs
 
 from adapters.kafka.options import COMPRESSIONS, SECURITY_PROTOCOLS
+from adapters.sql import BadDatabaseUrl, check_url
 from domain import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RETRY
 
 PREFIX = "CHAT_OUTBOX_"
@@ -77,7 +78,7 @@ class Settings:
             return default if raw is None or raw == "" else parse(PREFIX + name.upper(), raw)
 
         return cls(
-            database_url=get("database_url", _text, defaults.database_url),
+            database_url=get("database_url", _database_url, defaults.database_url),
             bus=get("bus", _choice(BUSES), defaults.bus),
             kafka_bootstrap_servers=get(
                 "kafka_bootstrap_servers", _text, defaults.kafka_bootstrap_servers
@@ -111,12 +112,12 @@ class Settings:
             ),
             kafka_security_protocol=get(
                 "kafka_security_protocol",
-                _upper_choice(SECURITY_PROTOCOLS),
+                _choice(SECURITY_PROTOCOLS, upper=True),
                 defaults.kafka_security_protocol,
             ),
             kafka_sasl_mechanism=get(
                 "kafka_sasl_mechanism",
-                _upper_choice(("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+                _choice(("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), upper=True),
                 defaults.kafka_sasl_mechanism,
             ),
             kafka_sasl_username=get("kafka_sasl_username", _text, ""),
@@ -145,6 +146,15 @@ def _text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _database_url(name: str, raw: str) -> str:
+    url = raw.strip()
+    try:
+        check_url(url)
+    except BadDatabaseUrl as error:
+        raise ConfigError(f"{name}: {error}") from None
+    return url
+
+
 def _raw(name: str, raw: str) -> str:
     return raw
 
@@ -158,19 +168,9 @@ def _bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r:.40}")
 
 
-def _upper_choice(allowed: tuple[str, ...]) -> Callable[[str, str], str]:
+def _choice(allowed: tuple[str, ...], upper: bool = False) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
-        value = raw.strip().upper()
-        if value not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r:.40}")
-        return value
-
-    return parse
-
-
-def _choice(allowed: tuple[str, ...]) -> Callable[[str, str], str]:
-    def parse(name: str, raw: str) -> str:
-        value = raw.strip().lower()
+        value = raw.strip().upper() if upper else raw.strip().lower()
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r:.40}")
         return value

@@ -1,6 +1,6 @@
 """SQL adapters (SQLAlchemy 2 async) for SQLite, PostgreSQL and MariaDB/MySQL."""
 
-from adapters.sql.engine import BadDatabaseUrl, create_engine
+from adapters.sql.engine import BadDatabaseUrl, check_url, create_engine
 from adapters.sql.migrate import SchemaNotMigrated, ensure_migrated, upgrade
 from adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
 
@@ -9,6 +9,7 @@ __all__ = [
     "SchemaNotMigrated",
     "SqlUnitOfWork",
     "SqlUnitOfWorkFactory",
+    "check_url",
     "create_engine",
     "ensure_migrated",
     "upgrade",

@@ -19,23 +19,37 @@ class BadDatabaseUrl(ValueError):
     """The database URL cannot be parsed or names no async driver we support."""
 
 
-def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+def check_url(url: str) -> str:
+    """The URL's backend, or BadDatabaseUrl naming what is wrong (driver included)."""
     try:
         parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        if backend not in ("sqlite", "postgresql", "mysql", "mariadb"):
+            raise BadDatabaseUrl(
+                f"unsupported database {backend!r}: use sqlite, postgresql or mysql"
+            )
+        if not parsed.get_dialect().is_async:
+            raise BadDatabaseUrl(
+                f"{parsed.drivername!r} is not an async driver: use sqlite+aiosqlite, "
+                "postgresql+asyncpg or mysql+asyncmy"
+            )
     except ArgumentError as error:
         raise BadDatabaseUrl(f"cannot parse database URL: {error}") from None
-    backend = parsed.get_backend_name()
+    except ImportError as error:
+        raise BadDatabaseUrl(f"database driver not installed: {error}") from None
+    return backend
+
+
+def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+    backend = check_url(url)
     if backend == "sqlite":
         return _sqlite(url)
     if backend in ("postgresql", "mysql", "mariadb"):
         options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": pool_size}
         if backend != "postgresql":
             options["isolation_level"] = "READ COMMITTED"
-        try:
-            return create_async_engine(url, **options)
-        except (ArgumentError, ImportError) as error:
-            raise BadDatabaseUrl(f"unsupported database URL driver: {error}") from None
-    raise BadDatabaseUrl(f"unsupported database {backend!r}: use sqlite, postgresql or mysql")
+        return create_async_engine(url, **options)
+    raise AssertionError(f"check_url accepted {backend!r}")
 
 
 def _sqlite(url: str) -> AsyncEngine:
