@@ -119,12 +119,12 @@ async def run_consumer(
 ) -> ConsumeReport:
     """Consume until `consumer.stopping` is set, or until idle for `idle_exit` seconds."""
     totals = ConsumeReport()
-    idle_since = time.monotonic()
+    idle_since: float | None = None  # starts at the first empty fetch, not during the join
     while not consumer.stopping.is_set():
         started = time.perf_counter()
         report = await consumer.consume_batch(poll_timeout)
         if report.received:
-            idle_since = time.monotonic()
+            idle_since = None
             totals = ConsumeReport(
                 *(x + y for x, y in zip(attrs.astuple(totals), attrs.astuple(report), strict=True))
             )
@@ -133,7 +133,10 @@ async def run_consumer(
                 **attrs.asdict(report),
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
-        elif idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+            continue
+        now = time.monotonic()
+        idle_since = now if idle_since is None else idle_since
+        if idle_exit is not None and now - idle_since >= idle_exit:
             log.info("consumer_idle_exit", idle_s=idle_exit)
             break
     return totals

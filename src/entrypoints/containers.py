@@ -135,6 +135,10 @@ async def _kafka_source(settings: Settings) -> AsyncIterator[KafkaSource]:
         await source.close()
 
 
+def _seconds(milliseconds: float) -> float:
+    return milliseconds / 1000
+
+
 class RelayContainer(containers.DeclarativeContainer):
     """`chat-outbox relay`: the database and the bus named by CHAT_OUTBOX_BUS."""
 
@@ -147,7 +151,7 @@ class RelayContainer(containers.DeclarativeContainer):
         Polling,
         minimum=settings.provided.relay_poll_interval,
         maximum=settings.provided.relay_max_poll_interval,
-        coalesce=settings.provided.relay_wakeup_coalesce_ms.call(lambda ms: ms / 1000),
+        coalesce=providers.Callable(_seconds, settings.provided.relay_wakeup_coalesce_ms),
     )
 
 

@@ -60,6 +60,9 @@ class KafkaOptions:
     def consumer(self, group_id: str) -> dict[str, Any]:
         return {
             **self.common(),
+            # The broker holds a join request for up to the rebalance timeout: a shorter
+            # request timeout would make the consumer retry its join for ever.
+            "request_timeout_ms": max(self.request_timeout_ms, self.rebalance_timeout_ms + 5000),
             "group_id": group_id,
             "enable_auto_commit": False,
             # 'latest' is wrong on some Kafka-protocol brokers, and a new group must not skip.
