@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import attrs
 import structlog
 
 from application.errors import StoreUnavailable
 from application.operations import sweep_stale_published
-from application.ports import Clock, MessageBus, OutgoingRecord, UnitOfWorkFactory, Wakeups
+from application.ports import (
+    Clock,
+    MessageBus,
+    OutgoingRecord,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    Wakeups,
+)
 from domain import (
     Envelope,
     MalformedEnvelope,
@@ -47,6 +54,35 @@ def headers_for(envelope: Envelope) -> tuple[tuple[str, bytes], ...]:
 
 
 @attrs.frozen
+class Batch:
+    """A published batch whose outcomes are yet to be written."""
+
+    claimed: list[OutboxMessage]
+    transitions: list[Transition]
+    held: list[OutboxMessage]
+    """Not sent because an earlier message of their conversation failed: released."""
+
+    def report(self, applied: int) -> RelayReport:
+        by_status = {status: 0 for status in OutboxStatus}
+        for transition in self.transitions:
+            by_status[transition.to_status] += 1
+        return RelayReport(
+            claimed=len(self.claimed),
+            published=by_status[OutboxStatus.PUBLISHED],
+            retried=by_status[OutboxStatus.PENDING],
+            dead=by_status[OutboxStatus.DEAD],
+            unchanged=len(self.transitions) - applied,
+            held_back=len(self.held),
+        )
+
+
+async def _write(uow: UnitOfWork, batch: Batch, now: datetime) -> int:
+    applied = await uow.outbox.apply(batch.transitions)
+    await uow.outbox.release([message.id for message in batch.held], now)
+    return applied
+
+
+@attrs.frozen
 class Relay:
     uow: UnitOfWorkFactory
     bus: MessageBus
@@ -56,22 +92,31 @@ class Relay:
     lease: timedelta = timedelta(seconds=60)
 
     async def relay_due(self) -> RelayReport:
-        """One claim-publish-apply round; returns what happened to the claimed batch."""
+        """One claim-publish-write round, in two short transactions."""
+        _, batch = await self.step(None)
+        return RelayReport() if batch is None else await self.settle(batch)
+
+    async def step(self, previous: Batch | None) -> tuple[RelayReport, Batch | None]:
+        """Write the previous batch's outcomes and claim the next batch in one transaction
+        (one commit per batch), then publish the new batch. Returns the previous batch's
+        report and the new batch, whose outcomes the next step (or settle) writes."""
         async with self.uow() as uow:
+            applied = await _write(uow, previous, self.clock.now()) if previous else 0
             claimed = await uow.outbox.claim_due(self.clock.now(), self.batch_size, self.lease)
             await uow.commit()
+        report = previous.report(applied) if previous else RelayReport()
         if not claimed:
-            return RelayReport()
-        transitions, held = await self._publish_in_order(claimed)
-        async with self.uow() as uow:
-            applied = await uow.outbox.apply(transitions)
-            await uow.outbox.release([message.id for message in held], self.clock.now())
-            await uow.commit()
-        return _report(claimed, transitions, applied, len(held))
+            return report, None
+        return report, await self._publish_in_order(claimed)
 
-    async def _publish_in_order(
-        self, claimed: list[OutboxMessage]
-    ) -> tuple[list[Transition], list[OutboxMessage]]:
+    async def settle(self, batch: Batch) -> RelayReport:
+        """Write a batch's outcomes on their own, when no claim follows."""
+        async with self.uow() as uow:
+            applied = await _write(uow, batch, self.clock.now())
+            await uow.commit()
+        return batch.report(applied)
+
+    async def _publish_in_order(self, claimed: list[OutboxMessage]) -> Batch:
         """Publish in waves: the n-th claimed message of every conversation in wave n, so a
         message goes out only after its predecessor was acknowledged. A conversation whose
         message failed sends nothing more; its later messages are released, untouched."""
@@ -108,7 +153,7 @@ class Relay:
                     retry_count=message.retry_count,
                     status=message.status.value,
                 )
-        return transitions, held
+        return Batch(claimed, transitions, held)
 
     def _record_for(
         self, message: OutboxMessage, transitions: list[Transition]
@@ -144,22 +189,6 @@ def _certain(transition: Transition | None) -> Transition:
     return transition
 
 
-def _report(
-    claimed: list[OutboxMessage], transitions: list[Transition], applied: int, held: int
-) -> RelayReport:
-    by_status = {status: 0 for status in OutboxStatus}
-    for transition in transitions:
-        by_status[transition.to_status] += 1
-    return RelayReport(
-        claimed=len(claimed),
-        published=by_status[OutboxStatus.PUBLISHED],
-        retried=by_status[OutboxStatus.PENDING],
-        dead=by_status[OutboxStatus.DEAD],
-        unchanged=len(transitions) - applied,
-        held_back=held,
-    )
-
-
 @attrs.frozen
 class Polling:
     """Adaptive polling: the interval doubles while idle, from `minimum` to `maximum`, and
@@ -187,11 +216,13 @@ async def run_relay(
     outage = outage_policy or RetryPolicy(cap=timedelta(seconds=30))
     failures = 0
     interval = polling.minimum
+    in_flight: Batch | None = None
     while not stopping.is_set():
         started = time.perf_counter()
         try:
-            report = await relay.relay_due()
+            report, in_flight = await relay.step(in_flight)
         except StoreUnavailable as error:
+            # in_flight is kept: its outcomes are written by the next step that succeeds.
             failures += 1
             delay = outage.ceiling(failures).total_seconds()
             log.warning("relay_store_unavailable", error=str(error), retry_in_s=delay)
@@ -205,6 +236,7 @@ async def run_relay(
                 **attrs.asdict(report),
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
+        if in_flight is not None:
             interval = polling.minimum
             continue  # more may be due, including rows released behind this batch
         if once:
@@ -214,7 +246,18 @@ async def run_relay(
             await _wait(stopping, polling.coalesce)
         else:
             interval = min(interval * 2, polling.maximum)
+    if in_flight is not None:
+        totals = _add(totals, await _settle_on_exit(relay, in_flight))
     return totals
+
+
+async def _settle_on_exit(relay: Relay, batch: Batch) -> RelayReport:
+    try:
+        return await relay.settle(batch)
+    except StoreUnavailable as error:
+        # Not lost: the rows stay leased, and a relay publishes them again after the lease.
+        log.error("relay_outcomes_unwritten", error=str(error), rows=len(batch.claimed))
+        return RelayReport()
 
 
 async def _idle(stopping: asyncio.Event, wakeups: Wakeups | None, timeout: float) -> bool:

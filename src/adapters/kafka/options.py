@@ -23,7 +23,7 @@ class KafkaOptions:
     compression: str = "none"
     enable_idempotence: bool = False
     request_timeout_ms: int = 10_000
-    linger_ms: int = 5
+    linger_ms: int = 0  # the relay hands over whole batches; waiting adds only latency
     max_request_size: int = 1_048_576
     topic_partitions: int = 6
     replication_factor: int = 1

@@ -45,7 +45,9 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     if backend == "sqlite":
         return _sqlite(url)
     if backend in ("postgresql", "mysql", "mariadb"):
-        options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": pool_size}
+        # No pre-ping: it costs a round trip per transaction, and a dropped connection is
+        # already invalidated and reported as StoreUnavailable, which every caller retries.
+        options: dict[str, Any] = {"pool_size": pool_size}
         if backend != "postgresql":
             options["isolation_level"] = "READ COMMITTED"
         return create_async_engine(url, **options)
