@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install services demo test test-unit test-integration lint typecheck clean
+.PHONY: install services demo test test-unit test-integration lint typecheck bench clean
 
 install: $(STAMP)
 
@@ -30,12 +30,15 @@ test-integration: install services
 	$(BIN)/pytest -q -m integration
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
-	$(BIN)/mypy src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src tests bench
 
 typecheck: install
-	$(BIN)/mypy src tests
+	$(BIN)/mypy src tests bench
+
+bench: install services  ## chat-outbox against a hand-written asyncpg + aiokafka baseline
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build src/*.egg-info

@@ -120,11 +120,13 @@ def _parse_json_object(data: bytes) -> dict[str, Any]:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in document:
-            raise MalformedEnvelope(f"duplicate field {name!r:.60}")
-        document[name] = value
+    document = dict(pairs)  # C speed; a shorter dict means a key came twice
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise MalformedEnvelope(f"duplicate field {name!r:.60}")
+            seen.add(name)
     return document
 
 

@@ -1,0 +1,77 @@
+"""The plan of our real claim query on a big outbox (mostly consumed, some pending).
+
+The SQL is captured from SqlOutboxRepository.claim_due itself (a before_cursor_execute
+listener), then EXPLAINed with its own parameters: once with ANALYZE (custom plan), and once
+as the generic plan a prepared statement may switch to after five executions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench import db
+from bench.data import FILLER
+from bench.plans import capture_ours, fresh
+from bench.runs import Bench
+from bench.settings import BIZ_TYPE
+
+SEED = f"""
+INSERT INTO {db.OUTBOX} (event_id, biz_type, topic, message_key, payload, status, retry_count,
+    max_retry, next_retry_at, created_at, updated_at, published_at, consumed_at)
+SELECT gen_random_uuid()::text, '{BIZ_TYPE}', 'bench.explain', c, p, s, 0, 20, t, t, t,
+       CASE WHEN s = 'consumed' THEN t END, CASE WHEN s = 'consumed' THEN t END
+FROM generate_series(1, $1::int) AS g,
+LATERAL (SELECT 'bench-conv-' || lpad((g % $3::int)::text, 5, '0') AS c,
+                CASE WHEN g > $1::int - $2::int THEN 'pending' ELSE 'consumed' END AS s,
+                (now() AT TIME ZONE 'UTC') - make_interval(secs => $1::int - g) AS t) AS v,
+LATERAL (SELECT json_build_object('user_id', 1000 + g % $3::int, 'conversation_id', c,
+                'role', 'user', 'message', '#' || g || ' ' || $4::text)::text AS p) AS w
+"""
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+async def explain(bench: Bench) -> dict[str, Any]:
+    plan = bench.plan
+    began = time.perf_counter()
+    await db.truncate(bench.conn)
+    await bench.conn.execute(
+        SEED, plan.explain_rows, plan.explain_pending, plan.conversations, FILLER
+    )
+    await bench.conn.execute(f"VACUUM ANALYZE {db.OUTBOX}")
+    seeded = time.perf_counter() - began
+    sql, params = fresh(await capture_ours())
+    plans: dict[str, list[str]] = {}
+    try:
+        async with bench.conn.transaction():
+            rows = await bench.conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *params)
+            plans["analyze"] = [row[0] for row in rows]
+            await bench.conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            await bench.conn.execute(f"PREPARE bench_claim AS {sql}")
+            values = ", ".join(map(_literal, params))
+            rows = await bench.conn.fetch(f"EXPLAIN EXECUTE bench_claim({values})")
+            plans["generic"] = [row[0] for row in rows]
+            raise _Rollback
+    except _Rollback:
+        pass
+    await bench.conn.execute("DEALLOCATE ALL")
+    await db.truncate(bench.conn)
+    return {
+        "rows": plan.explain_rows,
+        "pending": plan.explain_pending,
+        "seed_s": seeded,
+        "sql": sql,
+        "plans": plans,
+        "seq_scan_on_outbox": {
+            name: any("Seq Scan on agent_outbox_messages" in line for line in lines)
+            for name, lines in plans.items()
+        },
+    }
