@@ -49,14 +49,10 @@ class OutboxRepository(Protocol):
     async def add(self, message: NewOutboxMessage) -> OutboxMessage: ...
 
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
-        """Take up to `limit` due pending rows in recording (id) order, skipping any row
-        whose conversation has an earlier row that holds it back (see
-        domain.holds_back_later_messages), and lease them: their next_retry_at moves to
-        now + lease, which hides them, and holds their conversations, from other relays."""
-        ...
-
-    async def release(self, outbox_ids: Sequence[int], now: datetime) -> int:
-        """End the lease of claimed rows that were not attempted: due again at `now`."""
+        """Take up to `limit` conversation heads (see domain.holds_back_later_messages) that
+        are pending and due, in recording (id) order, and lease them: next_retry_at moves to
+        now + lease, hiding them from other relays; their conversations stay held meanwhile.
+        Never two rows of one conversation, so a batch can be published all at once."""
         ...
 
     async def apply(self, transitions: Sequence[Transition]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import attrs
 import structlog
@@ -41,8 +41,6 @@ class RelayReport:
     dead: int = 0
     unchanged: int = 0
     """Outcomes the guarded write refused: the row had moved on (for example, consumed)."""
-    held_back: int = 0
-    """Claimed rows not sent because an earlier message of their conversation failed."""
 
 
 def headers_for(envelope: Envelope) -> tuple[tuple[str, bytes], ...]:
@@ -59,8 +57,6 @@ class Batch:
 
     claimed: list[OutboxMessage]
     transitions: list[Transition]
-    held: list[OutboxMessage]
-    """Not sent because an earlier message of their conversation failed: released."""
 
     def report(self, applied: int) -> RelayReport:
         by_status = {status: 0 for status in OutboxStatus}
@@ -72,14 +68,11 @@ class Batch:
             retried=by_status[OutboxStatus.PENDING],
             dead=by_status[OutboxStatus.DEAD],
             unchanged=len(self.transitions) - applied,
-            held_back=len(self.held),
         )
 
 
-async def _write(uow: UnitOfWork, batch: Batch, now: datetime) -> int:
-    applied = await uow.outbox.apply(batch.transitions)
-    await uow.outbox.release([message.id for message in batch.held], now)
-    return applied
+async def _write(uow: UnitOfWork, batch: Batch) -> int:
+    return await uow.outbox.apply(batch.transitions)
 
 
 @attrs.frozen
@@ -101,59 +94,47 @@ class Relay:
         (one commit per batch), then publish the new batch. Returns the previous batch's
         report and the new batch, whose outcomes the next step (or settle) writes."""
         async with self.uow() as uow:
-            applied = await _write(uow, previous, self.clock.now()) if previous else 0
+            applied = await _write(uow, previous) if previous else 0
             claimed = await uow.outbox.claim_due(self.clock.now(), self.batch_size, self.lease)
             await uow.commit()
         report = previous.report(applied) if previous else RelayReport()
         if not claimed:
             return report, None
-        return report, await self._publish_in_order(claimed)
+        return report, await self._publish(claimed)
 
     async def settle(self, batch: Batch) -> RelayReport:
         """Write a batch's outcomes on their own, when no claim follows."""
         async with self.uow() as uow:
-            applied = await _write(uow, batch, self.clock.now())
+            applied = await _write(uow, batch)
             await uow.commit()
         return batch.report(applied)
 
-    async def _publish_in_order(self, claimed: list[OutboxMessage]) -> Batch:
-        """Publish in waves: the n-th claimed message of every conversation in wave n, so a
-        message goes out only after its predecessor was acknowledged. A conversation whose
-        message failed sends nothing more; its later messages are released, untouched."""
+    async def _publish(self, claimed: list[OutboxMessage]) -> Batch:
+        """Publish the whole batch at once (claims hold one message per conversation) and
+        decide each message's transition from its own outcome."""
         transitions: list[Transition] = []
-        held: list[OutboxMessage] = []
-        stopped: set[str] = set()
-        for wave in _waves(claimed):
-            sendable: list[tuple[OutboxMessage, OutgoingRecord]] = []
-            for message in wave:
-                if message.message_key in stopped:
-                    held.append(message)
-                    continue
-                record = self._record_for(message, transitions)
-                if record is None:
-                    stopped.add(message.message_key)
-                else:
-                    sendable.append((message, record))
-            results = await self.bus.publish([record for _, record in sendable])
-            at = self.clock.now()
-            for (message, _), result in zip(sendable, results, strict=True):
-                if result is None:
-                    transitions.append(_certain(message.mark_published(at)))
-                    continue
-                stopped.add(message.message_key)
-                transitions.append(
-                    _certain(message.record_publish_failure(result, at, self.policy))
-                )
-                log.warning(
-                    "publish_failed",
-                    outbox_id=message.id,
-                    conversation_id=message.message_key,
-                    error=result.reason,
-                    retryable=result.retryable,
-                    retry_count=message.retry_count,
-                    status=message.status.value,
-                )
-        return Batch(claimed, transitions, held)
+        sendable: list[tuple[OutboxMessage, OutgoingRecord]] = []
+        for message in claimed:
+            record = self._record_for(message, transitions)
+            if record is not None:
+                sendable.append((message, record))
+        results = await self.bus.publish([record for _, record in sendable])
+        at = self.clock.now()
+        for (message, _), result in zip(sendable, results, strict=True):
+            if result is None:
+                transitions.append(_certain(message.mark_published(at)))
+                continue
+            transitions.append(_certain(message.record_publish_failure(result, at, self.policy)))
+            log.warning(
+                "publish_failed",
+                outbox_id=message.id,
+                conversation_id=message.message_key,
+                error=result.reason,
+                retryable=result.retryable,
+                retry_count=message.retry_count,
+                status=message.status.value,
+            )
+        return Batch(claimed, transitions)
 
     def _record_for(
         self, message: OutboxMessage, transitions: list[Transition]
@@ -169,18 +150,6 @@ class Relay:
             log.error("outbox_row_unreadable", outbox_id=message.id, error=str(error))
             return None
         return OutgoingRecord(message.topic, envelope.key, envelope.encode(), headers_for(envelope))
-
-
-def _waves(claimed: list[OutboxMessage]) -> list[list[OutboxMessage]]:
-    waves: list[list[OutboxMessage]] = []
-    position: dict[str, int] = {}
-    for message in claimed:  # claimed in id order, so each conversation's order is kept
-        index = position.get(message.message_key, 0)
-        position[message.message_key] = index + 1
-        if index == len(waves):
-            waves.append([])
-        waves[index].append(message)
-    return waves
 
 
 def _certain(transition: Transition | None) -> Transition:
@@ -238,7 +207,7 @@ async def run_relay(
             )
         if in_flight is not None:
             interval = polling.minimum
-            continue  # more may be due, including rows released behind this batch
+            continue  # more may be due: this batch's successors are heads now
         if once:
             break
         if await _idle(stopping, wakeups, interval):

@@ -10,6 +10,7 @@ from domain.history import HistoryEntry
 from domain.outbox import (
     BIZ_TYPE_CHAT_HISTORY,
     DEFAULT_MAX_RETRY,
+    HOLDING_STATUSES,
     TABLE,
     OutboxEvent,
     OutboxMessage,
@@ -28,6 +29,7 @@ __all__ = [
     "BIZ_TYPE_CHAT_HISTORY",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_RETRY",
+    "HOLDING_STATUSES",
     "SCHEMA_VERSION",
     "TABLE",
     "ChatMessage",

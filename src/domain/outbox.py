@@ -190,12 +190,14 @@ class OutboxMessage:
         return transition
 
 
-def holds_back_later_messages(message: OutboxMessage, now: datetime) -> bool:
-    """Invariant 6: a conversation's later messages wait while this one is dead, waiting
-    for a retry, or leased to a relay (a lease moves next_retry_at into the future)."""
-    if message.status is OutboxStatus.DEAD:
-        return True
-    return message.status is OutboxStatus.PENDING and message.next_retry_at > now
+HOLDING_STATUSES = frozenset({OutboxStatus.PENDING, OutboxStatus.DEAD})
+
+
+def holds_back_later_messages(message: OutboxMessage) -> bool:
+    """Invariant 6: until a message is published (or consumed), its conversation's later
+    messages wait. So only a conversation's head, its earliest pending or dead message, is
+    ever claimed, and only when it is pending and due."""
+    return message.status in HOLDING_STATUSES
 
 
 def apply_to(message: OutboxMessage, transition: Transition) -> None:

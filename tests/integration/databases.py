@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -60,20 +60,17 @@ async def fresh_migrated_engine(url: str) -> AsyncEngine:
     await ensure_database(url)
     engine = create_engine(url)
     async with engine.begin() as connection:
-        await connection.run_sync(metadata.drop_all)
-        await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        # Reflect rather than use today's metadata: older revisions had other tables.
+        existing = MetaData()
+        await connection.run_sync(existing.reflect)
+        await connection.run_sync(existing.drop_all)
     await upgrade(engine)
     return engine
-
-
-REFERENCE_TABLES = {"agent_outbox_claim_lock"}  # rows the migrations put there
 
 
 async def truncate(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         for table in reversed(metadata.sorted_tables):
-            if table.name in REFERENCE_TABLES:
-                continue
             if engine.dialect.name == "sqlite":
                 await connection.execute(table.delete())
             else:

@@ -11,10 +11,10 @@ from datetime import timedelta
 import attrs
 import pytest
 
-from adapters.clock import SystemClock
+from adapters.clock import ManualClock, SystemClock
 from adapters.sql import SqlUnitOfWorkFactory
 from application.ports import MessageBus, OutgoingRecord, PublishResult
-from application.relaying import Polling, Relay, run_relay
+from application.relaying import Relay, run_relay
 from domain import Envelope, PublishFailure, RetryPolicy
 from tests.integration.test_sql_relays import record_many
 
@@ -51,22 +51,13 @@ async def test_failures_in_one_conversation_keep_its_order_and_delay_no_other(
     other conversation's messages were all published before c0's first one got through."""
     await record_many(uow, 50, 10)  # c0..c9, five messages each, interleaved
     bus = FlakyConversationBus(flaky="c0", failures=3)
-    relay = Relay(
-        uow,
-        bus,
-        SystemClock(),
-        RetryPolicy(base=timedelta(milliseconds=20), cap=timedelta(milliseconds=80)),
-    )
-    stopping = asyncio.Event()
-    loop = asyncio.create_task(
-        run_relay(relay, stopping, polling=Polling(minimum=0.01, maximum=0.02, coalesce=0))
-    )
-    for _ in range(500):
-        if len(bus.accepted) >= 50:
+    clock = ManualClock(SystemClock().now())  # c0's retry is due only when we say so
+    relay = Relay(uow, bus, clock, RetryPolicy(rand=lambda: 1.0))
+    for _ in range(10):
+        await run_relay(relay, asyncio.Event(), once=True)
+        if len(bus.accepted) == 50:
             break
-        await asyncio.sleep(0.02)
-    stopping.set()
-    await loop
+        clock.advance(timedelta(minutes=10))
     assert bus.refused == 3
     assert len(bus.accepted) == 50
     flaky = [(seq, outbox_id) for seq, key, outbox_id in bus.accepted if key == "c0"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -19,7 +20,7 @@ from application.operations import (
 )
 from application.ports import DeadSelector, NewOutboxMessage
 from application.recording import record_chat_message
-from application.relaying import Relay
+from application.relaying import Relay, run_relay
 from domain import Envelope, OutboxStatus, PublishFailure, Role
 from tests.unit.conftest import (
     T0,
@@ -64,8 +65,13 @@ async def relay_dies_mid_publish(harness: Harness) -> None:
         await crashing.relay_due()
 
 
+async def relay_all(harness: Harness) -> None:
+    """Relay rounds until nothing is due: a conversation's messages go one per round."""
+    await run_relay(harness.relay(), asyncio.Event(), once=True)
+
+
 async def relay_and_consume(harness: Harness) -> None:
-    await harness.relay().relay_due()
+    await relay_all(harness)
     await harness.consumer().consume_batch(TIMEOUT)
 
 
@@ -131,11 +137,20 @@ async def test_committed_unit_of_work_leaves_one_pending_row(harness: Harness) -
 # --- relaying --------------------------------------------------------------------------
 
 
-async def test_relay_publishes_each_conversation_in_recording_order(harness: Harness) -> None:
-    """Every due row reaches the bus in one round, each conversation's in recording order."""
+async def test_a_round_publishes_the_head_of_every_conversation(harness: Harness) -> None:
+    """One round publishes each conversation's earliest message, and only that one."""
     rows = [await harness.record(conv) for conv in ("a", "b", "a", "c", "a")]
 
     await harness.relay().relay_due()
+
+    assert harness.published_event_ids() == [rows[i].event_id for i in (0, 1, 3)]
+
+
+async def test_relay_publishes_each_conversation_in_recording_order(harness: Harness) -> None:
+    """Relaying until nothing is due publishes every row, each conversation in order."""
+    rows = [await harness.record(conv) for conv in ("a", "b", "a", "c", "a")]
+
+    await relay_all(harness)
 
     published = harness.published_event_ids()
     assert sorted(published) == sorted(row.event_id for row in rows)
@@ -350,7 +365,7 @@ async def test_retry_of_one_conversation_does_not_block_another(harness: Harness
 async def test_consume_persists_history_and_marks_rows_consumed(harness: Harness) -> None:
     """A consumed batch is in chat history and its outbox rows are consumed."""
     rows = [await harness.record("conv-1", text) for text in ("one", "two")]
-    await harness.relay().relay_due()
+    await relay_all(harness)
 
     report = await harness.consumer().consume_batch(TIMEOUT)
 
@@ -380,7 +395,7 @@ async def test_consume_acknowledges_the_batch_after_persisting(harness: Harness)
     """After a successful batch every delivered record is acknowledged."""
     for _ in range(3):
         await harness.record()
-    await harness.relay().relay_due()
+    await relay_all(harness)
 
     await harness.consumer().consume_batch(TIMEOUT)
 
@@ -398,7 +413,7 @@ async def test_redelivered_batch_does_not_duplicate_history(harness: Harness) ->
     """A batch persisted but never acknowledged comes again and adds nothing to history."""
     for text in ("one", "two"):
         await harness.record("conv-1", text)
-    await harness.relay().relay_due()
+    await relay_all(harness)
     await harness.consumer(source=LostAcks(harness.bus)).consume_batch(TIMEOUT)
     harness.bus.crash_consumer()
 
@@ -436,7 +451,7 @@ async def test_valid_records_after_a_malformed_one_are_persisted(harness: Harnes
     """A poison record does not block the valid records behind it, and all are acknowledged."""
     harness.bus.produce_raw(None, b"conv-1")
     rows = [await harness.record("conv-1", text) for text in ("one", "two")]
-    await harness.relay().relay_due()
+    await relay_all(harness)
 
     report = await harness.consumer().consume_batch(TIMEOUT)
 
@@ -565,7 +580,7 @@ async def test_a_dead_message_holds_back_its_conversation_until_requeued(
     assert [harness.status(row.id) for row in held] == [OutboxStatus.PENDING] * 2
 
     await requeue_dead(harness.uow, harness.clock, DeadSelector(conversation_id="a"))
-    await harness.relay().relay_due()
+    await relay_all(harness)
 
     dead_event = harness.store.outbox[dead].event_id
     assert harness.published_event_ids()[1:] == [dead_event] + [row.event_id for row in held]

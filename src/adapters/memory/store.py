@@ -66,22 +66,15 @@ class InMemoryOutboxRepository(OutboxRepository):
         for row in sorted(self.rows.values(), key=lambda r: r.id):
             if row.message_key in held:
                 continue
-            if holds_back_later_messages(row, now):
+            if holds_back_later_messages(row):
                 held.add(row.message_key)
-            elif row.status is OutboxStatus.PENDING and len(due) < limit:
-                due.append(row)
+                if row.status is OutboxStatus.PENDING and row.next_retry_at <= now:
+                    due.append(row)
+            if len(due) == limit:
+                break
         for row in due:
             row.next_retry_at = now + lease
         return [attrs.evolve(row) for row in due]
-
-    async def release(self, outbox_ids: Sequence[int], now: datetime) -> int:
-        released = 0
-        for outbox_id in outbox_ids:
-            row = self.rows.get(outbox_id)
-            if row is not None and row.status is OutboxStatus.PENDING:
-                row.next_retry_at = now
-                released += 1
-        return released
 
     async def apply(self, transitions: Sequence[Transition]) -> int:
         changed = 0

@@ -7,15 +7,14 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, and_, delete, exists, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import delete, exists, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.sql.tables import claim_lock
 from adapters.sql.tables import outbox_messages as t
 from application.ports import DeadSelector, NewOutboxMessage, OutboxRepository, OutboxStats
 from domain import (
     BIZ_TYPE_CHAT_HISTORY,
+    HOLDING_STATUSES,
     OutboxEvent,
     OutboxMessage,
     OutboxStatus,
@@ -50,33 +49,27 @@ class SqlOutboxRepository(OutboxRepository):
         return _message({**values, "id": outbox_id})
 
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
-        locking = self._conn.dialect.name in SKIP_LOCKED_DIALECTS
-        if locking:
-            await self._take_claim_lock()
+        # Heads only: another relay's in-flight head is still pending in every committed
+        # snapshot, so its successor is never a head, and SKIP LOCKED cannot reorder.
         earlier = t.alias("earlier")
         held_back = exists().where(
             earlier.c.message_key == t.c.message_key,
+            earlier.c.status.in_(sorted(status.value for status in HOLDING_STATUSES)),
             earlier.c.id < t.c.id,
-            or_(
-                earlier.c.status == OutboxStatus.DEAD.value,
-                and_(
-                    earlier.c.status == OutboxStatus.PENDING.value,
-                    earlier.c.next_retry_at > now,
-                ),
-            ),
         )
         query = (
             select(t)
             .where(
-                t.c.status == OutboxStatus.PENDING.value,
+                # Literals, so that a cached generic plan cannot lose the index.
+                t.c.status == literal(OutboxStatus.PENDING.value, literal_execute=True),
                 t.c.next_retry_at <= now,
-                t.c.biz_type == BIZ_TYPE_CHAT_HISTORY,
+                t.c.biz_type == literal(BIZ_TYPE_CHAT_HISTORY, literal_execute=True),
                 ~held_back,
             )
             .order_by(t.c.id)
             .limit(limit)
         )
-        if locking:
+        if self._conn.dialect.name in SKIP_LOCKED_DIALECTS:
             of = t if self._conn.dialect.name == "postgresql" else None
             query = query.with_for_update(skip_locked=True, of=of)
         rows = (await self._conn.execute(query)).mappings().all()
@@ -88,31 +81,6 @@ class SqlOutboxRepository(OutboxRepository):
                 update(t).where(t.c.id.in_(chunk)).values(next_retry_at=lease_until)
             )
         return [_message({**row, "next_retry_at": lease_until}) for row in rows]
-
-    async def _take_claim_lock(self) -> None:
-        """Serialise claims: without this, a claim could skip a row another relay is
-        claiming right now and take that row's successor. A lost lock row is re-created,
-        never silently done without."""
-        lock = select(claim_lock.c.id).where(claim_lock.c.id == 1).with_for_update()
-        if (await self._conn.execute(lock)).first() is None:
-            restore: Insert
-            if self._conn.dialect.name == "postgresql":
-                restore = postgresql.insert(claim_lock).on_conflict_do_nothing()
-            else:
-                restore = insert(claim_lock).prefix_with("IGNORE")
-            await self._conn.execute(restore.values(id=1))
-            await self._conn.execute(lock)
-
-    async def release(self, outbox_ids: Sequence[int], now: datetime) -> int:
-        released = 0
-        for chunk in _chunks(outbox_ids):
-            statement = (
-                update(t)
-                .where(t.c.id.in_(chunk), t.c.status == OutboxStatus.PENDING.value)
-                .values(next_retry_at=now)
-            )
-            released += (await self._conn.execute(statement)).rowcount
-        return released
 
     async def apply(self, transitions: Sequence[Transition]) -> int:
         groups: defaultdict[tuple[Any, ...], list[int]] = defaultdict(list)

@@ -84,9 +84,9 @@ outbox_messages = Table(
     UniqueConstraint("event_id", name="uq_outbox_event_id"),
     Index("idx_outbox_status_next", "status", "next_retry_at", "biz_type"),
     # Claims scan pending rows in id order; the hold-back check probes a conversation's
-    # dead and not-yet-due rows.
+    # earlier pending and dead rows.
     Index("idx_outbox_status_id", "status", "id"),
-    Index("idx_outbox_key_status_next", "message_key", "status", "next_retry_at", "id"),
+    Index("idx_outbox_key_status_id", "message_key", "status", "id"),
     **MYSQL,
 )
 
@@ -105,13 +105,4 @@ chat_history = Table(
     UniqueConstraint("event_id", name="uq_history_event_id"),
     Index("idx_history_conversation", "conversation_id", "outbox_id"),
     **MYSQL,
-)
-
-# One row. Claims lock it first, so two relays never decide a conversation's order at once.
-claim_lock = Table(
-    "agent_outbox_claim_lock",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    mysql_charset="utf8mb4",
-    mysql_engine="InnoDB",
 )
