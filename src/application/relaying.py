@@ -21,6 +21,7 @@ from application.ports import (
     Wakeups,
 )
 from domain import (
+    SCHEMA_VERSION,
     Envelope,
     MalformedEnvelope,
     OutboxMessage,
@@ -43,11 +44,11 @@ class RelayReport:
     """Outcomes the guarded write refused: the row had moved on (for example, consumed)."""
 
 
-def headers_for(envelope: Envelope) -> tuple[tuple[str, bytes], ...]:
+def headers_for(message: OutboxMessage) -> tuple[tuple[str, bytes], ...]:
     return (
-        ("event_id", envelope.event_id.encode()),
-        ("biz_type", envelope.type.encode()),
-        ("schema_version", str(envelope.schema_version).encode()),
+        ("event_id", message.event_id.encode()),
+        ("biz_type", message.biz_type.encode()),
+        ("schema_version", str(SCHEMA_VERSION).encode()),
     )
 
 
@@ -141,7 +142,7 @@ class Relay:
     ) -> OutgoingRecord | None:
         """The record to send, or None when the row cannot be encoded (it goes dead)."""
         try:
-            envelope = Envelope.for_outbox_message(message)
+            value = Envelope.encode_stored(message)
         except MalformedEnvelope as error:
             fatal = PublishFailure.fatal(str(error))
             transitions.append(
@@ -149,7 +150,7 @@ class Relay:
             )
             log.error("outbox_row_unreadable", outbox_id=message.id, error=str(error))
             return None
-        return OutgoingRecord(message.topic, envelope.key, envelope.encode(), headers_for(envelope))
+        return OutgoingRecord(message.topic, message.message_key, value, headers_for(message))
 
 
 def _certain(transition: Transition | None) -> Transition:

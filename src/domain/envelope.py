@@ -52,6 +52,35 @@ class Envelope:
             payload=chat,
         )
 
+    @staticmethod
+    def encode_stored(message: OutboxMessage) -> bytes:
+        """The same bytes as for_outbox_message(message).encode(), built around the stored
+        payload text instead of re-validating it: it was validated when recorded. A payload
+        that is no longer a JSON object of the row's conversation is malformed."""
+        try:
+            payload = json.loads(message.payload)
+        except ValueError:
+            raise MalformedEnvelope(
+                f"outbox row {message.id} has a bad payload: not JSON"
+            ) from None
+        if not isinstance(payload, dict) or payload.get("conversation_id") != message.message_key:
+            raise MalformedEnvelope(
+                f"outbox row {message.id} has a bad payload: not an object of its conversation"
+            )
+        head = json.dumps(
+            {
+                "event_id": message.event_id,
+                "type": message.biz_type,
+                "schema_version": SCHEMA_VERSION,
+                "occurred_at": message.created_at.isoformat(),
+                "key": message.message_key,
+                "outbox_id": message.id,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return f'{head[:-1]},"payload":{message.payload}}}'.encode()
+
     def encode(self) -> bytes:
         document = {
             "event_id": self.event_id,

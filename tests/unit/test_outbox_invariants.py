@@ -158,7 +158,7 @@ class OutboxMachine(RuleBasedStateMachine):
     @staticmethod
     def _record_for(message: OutboxMessage) -> OutgoingRecord:
         envelope = Envelope.for_outbox_message(message)
-        return OutgoingRecord(message.topic, envelope.key, envelope.encode(), headers_for(envelope))
+        return OutgoingRecord(message.topic, envelope.key, envelope.encode(), headers_for(message))
 
     @precondition(lambda self: bool(self.awaiting_ack))
     @rule()

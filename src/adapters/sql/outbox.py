@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, literal, select, update
+from sqlalchemy import FromClause, Select, delete, exists, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sql.tables import outbox_messages as t
@@ -49,33 +49,21 @@ class SqlOutboxRepository(OutboxRepository):
         return _message({**values, "id": outbox_id})
 
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
-        # Heads only: another relay's in-flight head is still pending in every committed
-        # snapshot, so its successor is never a head, and SKIP LOCKED cannot reorder.
-        earlier = t.alias("earlier")
-        held_back = exists().where(
-            earlier.c.message_key == t.c.message_key,
-            earlier.c.status.in_(sorted(status.value for status in HOLDING_STATUSES)),
-            earlier.c.id < t.c.id,
-        )
-        query = (
-            select(t)
-            .where(
-                # Literals, so that a cached generic plan cannot lose the index.
-                t.c.status == literal(OutboxStatus.PENDING.value, literal_execute=True),
-                t.c.next_retry_at <= now,
-                t.c.biz_type == literal(BIZ_TYPE_CHAT_HISTORY, literal_execute=True),
-                ~held_back,
-            )
-            .order_by(t.c.id)
-            .limit(limit)
-        )
-        if self._conn.dialect.name in SKIP_LOCKED_DIALECTS:
-            of = t if self._conn.dialect.name == "postgresql" else None
-            query = query.with_for_update(skip_locked=True, of=of)
-        rows = (await self._conn.execute(query)).mappings().all()
-        if not rows:
-            return []
         lease_until = now + lease
+        dialect = self._conn.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            # One statement: pick the heads and lease them (UPDATE ... RETURNING).
+            candidate = t.alias("candidate")
+            heads = _heads(candidate, now, limit).with_only_columns(candidate.c.id)
+            if dialect == "postgresql":
+                heads = heads.with_for_update(skip_locked=True, of=candidate)
+            claim = (
+                update(t).where(t.c.id.in_(heads)).values(next_retry_at=lease_until).returning(*t.c)
+            )
+            rows = (await self._conn.execute(claim)).mappings().all()
+            return sorted((_message(row) for row in rows), key=lambda message: message.id)
+        query = _heads(t, now, limit).with_for_update(skip_locked=True)
+        rows = (await self._conn.execute(query)).mappings().all()
         for chunk in _chunks([row["id"] for row in rows]):
             await self._conn.execute(
                 update(t).where(t.c.id.in_(chunk)).values(next_retry_at=lease_until)
@@ -140,6 +128,30 @@ class SqlOutboxRepository(OutboxRepository):
             select(func.min(t.c.published_at)).where(t.c.status == OutboxStatus.PUBLISHED.value)
         )
         return OutboxStats(counts, oldest_pending, oldest_published)
+
+
+def _heads(table: FromClause, now: datetime, limit: int) -> Select[Any]:
+    """Due pending rows that head their conversation, oldest first. Heads only: another
+    relay's in-flight head is still pending in every committed snapshot, so its successor
+    is never a head, and SKIP LOCKED cannot reorder a conversation."""
+    earlier = t.alias("earlier")
+    held_back = exists().where(
+        earlier.c.message_key == table.c.message_key,
+        earlier.c.status.in_(sorted(status.value for status in HOLDING_STATUSES)),
+        earlier.c.id < table.c.id,
+    )
+    return (
+        select(table)
+        .where(
+            # Literals, so that a cached generic plan cannot lose the index.
+            table.c.status == literal(OutboxStatus.PENDING.value, literal_execute=True),
+            table.c.next_retry_at <= now,
+            table.c.biz_type == literal(BIZ_TYPE_CHAT_HISTORY, literal_execute=True),
+            ~held_back,
+        )
+        .order_by(table.c.id)
+        .limit(limit)
+    )
 
 
 def _changes_key(transition: Transition) -> tuple[Any, ...]:
