@@ -34,6 +34,13 @@ async def list_dead(
         return await uow.outbox.dead(selector, limit)
 
 
+async def held_behind_dead(
+    uow_factory: UnitOfWorkFactory, conversation_ids: list[str]
+) -> dict[str, int]:
+    async with uow_factory() as uow:
+        return await uow.outbox.held_behind_dead(conversation_ids)
+
+
 async def requeue_dead(
     uow_factory: UnitOfWorkFactory, clock: Clock, selector: DeadSelector, batch: int = 500
 ) -> int:

@@ -31,6 +31,8 @@ class OutboxStats:
     counts: dict[OutboxStatus, int]
     oldest_pending_at: datetime | None
     oldest_published_at: datetime | None
+    held: int = 0
+    """Pending rows waiting behind a dead message of their conversation (invariant 6)."""
 
     @property
     def dead(self) -> int:
@@ -60,6 +62,10 @@ class OutboxRepository(Protocol):
         ...
 
     async def dead(self, selector: DeadSelector, limit: int) -> list[OutboxMessage]: ...
+
+    async def held_behind_dead(self, conversation_ids: Sequence[str]) -> dict[str, int]:
+        """For each conversation, how many pending rows wait behind an earlier dead one."""
+        ...
 
     async def published_before(self, cutoff: datetime, limit: int) -> list[int]: ...
 

@@ -91,6 +91,7 @@ def stats_document(figures: OutboxStats, now: datetime) -> dict[str, object]:
         "oldest_pending_age_s": age(figures.oldest_pending_at),
         "oldest_published_age_s": age(figures.oldest_published_at),
         "dead_count": figures.dead,
+        "held_behind_dead": figures.held,
     }
 
 
@@ -121,15 +122,16 @@ async def history(args: argparse.Namespace, settings: Settings) -> int:
 
 async def dead_list(args: argparse.Namespace, settings: Settings) -> int:
     async with cli_container(settings) as container:
-        dead = await operations.list_dead(
-            await container.core.uow.async_(), DeadSelector(), args.limit
-        )
+        uow = await container.core.uow.async_()
+        dead = await operations.list_dead(uow, DeadSelector(), args.limit)
+        held = await operations.held_behind_dead(uow, sorted({m.message_key for m in dead}))
         now = container.core.clock().now()
     for message in dead:
         row = {
             "id": message.id,
             "conversation_id": message.message_key,
             "retry_count": message.retry_count,
+            "held_behind": held[message.message_key],
             "age_s": round((now - message.created_at).total_seconds(), 3),
             "last_error": message.last_error,
         }
@@ -138,7 +140,7 @@ async def dead_list(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(
                 f"{row['id']:>10}  {row['conversation_id']:<24} retries={row['retry_count']:<3}"
-                f" age={row['age_s']}s  {row['last_error']}"
+                f" held={row['held_behind']} age={row['age_s']}s  {row['last_error']}"
             )
     return 0
 

@@ -35,10 +35,14 @@ NOW = T0 + timedelta(hours=3)
 Rows = dict[int, dict[str, Any]]
 
 
-async def seed(uow: SqlUnitOfWorkFactory, status: OutboxStatus, at: datetime = T0) -> int:
+async def seed(
+    uow: SqlUnitOfWorkFactory, status: OutboxStatus, at: datetime = T0, conversation: str = "c-1"
+) -> int:
     """A row in `status`, moved there by domain transitions at `at`; dead rows retried once."""
     async with uow() as unit:
-        chat = ChatMessage.create(user_id=7, conversation_id="c-1", role="user", message="hi")
+        chat = ChatMessage.create(
+            user_id=7, conversation_id=conversation, role="user", message="hi"
+        )
         message = await record_chat_message(
             unit, chat, topic="chat", clock=ManualClock(at), event_ids=uuid4_event_id
         )
@@ -143,3 +147,18 @@ async def test_purge_deletes_only_consumed_rows_older_than_the_cutoff_in_batches
     before = await rows(engine)
     assert await purge_consumed(uow, CUTOFF, batch=2) == 5
     assert await rows(engine) == {outbox_id: before[outbox_id] for outbox_id in kept}
+
+
+async def test_rows_held_behind_a_dead_message_show_in_stats_and_per_conversation(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    """Pending rows after a dead one of their conversation are counted as held; others not."""
+    await seed(uow, OutboxStatus.DEAD, conversation="held-conv")
+    for _ in range(2):
+        await seed(uow, OutboxStatus.PENDING, conversation="held-conv")
+    await seed(uow, OutboxStatus.PENDING, conversation="free-conv")
+    async with uow() as unit:
+        figures = await unit.outbox.stats()
+        held = await unit.outbox.held_behind_dead(["held-conv", "free-conv", "absent"])
+    assert figures.held == 2
+    assert held == {"held-conv": 2, "free-conv": 0, "absent": 0}

@@ -11,6 +11,7 @@ import pytest
 from application.consuming import Consumer, HistoryWriter
 from application.errors import StoreUnavailable
 from application.operations import (
+    held_behind_dead,
     list_dead,
     outbox_stats,
     purge_consumed,
@@ -743,3 +744,19 @@ async def test_stats_of_empty_outbox_have_no_oldest_times(harness: Harness) -> N
 
     assert (stats.oldest_pending_at, stats.oldest_published_at) == (None, None)
     assert set(stats.counts.values()) == {0}
+
+
+async def test_stats_and_the_dead_listing_show_messages_held_behind_a_dead_one(
+    harness: Harness,
+) -> None:
+    """Invariant 6's hold is visible: stats counts held rows, and per dead conversation too."""
+    await make_dead(harness, "a")
+    await harness.record("a", "two")
+    await harness.record("a", "three")
+    await harness.record("b", "free")
+
+    figures = await outbox_stats(harness.uow)
+    held = await held_behind_dead(harness.uow, ["a", "b"])
+
+    assert figures.held == 2
+    assert held == {"a": 2, "b": 0}

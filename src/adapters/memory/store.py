@@ -92,6 +92,21 @@ class InMemoryOutboxRepository(OutboxRepository):
             if r.status is OutboxStatus.DEAD and _selected(r, selector)
         ][:limit]
 
+    async def held_behind_dead(self, conversation_ids: Sequence[str]) -> dict[str, int]:
+        held = self._held_rows()
+        return {c: sum(1 for r in held if r.message_key == c) for c in conversation_ids}
+
+    def _held_rows(self) -> list[OutboxMessage]:
+        first_dead: dict[str, int] = {}
+        for row in sorted(self.rows.values(), key=lambda r: r.id):
+            if row.status is OutboxStatus.DEAD:
+                first_dead.setdefault(row.message_key, row.id)
+        return [
+            r
+            for r in self.rows.values()
+            if r.status is OutboxStatus.PENDING and first_dead.get(r.message_key, r.id) < r.id
+        ]
+
     async def published_before(self, cutoff: datetime, limit: int) -> list[int]:
         return sorted(
             r.id
@@ -131,6 +146,7 @@ class InMemoryOutboxRepository(OutboxRepository):
                 ),
                 default=None,
             ),
+            held=len(self._held_rows()),
         )
 
 

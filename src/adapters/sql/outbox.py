@@ -7,7 +7,19 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import FromClause, Select, delete, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sql.tables import outbox_messages as t
@@ -90,6 +102,18 @@ class SqlOutboxRepository(OutboxRepository):
             query = query.where(t.c.message_key == selector.conversation_id)
         return [_message(row) for row in (await self._conn.execute(query)).mappings()]
 
+    async def held_behind_dead(self, conversation_ids: Sequence[str]) -> dict[str, int]:
+        held = {conversation: 0 for conversation in conversation_ids}
+        if not conversation_ids:
+            return held
+        query = (
+            select(t.c.message_key, func.count())
+            .where(t.c.message_key.in_(list(conversation_ids)), _behind_dead())
+            .group_by(t.c.message_key)
+        )
+        held.update({key: count for key, count in await self._conn.execute(query)})
+        return held
+
     async def published_before(self, cutoff: datetime, limit: int) -> list[int]:
         query = (
             select(t.c.id)
@@ -127,7 +151,8 @@ class SqlOutboxRepository(OutboxRepository):
         oldest_published = await self._conn.scalar(
             select(func.min(t.c.published_at)).where(t.c.status == OutboxStatus.PUBLISHED.value)
         )
-        return OutboxStats(counts, oldest_pending, oldest_published)
+        held = await self._conn.scalar(select(func.count()).where(_behind_dead()))
+        return OutboxStats(counts, oldest_pending, oldest_published, held or 0)
 
 
 def _heads(table: FromClause, now: datetime, limit: int) -> Select[Any]:
@@ -151,6 +176,19 @@ def _heads(table: FromClause, now: datetime, limit: int) -> Select[Any]:
         )
         .order_by(table.c.id)
         .limit(limit)
+    )
+
+
+def _behind_dead() -> ColumnElement[bool]:
+    """A pending row with an earlier dead row in its conversation."""
+    dead = t.alias("dead")
+    return and_(
+        t.c.status == OutboxStatus.PENDING.value,
+        exists().where(
+            dead.c.message_key == t.c.message_key,
+            dead.c.status == OutboxStatus.DEAD.value,
+            dead.c.id < t.c.id,
+        ),
     )
 
 
