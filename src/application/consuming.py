@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TypeVar
 
 import attrs
 import structlog
 
-from application.errors import StoreUnavailable
+from application.errors import BusUnavailable, StoreUnavailable
 from application.ports import Clock, IncomingRecord, MessageSource, UnitOfWorkFactory
 from domain import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -23,6 +25,7 @@ from domain import (
 log = structlog.get_logger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -66,50 +69,83 @@ class Consumer:
         records = await self.source.fetch(self.batch_size, timeout)
         if not records:
             return ConsumeReport()
-        envelopes = await self._decode_or_dead_letter(records)
-        inserted = await self._persist_until_done(envelopes)
+        decoded = await self._decode_or_dead_letter(records)
+        inserted, unpersistable = await self._persist(decoded)
         await self.source.acknowledge(records)
+        valid = len(decoded) - unpersistable
         return ConsumeReport(
             received=len(records),
             persisted=inserted,
-            duplicates=len(envelopes) - inserted,
-            dead_lettered=len(records) - len(envelopes),
+            duplicates=valid - inserted,
+            dead_lettered=len(records) - valid,
         )
 
-    async def _decode_or_dead_letter(self, records: Sequence[IncomingRecord]) -> list[Envelope]:
-        envelopes: list[Envelope] = []
+    async def _decode_or_dead_letter(
+        self, records: Sequence[IncomingRecord]
+    ) -> list[tuple[IncomingRecord, Envelope]]:
+        decoded: list[tuple[IncomingRecord, Envelope]] = []
         for record in records:
             try:
-                envelopes.append(Envelope.decode(record.value or b"", self.max_message_bytes))
+                envelope = Envelope.decode(record.value or b"", self.max_message_bytes)
             except MalformedEnvelope as error:
-                log.error(
-                    "record_dead_lettered",
-                    reason=str(error),
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                )
-                await self.source.dead_letter(record, str(error))
-        return envelopes
+                await self._dead_letter(record, str(error))
+                continue
+            decoded.append((record, envelope))
+        return decoded
 
-    async def _persist_until_done(self, envelopes: list[Envelope]) -> int:
-        """A transient database error is retried; the batch is neither skipped nor acked."""
+    async def _persist(self, decoded: list[tuple[IncomingRecord, Envelope]]) -> tuple[int, int]:
+        """Persist the batch; if the database refuses it for good (not a transient error),
+        persist record by record so only the record at fault is dead-lettered, instead of
+        the whole partition wedging on it. Returns (inserted, dead-lettered here)."""
+        envelopes = [envelope for _, envelope in decoded]
+        try:
+            return await self._until_done("persist", lambda: self._inserted(envelopes)), 0
+        except (StoreUnavailable, BusUnavailable):
+            raise
+        except Exception as error:  # noqa: BLE001 - isolated below, then dead-lettered
+            log.error("batch_refused_persisting_one_by_one", error=str(error)[:500])
+        inserted = unpersistable = 0
+        for record, envelope in decoded:
+            try:
+                inserted += await self._until_done("persist", partial(self._inserted, [envelope]))
+            except (StoreUnavailable, BusUnavailable):
+                raise
+            except Exception as error:  # noqa: BLE001 - parked in the DLQ with the reason
+                unpersistable += 1
+                await self._dead_letter(record, f"cannot persist: {type(error).__name__}: {error}")
+        return inserted, unpersistable
+
+    async def _inserted(self, envelopes: list[Envelope]) -> int:
+        inserted, _ = await self.writer.persist(envelopes)
+        return inserted
+
+    async def _dead_letter(self, record: IncomingRecord, reason: str) -> None:
+        log.error(
+            "record_dead_lettered",
+            reason=reason[:500],
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        await self._until_done("dead_letter", lambda: self.source.dead_letter(record, reason))
+
+    async def _until_done(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
+        """Retry a transient failure (database or bus unreachable) with backoff until it
+        works or a stop is asked for; the batch is neither skipped nor acknowledged."""
         attempt = 0
         while True:
             try:
-                inserted, _ = await self.writer.persist(envelopes)
-                return inserted
-            except StoreUnavailable as error:
+                return await action()
+            except (StoreUnavailable, BusUnavailable) as error:
                 attempt += 1
                 if self.stopping.is_set():
                     raise
                 delay = self.policy.backoff(attempt).total_seconds()
                 log.warning(
-                    "persist_failed_retrying",
+                    f"{what}_failed_retrying",
                     error=str(error),
                     attempt=attempt,
                     retry_in_s=round(delay, 3),
-                    batch=len(envelopes),
                 )
                 await self.sleep(delay)
 

@@ -198,8 +198,16 @@ async def run_relay(
             log.warning("relay_store_unavailable", error=str(error), retry_in_s=delay)
             await _wait(stopping, delay)
             continue
-        failures = 0
         totals = _add(totals, report)
+        if report.claimed and report.retried == report.claimed:
+            # Every message of a batch failed: the bus itself is down. Back off as a whole
+            # (the rows' own backoff does not grow for an unreachable bus).
+            failures += 1
+            delay = outage.ceiling(failures).total_seconds()
+            log.warning("relay_bus_unavailable", retry_in_s=delay, batch=report.claimed)
+            await _wait(stopping, delay)
+        elif report.claimed:
+            failures = 0
         if report.claimed:
             log.info(
                 "relay_batch",

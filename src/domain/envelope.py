@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -172,8 +172,8 @@ def _string(document: dict[str, Any], name: str) -> str:
 
 def _positive_int(document: dict[str, Any], name: str) -> int:
     value = document[name]
-    if type(value) is not int or value <= 0:
-        raise MalformedEnvelope(f"{name} must be a positive integer")
+    if type(value) is not int or not 0 < value < 2**63:
+        raise MalformedEnvelope(f"{name} must be a positive integer below 2**63")
     return value
 
 
@@ -193,4 +193,10 @@ def _timestamp(document: dict[str, Any]) -> datetime:
         raise MalformedEnvelope(f"occurred_at is not ISO 8601: {value!r:.60}") from None
     if moment.tzinfo is None:
         raise MalformedEnvelope("occurred_at has no timezone")
-    return moment
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        raise MalformedEnvelope(f"occurred_at is out of range: {value!r:.60}") from None
+    if not 1970 <= utc.year <= 9999:
+        raise MalformedEnvelope(f"occurred_at is out of range: {value!r:.60}")
+    return utc

@@ -142,7 +142,7 @@ class OutboxMessage:
         event = _E.PUBLISH_FAILED if failure.retryable else _E.PUBLISH_FAILED_FATALLY
         if self._target(event) is None:
             return None
-        attempts = min(self.retry_count + 1, self.max_retry)
+        attempts = min(self.retry_count + failure.counted, self.max_retry)
         if not failure.retryable or attempts >= self.max_retry:
             transition = Transition(
                 self.id,
@@ -160,7 +160,7 @@ class OutboxMessage:
                 OutboxStatus.PENDING,
                 at,
                 attempts,
-                at + policy.backoff(attempts),
+                at + policy.backoff(max(attempts, 1)),
                 failure.reason,
             )
         return self._apply(transition)

@@ -21,10 +21,17 @@ class PublishFailure:
 
     reason: str = attrs.field(converter=_truncate)
     retryable: bool = True
+    counted: bool = True
+    """False when the bus as a whole was unreachable: that says nothing about the message,
+    so it does not use up one of its max_retry attempts."""
 
     @classmethod
     def fatal(cls, reason: str) -> PublishFailure:
         return cls(reason, retryable=False)
+
+    @classmethod
+    def unavailable(cls, reason: str) -> PublishFailure:
+        return cls(reason, retryable=True, counted=False)
 
 
 @attrs.frozen

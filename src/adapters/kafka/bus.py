@@ -9,10 +9,14 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     InvalidTopicError,
+    KafkaConnectionError,
     KafkaError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
+    NodeNotReadyError,
     RecordListTooLargeError,
     RecordTooLargeError,
+    RequestTimedOutError,
 )
 
 from adapters.kafka.options import KafkaOptions
@@ -32,10 +36,21 @@ FATAL_ERRORS = (
 )
 
 
+# The cluster could not be reached at all: not the message's fault, so not one of its attempts.
+UNAVAILABLE_ERRORS = (
+    KafkaConnectionError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    KafkaTimeoutError,
+)
+
+
 def classify(error: BaseException) -> PublishFailure:
     reason = f"{type(error).__name__}: {error}".strip().rstrip(":")
     if isinstance(error, FATAL_ERRORS):
         return PublishFailure.fatal(reason)
+    if isinstance(error, UNAVAILABLE_ERRORS):
+        return PublishFailure.unavailable(reason)
     return PublishFailure(reason)
 
 
@@ -54,7 +69,9 @@ class KafkaBus(MessageBus):
         try:
             producer = await self._started()
         except KafkaError as error:
-            failure = PublishFailure(f"broker unavailable: {type(error).__name__}: {error}")
+            failure = PublishFailure.unavailable(
+                f"broker unavailable: {type(error).__name__}: {error}"
+            )
             return [failure] * len(records)
         pending: list[asyncio.Future[object] | PublishFailure] = []
         for index, record in enumerate(records):
@@ -71,7 +88,9 @@ class KafkaBus(MessageBus):
                 failure = classify(error)
                 if failure.retryable:
                     # The cluster is unreachable: do not wait out a timeout per record.
-                    pending.extend([failure] * (len(records) - index))
+                    rest = PublishFailure.unavailable(f"not sent: {failure.reason}")
+                    pending.append(failure)
+                    pending.extend([rest] * (len(records) - index - 1))
                     break
                 pending.append(failure)
         return await _outcomes(pending)

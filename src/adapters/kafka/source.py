@@ -11,6 +11,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from adapters.kafka.options import KafkaOptions
 from adapters.kafka.topics import dlq_topic, ensure_topics
+from application.errors import BusUnavailable
 from application.ports import IncomingRecord, MessageSource
 
 log = structlog.get_logger(__name__)
@@ -40,7 +41,14 @@ class KafkaSource(MessageSource):
             )
             await asyncio.sleep(timeout)
             return []
-        batches = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+        try:
+            batches = await consumer.getmany(
+                timeout_ms=int(timeout * 1000), max_records=max_records
+            )
+        except KafkaError as error:
+            log.warning("kafka_fetch_failed", error=f"{type(error).__name__}: {error}")
+            await asyncio.sleep(timeout)
+            return []
         return [
             IncomingRecord(
                 topic=message.topic,
@@ -69,15 +77,19 @@ class KafkaSource(MessageSource):
             log.warning("offset_commit_failed", error=str(error), partitions=len(offsets))
 
     async def dead_letter(self, record: IncomingRecord, reason: str) -> None:
-        producer = await self._dlq_producer()
         headers = [
             *record.headers,
             ("dlq_reason", reason.encode("utf-8", "replace")[:1000]),
             ("dlq_source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
         ]
-        await producer.send_and_wait(
-            dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
-        )
+        try:
+            producer = await self._dlq_producer()
+            await producer.send_and_wait(
+                dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+            )
+        except KafkaError as error:
+            reason = f"dead-letter produce failed: {type(error).__name__}: {error}"
+            raise BusUnavailable(reason) from error
 
     async def close(self) -> None:
         for client in (self._consumer, self._producer):
@@ -102,6 +114,10 @@ class KafkaSource(MessageSource):
     async def _dlq_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(**self._options.producer())
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
             self._producer = producer
         return self._producer

@@ -19,6 +19,7 @@ from application.ports import (
     UnitOfWork,
 )
 from domain import (
+    BIZ_TYPE_CHAT_HISTORY,
     HistoryEntry,
     OutboxMessage,
     OutboxStatus,
@@ -64,7 +65,7 @@ class InMemoryOutboxRepository(OutboxRepository):
         held: set[str] = set()
         due: list[OutboxMessage] = []
         for row in sorted(self.rows.values(), key=lambda r: r.id):
-            if row.message_key in held:
+            if row.message_key in held or row.biz_type != BIZ_TYPE_CHAT_HISTORY:
                 continue
             if holds_back_later_messages(row):
                 held.add(row.message_key)
@@ -181,7 +182,9 @@ class InMemoryChatHistoryRepository(ChatHistoryRepository):
 
 @attrs.define
 class InMemoryUnitOfWork(UnitOfWork):
-    """Works on copies of the store's rows; commit() publishes them, anything else discards."""
+    """Works on copies of the store's rows; commit() publishes them, anything else discards.
+    Commits replace the store wholesale (last writer wins), so overlapping units of work are
+    not modelled: race tests run on the real databases."""
 
     store: InMemoryStore
     committed: bool = False
