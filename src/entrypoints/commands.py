@@ -17,7 +17,7 @@ from application import operations
 from application.ports import DeadSelector, OutboxStats
 from domain import ChatMessage, OutboxStatus
 from entrypoints.config import Settings
-from entrypoints.containers import CliContainer
+from entrypoints.containers import CliContainer, resources
 
 log = structlog.get_logger(__name__)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -35,14 +35,10 @@ def duration(text: str) -> timedelta:
 async def cli_container(
     settings: Settings, *, migrated: bool = True
 ) -> AsyncIterator[CliContainer]:
-    container = CliContainer(settings=settings)
-    await container.init_resources()  # type: ignore[misc]
-    try:
+    async with resources(CliContainer(settings=settings)) as container:
         if migrated:
             await ensure_migrated(await container.core.engine.async_())
         yield container
-    finally:
-        await container.shutdown_resources()  # type: ignore[misc]
 
 
 async def migrate(args: argparse.Namespace, settings: Settings) -> int:

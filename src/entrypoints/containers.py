@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from dependency_injector import containers, providers
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +19,18 @@ from application.consuming import Consumer, HistoryWriter
 from application.recording import RecordChatMessage
 from application.relaying import Polling, Relay
 from entrypoints.config import Settings
+
+C = TypeVar("C", bound=containers.Container)
+
+
+@asynccontextmanager
+async def resources(container: C) -> AsyncIterator[C]:
+    """Start the container's Resources (engine, Kafka clients); stop them however we leave."""
+    await container.init_resources()  # type: ignore[misc]
+    try:
+        yield container
+    finally:
+        await container.shutdown_resources()  # type: ignore[misc]
 
 
 async def _engine(url: str) -> AsyncIterator[AsyncEngine]:

@@ -18,16 +18,16 @@ from collections.abc import AsyncIterator
 
 import structlog
 
-from adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrade
+from adapters.sql import upgrade
 from application import operations
 from application.consuming import run_consumer
 from application.ports import Clock, UnitOfWorkFactory
 from application.recording import RecordChatMessage
 from application.relaying import run_relay
 from domain import ChatMessage, OutboxStatus, Role
-from entrypoints.commands import stats_document
+from entrypoints.commands import cli_container, stats_document
 from entrypoints.config import PREFIX, Settings
-from entrypoints.containers import Core, InProcessContainer
+from entrypoints.containers import InProcessContainer, resources
 
 log = structlog.get_logger(__name__)
 ROLES = (Role.USER, Role.ASSISTANT)
@@ -86,14 +86,10 @@ async def _broker(settings: Settings) -> AsyncIterator[dict[str, str]]:
 async def _with_processes(
     settings: Settings, env: dict[str, str], count: int, conversations: int
 ) -> int:
-    core = Core(settings=settings)
-    engine = create_engine(settings.database_url)
-    uow = SqlUnitOfWorkFactory(engine)
-    try:
-        await upgrade(engine)
-        record = RecordChatMessage(
-            uow, core.clock(), core.event_ids(), settings.topic, settings.max_retry
-        )
+    async with cli_container(settings, migrated=False) as container:
+        await upgrade(await container.core.engine.async_())
+        record = await container.core.record.async_()
+        uow = await container.core.uow.async_()
         run_id, ids = await _record(record, count, conversations)
         processes = [await _spawn(command, env) for command in (["relay"], ["consume"])]
         try:
@@ -101,14 +97,10 @@ async def _with_processes(
         finally:
             await _stop(processes)
         return await _report(uow, record.clock, run_id, conversations, len(ids))
-    finally:
-        await engine.dispose()
 
 
 async def _in_process(settings: Settings, count: int, conversations: int) -> int:
-    container = InProcessContainer(settings=settings)
-    await container.init_resources()  # type: ignore[misc]
-    try:
+    async with resources(InProcessContainer(settings=settings)) as container:
         await upgrade(await container.core.engine.async_())
         record = await container.core.record.async_()
         run_id, ids = await _record(record, count, conversations)
@@ -116,8 +108,6 @@ async def _in_process(settings: Settings, count: int, conversations: int) -> int
         await run_consumer(await container.consumer.async_(), idle_exit=0.2, poll_timeout=0.1)
         uow = await container.core.uow.async_()
         return await _report(uow, record.clock, run_id, conversations, len(ids))
-    finally:
-        await container.shutdown_resources()  # type: ignore[misc]
 
 
 async def _record(

@@ -15,7 +15,7 @@ from adapters.sql import ensure_migrated
 from application.consuming import run_consumer
 from application.relaying import run_relay, run_sweeper
 from entrypoints.config import ConfigError, Settings
-from entrypoints.containers import ConsumerContainer, RelayContainer
+from entrypoints.containers import ConsumerContainer, RelayContainer, resources
 
 log = structlog.get_logger(__name__)
 
@@ -44,9 +44,7 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
 
 async def relay(args: argparse.Namespace, settings: Settings) -> int:
     _require_cross_process_bus(settings)
-    container = RelayContainer(settings=settings)
-    await container.init_resources()  # type: ignore[misc]
-    try:
+    async with resources(RelayContainer(settings=settings)) as container:
         await ensure_migrated(await container.core.engine.async_())
         stopping = asyncio.Event()
         stop_on_signals(stopping.set)
@@ -67,10 +65,13 @@ async def relay(args: argparse.Namespace, settings: Settings) -> int:
                 stopping,
                 stale_after=timedelta(seconds=settings.sweep_published_after),
             )
-            totals, _ = await asyncio.gather(relaying, sweeping)
+            # A task group: if either one crashes, the other is cancelled before the
+            # engine and producer are closed under it.
+            async with asyncio.TaskGroup() as group:
+                relay_task = group.create_task(relaying)
+                group.create_task(sweeping)
+            totals = relay_task.result()
         log.info("relay_stopped", **attrs.asdict(totals))
-    finally:
-        await container.shutdown_resources()  # type: ignore[misc]
     return 0
 
 
@@ -78,9 +79,7 @@ async def consume(args: argparse.Namespace, settings: Settings) -> int:
     _require_cross_process_bus(settings)
     if args.idle_exit is not None and args.idle_exit <= 0:
         raise ConfigError("--idle-exit must be a positive number of seconds")
-    container = ConsumerContainer(settings=settings)
-    await container.init_resources()  # type: ignore[misc]
-    try:
+    async with resources(ConsumerContainer(settings=settings)) as container:
         await ensure_migrated(await container.core.engine.async_())
         consumer = await container.consumer.async_()
         stop_on_signals(consumer.stopping.set)
@@ -92,6 +91,4 @@ async def consume(args: argparse.Namespace, settings: Settings) -> int:
         )
         totals = await run_consumer(consumer, idle_exit=args.idle_exit)
         log.info("consumer_stopped", **attrs.asdict(totals))
-    finally:
-        await container.shutdown_resources()  # type: ignore[misc]
     return 0

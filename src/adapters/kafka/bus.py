@@ -19,7 +19,7 @@ from aiokafka.errors import (
     RequestTimedOutError,
 )
 
-from adapters.kafka.options import KafkaOptions
+from adapters.kafka.options import KafkaOptions, started
 from adapters.kafka.topics import ensure_topics
 from application.ports import MessageBus, OutgoingRecord, PublishResult
 from domain import PublishFailure
@@ -99,13 +99,7 @@ class KafkaBus(MessageBus):
         if self._producer is None:
             if self._provision_topic is not None:
                 await ensure_topics(self._options, self._provision_topic)
-            producer = AIOKafkaProducer(**self._options.producer())
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
+            self._producer = await started(AIOKafkaProducer(**self._options.producer()))
             log.info("kafka_producer_started", bootstrap=self._options.bootstrap_servers)
         return self._producer
 

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+Client = TypeVar("Client", AIOKafkaProducer, AIOKafkaConsumer)
+
+
+async def started(client: Client) -> Client:
+    """Start an aiokafka client; one that fails to start is stopped, so nothing leaks."""
+    try:
+        await client.start()
+    except BaseException:
+        await client.stop()
+        raise
+    return client
 
 
 @attrs.frozen

@@ -9,7 +9,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from adapters.kafka.options import KafkaOptions
+from adapters.kafka.options import KafkaOptions, started
 from adapters.kafka.topics import dlq_topic, ensure_topics
 from application.errors import BusUnavailable
 from application.ports import IncomingRecord, MessageSource
@@ -101,23 +101,12 @@ class KafkaSource(MessageSource):
         if self._consumer is None:
             if self._provision:
                 await ensure_topics(self._options, self._topic)
-            consumer = AIOKafkaConsumer(self._topic, **self._options.consumer(self._group_id))
-            try:
-                await consumer.start()
-            except BaseException:
-                await consumer.stop()
-                raise
-            self._consumer = consumer
+            options = self._options.consumer(self._group_id)
+            self._consumer = await started(AIOKafkaConsumer(self._topic, **options))
             log.info("kafka_consumer_started", topic=self._topic, group=self._group_id)
         return self._consumer
 
     async def _dlq_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(**self._options.producer())
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
+            self._producer = await started(AIOKafkaProducer(**self._options.producer()))
         return self._producer

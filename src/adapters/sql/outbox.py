@@ -34,7 +34,6 @@ from domain import (
 )
 
 CHUNK = 1000
-SKIP_LOCKED_DIALECTS = frozenset({"postgresql", "mysql", "mariadb"})
 
 
 class SqlOutboxRepository(OutboxRepository):
