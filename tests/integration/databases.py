@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from adapters.sql import create_engine, upgrade
 from adapters.sql.tables import metadata
 
-TEST_DATABASE = "chat_outbox_test"
+# A name of its own lets two checkouts run the suite at once on the same servers.
+TEST_DATABASE = os.environ.get("CHAT_OUTBOX_TEST_DATABASE", "chat_outbox_test")
 BACKENDS = ("sqlite", "postgresql", "mariadb")
 
 
