@@ -50,10 +50,14 @@ class DeadSelector:
 class OutboxRepository(Protocol):
     async def add(self, message: NewOutboxMessage) -> OutboxMessage: ...
 
-    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
+    async def claim_due(
+        self, now: datetime, limit: int, lease: timedelta | None
+    ) -> list[OutboxMessage]:
         """Take up to `limit` conversation heads (see domain.holds_back_later_messages) that
         are pending and due, in recording (id) order, and lease them: next_retry_at moves to
         now + lease, hiding them from other relays; their conversations stay held meanwhile.
+        With no lease the rows are locked instead (FOR UPDATE SKIP LOCKED), and stay hidden
+        only while the caller's unit of work is open: it must write their outcomes itself.
         Never two rows of one conversation, so a batch can be published all at once."""
         ...
 

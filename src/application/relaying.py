@@ -83,17 +83,24 @@ class Relay:
     clock: Clock
     policy: RetryPolicy = attrs.field(factory=RetryPolicy)
     batch_size: int = 500
-    lease: timedelta = timedelta(seconds=60)
+    lease: timedelta | None = timedelta(seconds=60)
+    """How long a claim hides its rows from other relays. None: lock them instead, in one
+    transaction held open through the publish (PostgreSQL, MariaDB); the database ends a
+    hung relay's transaction (idle_in_transaction_session_timeout), releasing its rows."""
 
     async def relay_due(self) -> RelayReport:
-        """One claim-publish-write round, in two short transactions."""
-        _, batch = await self.step(None)
-        return RelayReport() if batch is None else await self.settle(batch)
+        """One claim-publish-write round."""
+        report, batch = await self.step(None)
+        return report if batch is None else await self.settle(batch)
 
     async def step(self, previous: Batch | None) -> tuple[RelayReport, Batch | None]:
         """Write the previous batch's outcomes and claim the next batch in one transaction
         (one commit per batch), then publish the new batch. Returns the previous batch's
-        report and the new batch, whose outcomes the next step (or settle) writes."""
+        report and the new batch, whose outcomes the next step (or settle) writes. Holding
+        locks instead, a step is a whole round, so its report is its own batch's."""
+        if self.lease is None:
+            assert previous is None, "a locking relay leaves no batch in flight"
+            return await self._locked_round(), None
         async with self.uow() as uow:
             applied = await _write(uow, previous) if previous else 0
             claimed = await uow.outbox.claim_due(self.clock.now(), self.batch_size, self.lease)
@@ -102,6 +109,18 @@ class Relay:
         if not claimed:
             return report, None
         return report, await self._publish(claimed)
+
+    async def _locked_round(self) -> RelayReport:
+        """Claim (row locks), publish and write the outcomes in one transaction: one
+        statement fewer per batch than a lease, and a crashed relay's rows free at once."""
+        async with self.uow() as uow:
+            claimed = await uow.outbox.claim_due(self.clock.now(), self.batch_size, None)
+            if not claimed:
+                return RelayReport()
+            batch = await self._publish(claimed)
+            applied = await _write(uow, batch)
+            await uow.commit()
+        return batch.report(applied)
 
     async def settle(self, batch: Batch) -> RelayReport:
         """Write a batch's outcomes on their own, when no claim follows."""
@@ -214,7 +233,7 @@ async def run_relay(
                 **attrs.asdict(report),
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
-        if in_flight is not None:
+        if in_flight is not None or report.claimed:
             interval = polling.minimum
             continue  # more may be due: this batch's successors are heads now
         if once:

@@ -15,6 +15,7 @@ from domain import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RETRY
 PREFIX = "CHAT_OUTBOX_"
 BUSES = ("kafka", "memory")
 LOG_FORMATS = ("json", "console", "auto")
+RELAY_CLAIMS = ("auto", "lock", "lease")
 T = TypeVar("T")
 
 
@@ -50,6 +51,9 @@ class Settings:
     relay_wakeup_coalesce_ms: float = 5.0
     sweep_published_after: float = 300.0
     relay_lease_seconds: float = 60.0
+    relay_claim: str = "auto"
+    """lock: row locks held through the publish; lease: short claims; auto: lock on
+    PostgreSQL, lease elsewhere."""
     consumer_batch_size: int = 500
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "PLAIN"
@@ -68,6 +72,12 @@ class Settings:
     kafka_rebalance_timeout_ms: int = 30_000
     kafka_fetch_max_wait_ms: int = 100
 
+    @property
+    def relay_locks_claims(self) -> bool:
+        if self.relay_claim == "auto":
+            return check_url(self.database_url) == "postgresql"
+        return self.relay_claim == "lock"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
@@ -77,7 +87,7 @@ class Settings:
             raw = env.get(PREFIX + name.upper())
             return default if raw is None or raw == "" else parse(PREFIX + name.upper(), raw)
 
-        return cls(
+        settings = cls(
             database_url=get("database_url", _database_url, defaults.database_url),
             bus=get("bus", _choice(BUSES), defaults.bus),
             kafka_bootstrap_servers=get(
@@ -107,6 +117,7 @@ class Settings:
             relay_lease_seconds=get(
                 "relay_lease_seconds", _positive_float, defaults.relay_lease_seconds
             ),
+            relay_claim=get("relay_claim", _choice(RELAY_CLAIMS), defaults.relay_claim),
             consumer_batch_size=get(
                 "consumer_batch_size", _positive_int, defaults.consumer_batch_size
             ),
@@ -140,6 +151,12 @@ class Settings:
                 )
             },
         )
+        if settings.relay_locks_claims and check_url(settings.database_url) == "sqlite":
+            raise ConfigError(
+                f"{PREFIX}RELAY_CLAIM=lock needs row locks (PostgreSQL or MariaDB); "
+                "SQLite relays claim with a lease"
+            )
+        return settings
 
 
 def _text(name: str, raw: str) -> str:

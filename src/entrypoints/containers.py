@@ -33,8 +33,11 @@ async def resources(container: C) -> AsyncIterator[C]:
         await container.shutdown_resources()  # type: ignore[misc]
 
 
-async def _engine(url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(url)
+async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    # The lease doubles as the longest a transaction may sit idle: a hung relay holding
+    # row locks loses them (and its connection) after that long.
+    idle_limit = timedelta(seconds=settings.relay_lease_seconds)
+    engine = create_engine(settings.database_url, idle_transaction_timeout=idle_limit)
     try:
         yield engine
     finally:
@@ -45,7 +48,7 @@ class Core(containers.DeclarativeContainer):
     """What every entrypoint shares: settings, the database, the clock."""
 
     settings = providers.Dependency(instance_of=Settings)
-    engine = providers.Resource(_engine, settings.provided.database_url)
+    engine = providers.Resource(_engine, settings)
     uow = providers.Singleton(SqlUnitOfWorkFactory, engine)
     clock = providers.Singleton(SystemClock)
     event_ids = providers.Object(uuid4_event_id)
@@ -77,8 +80,12 @@ def _relay(
         bus=bus,
         clock=core.clock,
         batch_size=settings.provided.relay_batch_size,
-        lease=providers.Factory(timedelta, seconds=settings.provided.relay_lease_seconds),
+        lease=providers.Callable(_relay_lease, settings),
     )
+
+
+def _relay_lease(settings: Settings) -> timedelta | None:
+    return None if settings.relay_locks_claims else timedelta(seconds=settings.relay_lease_seconds)
 
 
 def _consumer(

@@ -230,7 +230,9 @@ class Harness:
     def uow(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self.store)
 
-    def relay(self, batch_size: int = 500, lease: timedelta = timedelta(seconds=60)) -> Relay:
+    def relay(
+        self, batch_size: int = 500, lease: timedelta | None = timedelta(seconds=60)
+    ) -> Relay:
         return Relay(
             self.uow, self.bus, self.clock, self.policy, batch_size=batch_size, lease=lease
         )

@@ -61,7 +61,9 @@ class InMemoryOutboxRepository(OutboxRepository):
         self.rows[row.id] = row
         return attrs.evolve(row)
 
-    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
+    async def claim_due(
+        self, now: datetime, limit: int, lease: timedelta | None
+    ) -> list[OutboxMessage]:
         held: set[str] = set()
         due: list[OutboxMessage] = []
         for row in sorted(self.rows.values(), key=lambda r: r.id):
@@ -73,8 +75,9 @@ class InMemoryOutboxRepository(OutboxRepository):
                     due.append(row)
             if len(due) == limit:
                 break
-        for row in due:
-            row.next_retry_at = now + lease
+        if lease is not None:  # unleased claims are row locks, which the fake does not model
+            for row in due:
+                row.next_retry_at = now + lease
         return [attrs.evolve(row) for row in due]
 
     async def apply(self, transitions: Sequence[Transition]) -> int:

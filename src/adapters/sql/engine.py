@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import event
@@ -40,7 +41,11 @@ def check_url(url: str) -> str:
     return backend
 
 
-def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 5, idle_transaction_timeout: timedelta | None = None
+) -> AsyncEngine:
+    """`idle_transaction_timeout`: the server ends a session idle that long inside a
+    transaction, releasing its locks (not on SQLite, whose writers are serialised anyway)."""
     backend = check_url(url)
     if backend == "sqlite":
         return _sqlite(url)
@@ -50,8 +55,18 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
         options: dict[str, Any] = {"pool_size": pool_size}
         if backend != "postgresql":
             options["isolation_level"] = "READ COMMITTED"
+        if idle_transaction_timeout is not None:
+            options["connect_args"] = _idle_limit(backend, idle_transaction_timeout)
         return create_async_engine(url, **options)
     raise AssertionError(f"check_url accepted {backend!r}")
+
+
+def _idle_limit(backend: str, limit: timedelta) -> dict[str, Any]:
+    if backend == "postgresql":
+        milliseconds = max(1, round(limit.total_seconds() * 1000))
+        return {"server_settings": {"idle_in_transaction_session_timeout": str(milliseconds)}}
+    seconds = max(1, round(limit.total_seconds()))
+    return {"init_command": f"SET SESSION idle_transaction_timeout = {seconds}"}
 
 
 def _sqlite(url: str) -> AsyncEngine:

@@ -59,9 +59,17 @@ class SqlOutboxRepository(OutboxRepository):
         assert isinstance(outbox_id, int), "the database returned no primary key"
         return _message({**values, "id": outbox_id})
 
-    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxMessage]:
-        lease_until = now + lease
+    async def claim_due(
+        self, now: datetime, limit: int, lease: timedelta | None
+    ) -> list[OutboxMessage]:
         dialect = self._conn.dialect.name
+        if lease is None:
+            # Locked, not leased: the caller's transaction stays open through the publish.
+            assert dialect != "sqlite", "SQLite has no row locks; claim with a lease"
+            query = _heads(t, now, limit).with_for_update(skip_locked=True, of=t)
+            rows = (await self._conn.execute(query)).mappings().all()
+            return [_message(row) for row in rows]
+        lease_until = now + lease
         if dialect in ("postgresql", "sqlite"):
             # One statement: pick the heads and lease them (UPDATE ... RETURNING).
             candidate = t.alias("candidate")

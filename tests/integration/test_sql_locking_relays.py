@@ -1,0 +1,125 @@
+"""Relays that lock their claims instead of leasing them (PostgreSQL and MariaDB; SQLite
+has no row locks and refuses the mode in its configuration)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import attrs
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.clock import SystemClock
+from adapters.memory import InMemoryBus
+from adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrade
+from application.errors import StoreUnavailable
+from application.ports import MessageBus, OutgoingRecord, PublishResult
+from application.relaying import Polling, Relay, run_relay
+from domain import Envelope, OutboxStatus
+from tests.integration.databases import ensure_database, truncate, url_for
+from tests.integration.test_sql_outbox import outbox_row
+from tests.integration.test_sql_relays import SequencedBus, record_many
+
+pytestmark = pytest.mark.integration
+
+IDLE_LIMIT = timedelta(seconds=1)
+
+
+@pytest.fixture(params=("postgresql", "mariadb"))
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """An engine whose server ends a transaction left idle for IDLE_LIMIT."""
+    url = url_for(request.param, tmp_path)
+    await ensure_database(url)
+    engine = create_engine(url, idle_transaction_timeout=IDLE_LIMIT)
+    await upgrade(engine)
+    await truncate(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def uow(engine: AsyncEngine) -> SqlUnitOfWorkFactory:
+    return SqlUnitOfWorkFactory(engine)
+
+
+@attrs.define
+class HangingBus(MessageBus):
+    """Never answers until released: a relay stuck in its publish, holding its locks."""
+
+    called: asyncio.Event = attrs.field(factory=asyncio.Event)
+    release: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
+        self.called.set()
+        await self.release.wait()
+        return [None] * len(records)
+
+
+async def test_two_locking_relays_publish_every_row_once_and_keep_each_conversation_in_order(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    """Two lock-claiming relays racing over 300 rows in 10 conversations: each row is
+    published exactly once, and within each conversation in recording order."""
+    await record_many(uow, 300, 10)
+    sent: list[tuple[int, OutgoingRecord]] = []
+    counter = itertools.count()
+    stopping = asyncio.Event()
+    relays = [
+        asyncio.create_task(
+            run_relay(
+                Relay(
+                    uow,
+                    SequencedBus(counter, sent, 0.002),
+                    SystemClock(),
+                    batch_size=20,
+                    lease=None,
+                ),
+                stopping,
+                polling=Polling(minimum=0.01, maximum=0.05, coalesce=0),
+            )
+        )
+        for _ in range(2)
+    ]
+    for _ in range(1000):
+        if len(sent) >= 300:
+            break
+        await asyncio.sleep(0.02)
+    stopping.set()
+    reports = await asyncio.gather(*relays)
+    outbox_ids = [Envelope.decode(record.value).outbox_id for _, record in sent]
+    assert len(outbox_ids) == len(set(outbox_ids)) == 300
+    assert sum(report.published for report in reports) == 300
+    by_conversation: dict[str, list[int]] = {}
+    for _, record in sorted(sent, key=lambda pair: pair[0]):
+        by_conversation.setdefault(record.key, []).append(Envelope.decode(record.value).outbox_id)
+    for conversation, ids in by_conversation.items():
+        assert ids == sorted(ids), f"{conversation} published out of order"
+
+
+async def test_a_hung_locking_relays_rows_are_taken_over_once_the_database_ends_its_transaction(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    """While a relay hangs in its publish its rows stay locked and invisible; once the
+    server ends its idle transaction another relay publishes them, and the hung relay's
+    late outcome writes nothing."""
+    await record_many(uow, 5, 5)
+    hanging = HangingBus()
+    hung = asyncio.create_task(Relay(uow, hanging, SystemClock(), lease=None).relay_due())
+    await asyncio.wait_for(hanging.called.wait(), 10)
+    survivor_bus = InMemoryBus()
+    survivor = Relay(uow, survivor_bus, SystemClock(), lease=None)
+    assert (await survivor.relay_due()).claimed == 0
+    await asyncio.sleep(IDLE_LIMIT.total_seconds() * 2.5)
+    assert (await survivor.relay_due()).published == 5
+    hanging.release.set()
+    with pytest.raises(StoreUnavailable):
+        await hung
+    assert len(survivor_bus.log) == 5
+    for record in survivor_bus.log:
+        assert record.value is not None
+        row = await outbox_row(engine, Envelope.decode(record.value).outbox_id)
+        assert row["status"] == OutboxStatus.PUBLISHED.value
