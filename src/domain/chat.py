@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-import unicodedata
+import re
 from collections.abc import Mapping
 
 import attrs
@@ -13,6 +13,8 @@ from domain.errors import InvalidChatMessage
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
 MAX_CONVERSATION_ID_LENGTH = 128
 PAYLOAD_FIELDS = ("user_id", "conversation_id", "role", "message")
+# Unicode categories Cc and Cs, as one C-speed scan instead of a lookup per character.
+CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class Role(enum.StrEnum):
@@ -84,11 +86,12 @@ def _conversation_id(value: object) -> str:
         raise InvalidChatMessage(
             f"conversation_id must be 1-{MAX_CONVERSATION_ID_LENGTH} characters, got {len(value)}"
         )
-    for index, char in enumerate(value):
-        if unicodedata.category(char) in ("Cc", "Cs"):
-            raise InvalidChatMessage(
-                f"conversation_id has a control or surrogate character {char!r} at index {index}"
-            )
+    found = CONTROL_OR_SURROGATE.search(value)
+    if found:
+        raise InvalidChatMessage(
+            "conversation_id has a control or surrogate character "
+            f"{found.group()!r} at index {found.start()}"
+        )
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,7 @@ from domain.errors import InvalidChatMessage, MalformedEnvelope
 from domain.outbox import BIZ_TYPE_CHAT_HISTORY, OutboxMessage
 
 SCHEMA_VERSION = 1
+CANONICAL_UUID = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ENVELOPE_FIELDS = (
     "event_id",
     "type",
@@ -179,6 +181,8 @@ def _positive_int(document: dict[str, Any], name: str) -> int:
 
 def _event_id(document: dict[str, Any]) -> str:
     value = _string(document, "event_id")
+    if CANONICAL_UUID.fullmatch(value):
+        return value  # already what str(UUID(value)) would give
     try:
         return str(uuid.UUID(value))
     except ValueError:
