@@ -13,7 +13,7 @@ import structlog
 from adapters.sql import BadDatabaseUrl, SchemaNotMigrated
 from application.errors import StoreUnavailable
 from domain import InvalidChatMessage, Role
-from entrypoints import commands, demo, processes
+from entrypoints import commands, demo, operating, processes
 from entrypoints.config import ConfigError, Settings
 from entrypoints.log_setup import configure_logging
 
@@ -70,30 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     consume.set_defaults(run=processes.consume)
 
-    dead = sub.add_parser("dead", help="inspect and requeue dead messages")
-    dead_sub = dead.add_subparsers(
-        dest="dead_command", required=True, metavar="ACTION", parser_class=OneLineParser
-    )
-    dead_list = dead_sub.add_parser("list", help="dead messages with their last error")
-    dead_list.add_argument("--json", action="store_true")
-    dead_list.add_argument("--limit", type=int, default=100)
-    dead_list.set_defaults(run=commands.dead_list)
-    requeue = dead_sub.add_parser("requeue", help="move dead messages back to pending")
-    which = requeue.add_mutually_exclusive_group(required=True)
-    which.add_argument("--id", type=int, dest="outbox_id")
-    which.add_argument("--conversation", dest="conversation_id")
-    which.add_argument("--all", action="store_true")
-    requeue.set_defaults(run=commands.dead_requeue)
-
-    purge = sub.add_parser("purge", help="delete consumed rows older than a duration")
-    purge.add_argument(
-        "--older-than",
-        required=True,
-        type=commands.duration,
-        metavar="DURATION",
-        help="for example 7d, 12h, 30m, 90s",
-    )
-    purge.set_defaults(run=commands.purge)
+    operating.add_parsers(sub)
 
     run_demo = sub.add_parser("demo", help="record, relay and consume a few dozen messages")
     run_demo.add_argument("--messages", type=int, default=36)

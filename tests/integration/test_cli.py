@@ -118,7 +118,10 @@ def test_send_reads_the_message_from_stdin(workdir: Path) -> None:
             "conversation_id must be 1-128 characters",
         ),
         (["purge", "--older-than", "soon"], "not a duration"),
-        (["dead", "requeue"], "one of the arguments --id --conversation --all is required"),
+        (["dead", "requeue"], "dead requeue: give --all, or --id, --conversation"),
+        (["dead", "requeue", "--all", "--conversation", "c"], "(not both)"),
+        (["dead", "requeue", "--since", "yesterday"], "neither an ISO 8601 time nor a duration"),
+        (["purge", "--older-than", "7x"], "'7x' is not a duration like 30s, 15m, 12h or 7d"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
@@ -172,6 +175,24 @@ def test_bad_configuration_exits_2_with_one_line(
     assert result.returncode == 2
     assert reason in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("outbox_id", "reason"),
+    [("1", "outbox row 1 is pending, not dead"), ("999999", "no outbox row")],
+)
+def test_dead_show_of_a_row_that_is_not_dead_exits_1(
+    workdir: Path, outbox_id: str, reason: str
+) -> None:
+    """`dead show` names why there is nothing to show: no such row, or a row not dead."""
+    sent = chat_outbox(
+        "send", "--user-id", "1", "--conversation-id", "show", "--role", "user",
+        "--message", "x", cwd=workdir,
+    )  # fmt: skip
+    assert sent.returncode == 0
+    result = chat_outbox("dead", "show", outbox_id, cwd=workdir)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert reason in result.stderr
 
 
 def test_an_unmigrated_database_is_refused_with_a_hint(tmp_path: Path) -> None:
