@@ -73,7 +73,10 @@ async def test_requeue_by_death_time_moves_only_rows_that_died_in_range_then_in_
     assert audit["selector"] == {"died_since": CUTOFF.isoformat(), "died_until": NOW.isoformat()}
     bus = InMemoryBus()
     await run_relay(Relay(uow, bus, SystemClock()), asyncio.Event(), once=True)
-    assert [Envelope.decode(record.value).outbox_id for record in bus.log] == [in_range, *held]
+    assert [Envelope.decode(record.value or b"").outbox_id for record in bus.log] == [
+        in_range,
+        *held,
+    ]
     statuses = {outbox_id: row["status"] for outbox_id, row in (await rows(engine)).items()}
     assert sorted(statuses.values()).count(OutboxStatus.DEAD) == 2
 
