@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from adapters.memory import InMemoryBus
 from adapters.sql import SqlUnitOfWorkFactory
 from application.relaying import Relay, run_relay
 from domain import Envelope, OutboxStatus
+from tests.integration.databases import fresh_migrated_engine
 from tests.integration.test_cli import chat_outbox
 from tests.integration.test_sql_operations import CUTOFF, LATER, NOW, T0, rows, seed
 
@@ -98,3 +102,44 @@ async def test_purge_deletes_old_consumed_rows_in_configured_batches(
     assert output == [{"deleted": 5}]
     assert [(audit["action"], audit["count"]) for audit in audits] == [("purge", 5)]
     assert sorted(await rows(engine)) == sorted(kept)
+
+
+async def test_the_relay_process_purges_old_consumed_rows_when_retention_is_set(
+    tmp_path: Path,
+) -> None:
+    """`relay` with CHAT_OUTBOX_RETENTION=1d deletes consumed rows older than a day, beside
+    relaying (no broker is needed while nothing is due), and stops cleanly on SIGTERM."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'retention.sqlite3'}"
+    engine = await fresh_migrated_engine(url)
+    try:
+        uow = SqlUnitOfWorkFactory(engine)
+        old = [await seed(uow, OutboxStatus.CONSUMED, T0) for _ in range(3)]
+        recent = await seed(uow, OutboxStatus.CONSUMED, SystemClock().now())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_OUTBOX_")}
+        env.update(
+            CHAT_OUTBOX_DATABASE_URL=url,
+            CHAT_OUTBOX_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
+            CHAT_OUTBOX_KAFKA_CREATE_TOPICS="false",
+            CHAT_OUTBOX_RETENTION="1d",
+            CHAT_OUTBOX_PURGE_BATCH_SIZE="2",
+            CHAT_OUTBOX_LOG_FORMAT="json",
+        )
+        relay = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "entrypoints", "relay",
+            env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        for _ in range(200):
+            if not set(old) & set(await rows(engine)):
+                break
+            await asyncio.sleep(0.05)
+        relay.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(relay.communicate(), 15)
+        remaining = sorted(await rows(engine))
+    finally:
+        await engine.dispose()
+    assert relay.returncode == 0, stderr.decode()
+    purged = [
+        json.loads(line) for line in stderr.decode().splitlines() if "consumed_purged" in line
+    ]
+    assert [line["rows"] for line in purged] == [3]
+    assert remaining == [recent]
