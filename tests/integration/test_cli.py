@@ -225,6 +225,8 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "dead",
         "purge",
         "demo",
+        "config",
+        "--config",
     ):
         assert command in result.stdout
 
@@ -243,3 +245,36 @@ def test_demo_on_the_memory_bus_reads_every_message_back(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert "All 12 recorded messages were relayed and read back" in result.stdout
     assert result.stdout.count("message 4 of conversation") == 3
+
+
+def test_config_show_prints_the_effective_settings_redacted_with_sources(tmp_path: Path) -> None:
+    """File values under the environment, each with its source, and no secret in clear."""
+    config = tmp_path / "chat-outbox.toml"
+    config.write_text(
+        'database_url = "postgresql+asyncpg://chat:db-s3cret@db/chat"\n'
+        'max_retry = 5\n[kafka]\nsasl_password = "kafka-s3cret"\n'
+    )
+    result = chat_outbox(
+        "--config", str(config), "config", "show", "--json",
+        cwd=tmp_path, env={"CHAT_OUTBOX_MAX_RETRY": "9", "CHAT_OUTBOX_ADMIN_TOKEN": "tok-s3cret"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["database_url"] == {
+        "value": "postgresql+asyncpg://chat:***@db/chat",
+        "source": f"file {config}",
+    }
+    assert shown["max_retry"] == {"value": 9, "source": "CHAT_OUTBOX_MAX_RETRY"}
+    assert shown["kafka_sasl_password"]["value"] == "***"
+    assert shown["topic"]["source"] == "default"
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_a_bad_config_file_exits_2_naming_the_key(tmp_path: Path) -> None:
+    """An unknown key in the file named by CHAT_OUTBOX_CONFIG exits 2 with one line."""
+    config = tmp_path / "bad.toml"
+    config.write_text("relay_bach_size = 10\n")
+    result = chat_outbox("stats", cwd=tmp_path, env={"CHAT_OUTBOX_CONFIG": str(config)})
+    assert result.returncode == 2
+    assert "unknown key 'relay_bach_size' (did you mean relay_batch_size?)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
