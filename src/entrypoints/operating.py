@@ -164,8 +164,8 @@ async def dead_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def dead_requeue(args: argparse.Namespace, settings: Settings) -> int:
-    chosen = args.outbox_ids or args.conversation_id or args.since or args.until
-    if bool(chosen) == bool(args.all):
+    criteria = (args.outbox_ids, args.conversation_id, args.since, args.until)
+    if any(value is not None for value in criteria) == args.all:
         raise ConfigError(
             "dead requeue: give --all, or --id, --conversation, --since/--until (not both)"
         )
