@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from itertools import pairwise
 from typing import TypeVar
 
 import attrs
@@ -66,19 +67,37 @@ class Consumer:
     stopping: asyncio.Event = attrs.field(factory=asyncio.Event)
 
     async def consume_batch(self, timeout: float = 1.0) -> ConsumeReport:
+        """Handle one fetched batch and log its canonical line (one per batch)."""
+        started = time.perf_counter()
         records = await self.source.fetch(self.batch_size, timeout)
         if not records:
             return ConsumeReport()
+        marks = [time.perf_counter()]
         decoded = await self._decode_or_dead_letter(records)
+        marks.append(time.perf_counter())
         inserted, unpersistable = await self._persist(decoded)
+        marks.append(time.perf_counter())
         await self.source.acknowledge(records)
+        marks.append(time.perf_counter())
         valid = len(decoded) - unpersistable
-        return ConsumeReport(
+        report = ConsumeReport(
             received=len(records),
             persisted=inserted,
             duplicates=valid - inserted,
             dead_lettered=len(records) - valid,
         )
+        fetch, decode, persist, ack = (
+            round((end - begin) * 1000, 2) for begin, end in pairwise([started, *marks])
+        )
+        log.info(
+            "consume_batch",
+            **attrs.asdict(report),
+            fetch_ms=fetch,
+            decode_ms=decode,
+            persist_ms=persist,
+            ack_ms=ack,
+        )
+        return report
 
     async def _decode_or_dead_letter(
         self, records: Sequence[IncomingRecord]
@@ -157,17 +176,11 @@ async def run_consumer(
     totals = ConsumeReport()
     idle_since: float | None = None  # starts at the first empty fetch, not during the join
     while not consumer.stopping.is_set():
-        started = time.perf_counter()
         report = await consumer.consume_batch(poll_timeout)
         if report.received:
             idle_since = None
             totals = ConsumeReport(
                 *(x + y for x, y in zip(attrs.astuple(totals), attrs.astuple(report), strict=True))
-            )
-            log.info(
-                "consume_batch",
-                **attrs.asdict(report),
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
             continue
         now = time.monotonic()

@@ -14,6 +14,13 @@ from application.ports import (
 )
 from domain import HistoryEntry, OutboxMessage, Transition, requeued, swept
 
+Progress = Callable[[int], None]
+"""Told the running total after each batch, for long commands on a terminal."""
+
+
+def _no_progress(done: int) -> None:
+    """Nobody is watching."""
+
 
 async def outbox_stats(uow_factory: UnitOfWorkFactory) -> OutboxStats:
     async with uow_factory() as uow:
@@ -25,6 +32,11 @@ async def read_history(
 ) -> list[HistoryEntry]:
     async with uow_factory() as uow:
         return await uow.history.for_conversation(conversation_id, limit, after)
+
+
+async def get_message(uow_factory: UnitOfWorkFactory, outbox_id: int) -> OutboxMessage | None:
+    async with uow_factory() as uow:
+        return await uow.outbox.get(outbox_id)
 
 
 async def list_dead(
@@ -42,14 +54,20 @@ async def held_behind_dead(
 
 
 async def requeue_dead(
-    uow_factory: UnitOfWorkFactory, clock: Clock, selector: DeadSelector, batch: int = 500
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    selector: DeadSelector,
+    batch: int = 500,
+    progress: Progress = _no_progress,
 ) -> int:
-    """Dead rows back to pending with retries reset, oldest first, a batch per transaction."""
+    """Dead rows back to pending with retries reset, oldest first, a batch per transaction.
+    Order is safe whatever is selected: the claim takes only a conversation's head, so a
+    requeued row waits behind any earlier row of its conversation still pending or dead."""
 
     async def select(outbox: OutboxRepository) -> list[int]:
         return [message.id for message in await outbox.dead(selector, batch)]
 
-    return await _move_in_batches(uow_factory, clock, select, requeued, batch)
+    return await _move_in_batches(uow_factory, clock, select, requeued, batch, progress)
 
 
 async def sweep_stale_published(
@@ -69,6 +87,7 @@ async def _move_in_batches(
     select: Callable[[OutboxRepository], Awaitable[list[int]]],
     transition: Callable[[int, datetime], Transition],
     batch: int,
+    progress: Progress = _no_progress,
 ) -> int:
     total = 0
     while True:
@@ -78,12 +97,16 @@ async def _move_in_batches(
             moved = await uow.outbox.apply([transition(outbox_id, now) for outbox_id in ids])
             await uow.commit()
         total += moved
+        progress(total)
         if len(ids) < batch or moved == 0:
             return total
 
 
 async def purge_consumed(
-    uow_factory: UnitOfWorkFactory, consumed_before: datetime, batch: int = 1000
+    uow_factory: UnitOfWorkFactory,
+    consumed_before: datetime,
+    batch: int = 1000,
+    progress: Progress = _no_progress,
 ) -> int:
     """Delete in small transactions so no lock is held for long."""
     total = 0
@@ -92,5 +115,6 @@ async def purge_consumed(
             deleted = await uow.outbox.purge_consumed(consumed_before, batch)
             await uow.commit()
         total += deleted
+        progress(total)
         if deleted < batch:
             return total

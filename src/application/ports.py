@@ -41,10 +41,41 @@ class OutboxStats:
 
 @attrs.frozen
 class DeadSelector:
-    """Which dead messages an operator means: one id, one conversation, or all."""
+    """Which dead messages an operator means. Every criterion given must hold; none means
+    all. The time range is on when a message died (its last update: a dead row is never
+    written again while dead), from `died_since` included to `died_until` excluded."""
 
     outbox_id: int | None = None
     conversation_id: str | None = None
+    outbox_ids: tuple[int, ...] = ()
+    died_since: datetime | None = None
+    died_until: datetime | None = None
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """Every id asked for; empty means any id."""
+        return (*(() if self.outbox_id is None else (self.outbox_id,)), *self.outbox_ids)
+
+    def matches(self, message: OutboxMessage) -> bool:
+        """The selector as a predicate on a dead row (the SQL adapter's twin)."""
+        return (
+            (not self.ids or message.id in self.ids)
+            and self.conversation_id in (None, message.message_key)
+            and (self.died_since is None or message.updated_at >= self.died_since)
+            and (self.died_until is None or message.updated_at < self.died_until)
+        )
+
+    def describe(self) -> dict[str, object]:
+        """The criteria given, for audit lines."""
+        criteria = {
+            "ids": list(self.ids) or None,
+            "conversation_id": self.conversation_id,
+            "died_since": self.died_since and self.died_since.isoformat(),
+            "died_until": self.died_until and self.died_until.isoformat(),
+        }
+        return {name: value for name, value in criteria.items() if value is not None} or {
+            "all": True
+        }
 
 
 class OutboxRepository(Protocol):
@@ -65,7 +96,11 @@ class OutboxRepository(Protocol):
         """Write each transition guarded by its statuses; return how many rows changed."""
         ...
 
-    async def dead(self, selector: DeadSelector, limit: int) -> list[OutboxMessage]: ...
+    async def get(self, outbox_id: int) -> OutboxMessage | None: ...
+
+    async def dead(self, selector: DeadSelector, limit: int) -> list[OutboxMessage]:
+        """Dead rows the selector matches, oldest (lowest id) first."""
+        ...
 
     async def held_behind_dead(self, conversation_ids: Sequence[str]) -> dict[str, int]:
         """For each conversation, how many pending rows wait behind an earlier dead one."""

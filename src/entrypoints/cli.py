@@ -13,8 +13,9 @@ import structlog
 from adapters.sql import BadDatabaseUrl, SchemaNotMigrated
 from application.errors import StoreUnavailable
 from domain import InvalidChatMessage, Role
-from entrypoints import commands, demo, processes
-from entrypoints.config import ConfigError, Settings
+from entrypoints import commands, config_command, demo, operating, processes
+from entrypoints.config import ConfigError
+from entrypoints.config_file import load_settings
 from entrypoints.log_setup import configure_logging
 
 EXIT_USAGE = 2
@@ -31,7 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="chat-outbox",
         description="Reliable chat-history persistence with the transactional outbox pattern. "
-        "Configuration comes from CHAT_OUTBOX_* environment variables.",
+        "Configuration comes from CHAT_OUTBOX_* environment variables, over an optional "
+        "TOML file.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="a TOML settings file (default: $CHAT_OUTBOX_CONFIG); environment variables win",
     )
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
@@ -70,30 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     consume.set_defaults(run=processes.consume)
 
-    dead = sub.add_parser("dead", help="inspect and requeue dead messages")
-    dead_sub = dead.add_subparsers(
-        dest="dead_command", required=True, metavar="ACTION", parser_class=OneLineParser
-    )
-    dead_list = dead_sub.add_parser("list", help="dead messages with their last error")
-    dead_list.add_argument("--json", action="store_true")
-    dead_list.add_argument("--limit", type=int, default=100)
-    dead_list.set_defaults(run=commands.dead_list)
-    requeue = dead_sub.add_parser("requeue", help="move dead messages back to pending")
-    which = requeue.add_mutually_exclusive_group(required=True)
-    which.add_argument("--id", type=int, dest="outbox_id")
-    which.add_argument("--conversation", dest="conversation_id")
-    which.add_argument("--all", action="store_true")
-    requeue.set_defaults(run=commands.dead_requeue)
-
-    purge = sub.add_parser("purge", help="delete consumed rows older than a duration")
-    purge.add_argument(
-        "--older-than",
-        required=True,
-        type=commands.duration,
-        metavar="DURATION",
-        help="for example 7d, 12h, 30m, 90s",
-    )
-    purge.set_defaults(run=commands.purge)
+    operating.add_parsers(sub)
+    config_command.add_parsers(sub)
 
     run_demo = sub.add_parser("demo", help="record, relay and consume a few dozen messages")
     run_demo.add_argument("--messages", type=int, default=36)
@@ -105,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
+        settings = load_settings(path=args.config).settings
     except ConfigError as error:
         return _fail(str(error), EXIT_USAGE)
     configure_logging(settings.log_format, settings.log_level)

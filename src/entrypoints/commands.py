@@ -1,34 +1,25 @@
-"""The one-shot commands. Each builds its container, does one thing, prints, and closes."""
+"""The one-shot commands. Each builds its container, does one thing, prints, and closes.
+The operator commands (dead, purge) are in entrypoints.operating."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
 
 from adapters.sql import ensure_migrated, upgrade
 from application import operations
-from application.ports import DeadSelector, OutboxStats
+from application.ports import OutboxStats
 from domain import ChatMessage, OutboxStatus
 from entrypoints.config import Settings
 from entrypoints.containers import CliContainer, resources
 
 log = structlog.get_logger(__name__)
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def duration(text: str) -> timedelta:
-    """argparse type: 90s, 30m, 12h, 7d or 2w."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 7d, 12h, 30m or 90s")
-    return timedelta(seconds=float(match[1]) * UNITS[match[2]])
 
 
 @asynccontextmanager
@@ -113,60 +104,4 @@ async def history(args: argparse.Namespace, settings: Settings) -> int:
             )
         else:
             print(f"[{entry.recorded_at:%H:%M:%S}] {entry.role.value:>9}: {entry.message}")
-    return 0
-
-
-async def dead_list(args: argparse.Namespace, settings: Settings) -> int:
-    async with cli_container(settings) as container:
-        uow = await container.core.uow.async_()
-        dead = await operations.list_dead(uow, DeadSelector(), args.limit)
-        held = await operations.held_behind_dead(uow, sorted({m.message_key for m in dead}))
-        now = container.core.clock().now()
-    for message in dead:
-        row = {
-            "id": message.id,
-            "conversation_id": message.message_key,
-            "retry_count": message.retry_count,
-            "held_behind": held[message.message_key],
-            "age_s": round((now - message.created_at).total_seconds(), 3),
-            "last_error": message.last_error,
-        }
-        if args.json:
-            print(json.dumps(row, ensure_ascii=False))
-        else:
-            print(
-                f"{row['id']:>10}  {row['conversation_id']:<24} retries={row['retry_count']:<3}"
-                f" held={row['held_behind']} age={row['age_s']}s  {row['last_error']}"
-            )
-    return 0
-
-
-async def dead_requeue(args: argparse.Namespace, settings: Settings) -> int:
-    selector = DeadSelector(outbox_id=args.outbox_id, conversation_id=args.conversation_id)
-    async with cli_container(settings) as container:
-        moved = await operations.requeue_dead(
-            await container.core.uow.async_(), container.core.clock(), selector
-        )
-    log.info(
-        "dead_requeued",
-        audit=True,
-        outbox_id=args.outbox_id,
-        conversation_id=args.conversation_id,
-        all=args.all,
-        requeued=moved,
-    )
-    print(json.dumps({"requeued": moved}))
-    return 0
-
-
-async def purge(args: argparse.Namespace, settings: Settings) -> int:
-    async with cli_container(settings) as container:
-        now = container.core.clock().now()
-        deleted = await operations.purge_consumed(
-            await container.core.uow.async_(), now - args.older_than
-        )
-    log.info(
-        "consumed_purged", audit=True, older_than_s=args.older_than.total_seconds(), deleted=deleted
-    )
-    print(json.dumps({"deleted": deleted}))
     return 0

@@ -11,6 +11,7 @@ import attrs
 from adapters.kafka.options import COMPRESSIONS, SECURITY_PROTOCOLS
 from adapters.sql import BadDatabaseUrl, check_url
 from domain import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RETRY
+from entrypoints.durations import parse_duration
 
 PREFIX = "CHAT_OUTBOX_"
 BUSES = ("kafka", "memory")
@@ -55,6 +56,10 @@ class Settings:
     """lock: row locks held through the publish; lease: short claims; auto: lock on
     PostgreSQL, lease elsewhere."""
     consumer_batch_size: int = 500
+    retention: float = 0.0
+    """Seconds a consumed row is kept before the relay purges it; 0 turns the purge off."""
+    purge_interval: float = 3600.0
+    purge_batch_size: int = 1000
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "PLAIN"
     kafka_sasl_username: str = ""
@@ -121,6 +126,9 @@ class Settings:
             consumer_batch_size=get(
                 "consumer_batch_size", _positive_int, defaults.consumer_batch_size
             ),
+            retention=get("retention", _seconds, defaults.retention),
+            purge_interval=get("purge_interval", _positive_seconds, defaults.purge_interval),
+            purge_batch_size=get("purge_batch_size", _positive_int, defaults.purge_batch_size),
             kafka_security_protocol=get(
                 "kafka_security_protocol",
                 _choice(SECURITY_PROTOCOLS, upper=True),
@@ -222,6 +230,25 @@ def _non_negative_float(name: str, raw: str) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r:.40}") from None
     if not 0 <= value < float("inf"):
         raise ConfigError(f"{name} must be zero or more, got {raw!r:.40}")
+    return value
+
+
+def _seconds(name: str, raw: str) -> float:
+    """A duration with a unit (7d, 12h) or a number of seconds."""
+    try:
+        return _non_negative_float(name, raw)
+    except ConfigError:
+        pass
+    try:
+        return parse_duration(raw).total_seconds()
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
+
+
+def _positive_seconds(name: str, raw: str) -> float:
+    value = _seconds(name, raw)
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive duration, got {raw!r:.40}")
     return value
 
 

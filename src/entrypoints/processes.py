@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from typing import Any
 
 import attrs
 import structlog
@@ -14,6 +15,7 @@ import structlog
 from adapters.sql import ensure_migrated
 from application.consuming import run_consumer
 from application.relaying import run_relay, run_sweeper
+from application.retention import run_purger
 from entrypoints.config import ConfigError, Settings
 from entrypoints.containers import ConsumerContainer, RelayContainer, resources
 
@@ -56,23 +58,41 @@ async def relay(args: argparse.Namespace, settings: Settings) -> int:
             wakeups=await container.wakeups.async_(),
             once=args.once,
         )
-        if args.once or settings.sweep_published_after == 0:
-            totals = await relaying
-        else:
-            sweeping = run_sweeper(
-                await container.core.uow.async_(),
-                container.core.clock(),
-                stopping,
-                stale_after=timedelta(seconds=settings.sweep_published_after),
-            )
-            # A task group: if either one crashes, the other is cancelled before the
-            # engine and producer are closed under it.
-            async with asyncio.TaskGroup() as group:
-                relay_task = group.create_task(relaying)
-                group.create_task(sweeping)
-            totals = relay_task.result()
+        chores = [] if args.once else await _chores(container, settings, stopping)
+        # A task group: if one task crashes, the others are cancelled before the engine
+        # and producer are closed under them.
+        async with asyncio.TaskGroup() as group:
+            relay_task = group.create_task(relaying)
+            for chore in chores:
+                group.create_task(chore)
+        totals = relay_task.result()
         log.info("relay_stopped", **attrs.asdict(totals))
     return 0
+
+
+async def _chores(
+    container: RelayContainer, settings: Settings, stopping: asyncio.Event
+) -> list[Coroutine[Any, Any, int]]:
+    """What runs beside the relay: the stale-published sweep and the retention purge, each
+    when configured."""
+    uow = await container.core.uow.async_()
+    clock = container.core.clock()
+    chores: list[Coroutine[Any, Any, int]] = []
+    if settings.sweep_published_after:
+        stale_after = timedelta(seconds=settings.sweep_published_after)
+        chores.append(run_sweeper(uow, clock, stopping, stale_after=stale_after))
+    if settings.retention:
+        chores.append(
+            run_purger(
+                uow,
+                clock,
+                stopping,
+                retention=timedelta(seconds=settings.retention),
+                every=timedelta(seconds=settings.purge_interval),
+                batch=settings.purge_batch_size,
+            )
+        )
+    return chores
 
 
 async def consume(args: argparse.Namespace, settings: Settings) -> int:

@@ -118,7 +118,10 @@ def test_send_reads_the_message_from_stdin(workdir: Path) -> None:
             "conversation_id must be 1-128 characters",
         ),
         (["purge", "--older-than", "soon"], "not a duration"),
-        (["dead", "requeue"], "one of the arguments --id --conversation --all is required"),
+        (["dead", "requeue"], "dead requeue: give --all, or --id, --conversation"),
+        (["dead", "requeue", "--all", "--conversation", "c"], "(not both)"),
+        (["dead", "requeue", "--since", "yesterday"], "neither an ISO 8601 time nor a duration"),
+        (["purge", "--older-than", "7x"], "'7x' is not a duration like 30s, 15m, 12h or 7d"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
@@ -174,6 +177,24 @@ def test_bad_configuration_exits_2_with_one_line(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("outbox_id", "reason"),
+    [("1", "outbox row 1 is pending, not dead"), ("999999", "no outbox row")],
+)
+def test_dead_show_of_a_row_that_is_not_dead_exits_1(
+    workdir: Path, outbox_id: str, reason: str
+) -> None:
+    """`dead show` names why there is nothing to show: no such row, or a row not dead."""
+    sent = chat_outbox(
+        "send", "--user-id", "1", "--conversation-id", "show", "--role", "user",
+        "--message", "x", cwd=workdir,
+    )  # fmt: skip
+    assert sent.returncode == 0
+    result = chat_outbox("dead", "show", outbox_id, cwd=workdir)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert reason in result.stderr
+
+
 def test_an_unmigrated_database_is_refused_with_a_hint(tmp_path: Path) -> None:
     """Commands on a database without the schema say to run migrate, and exit 2."""
     result = chat_outbox("stats", cwd=tmp_path)
@@ -204,6 +225,8 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "dead",
         "purge",
         "demo",
+        "config",
+        "--config",
     ):
         assert command in result.stdout
 
@@ -222,3 +245,36 @@ def test_demo_on_the_memory_bus_reads_every_message_back(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert "All 12 recorded messages were relayed and read back" in result.stdout
     assert result.stdout.count("message 4 of conversation") == 3
+
+
+def test_config_show_prints_the_effective_settings_redacted_with_sources(tmp_path: Path) -> None:
+    """File values under the environment, each with its source, and no secret in clear."""
+    config = tmp_path / "chat-outbox.toml"
+    config.write_text(
+        'database_url = "postgresql+asyncpg://chat:db-s3cret@db/chat"\n'
+        'max_retry = 5\n[kafka]\nsasl_password = "kafka-s3cret"\n'
+    )
+    result = chat_outbox(
+        "--config", str(config), "config", "show", "--json",
+        cwd=tmp_path, env={"CHAT_OUTBOX_MAX_RETRY": "9", "CHAT_OUTBOX_ADMIN_TOKEN": "tok-s3cret"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["database_url"] == {
+        "value": "postgresql+asyncpg://chat:***@db/chat",
+        "source": f"file {config}",
+    }
+    assert shown["max_retry"] == {"value": 9, "source": "CHAT_OUTBOX_MAX_RETRY"}
+    assert shown["kafka_sasl_password"]["value"] == "***"
+    assert shown["topic"]["source"] == "default"
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_a_bad_config_file_exits_2_naming_the_key(tmp_path: Path) -> None:
+    """An unknown key in the file named by CHAT_OUTBOX_CONFIG exits 2 with one line."""
+    config = tmp_path / "bad.toml"
+    config.write_text("relay_bach_size = 10\n")
+    result = chat_outbox("stats", cwd=tmp_path, env={"CHAT_OUTBOX_CONFIG": str(config)})
+    assert result.returncode == 2
+    assert "unknown key 'relay_bach_size' (did you mean relay_batch_size?)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

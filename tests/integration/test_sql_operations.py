@@ -162,3 +162,42 @@ async def test_rows_held_behind_a_dead_message_show_in_stats_and_per_conversatio
         held = await unit.outbox.held_behind_dead(["held-conv", "free-conv", "absent"])
     assert figures.held == 2
     assert held == {"held-conv": 2, "free-conv": 0, "absent": 0}
+
+
+async def test_dead_rows_are_selected_by_when_they_died_ids_and_conversation(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    """The time range (since included, until excluded), the id list and the conversation
+    each narrow the selection, in id order."""
+    early = await seed(uow, OutboxStatus.DEAD, T0, conversation="x")
+    late = [await seed(uow, OutboxStatus.DEAD, LATER, conversation=c) for c in ("x", "y", "z")]
+    edge = await seed(uow, OutboxStatus.DEAD, NOW, conversation="x")
+    await seed(uow, OutboxStatus.PENDING, LATER, conversation="x")
+
+    async def selected(selector: DeadSelector) -> list[int]:
+        async with uow() as unit:
+            return [message.id for message in await unit.outbox.dead(selector, 100)]
+
+    assert await selected(DeadSelector(died_since=CUTOFF, died_until=NOW)) == late
+    assert await selected(DeadSelector(died_since=NOW)) == [edge]
+    assert await selected(DeadSelector(died_until=LATER)) == [early]
+    assert await selected(DeadSelector(outbox_ids=(early, late[2], edge))) == [
+        early,
+        late[2],
+        edge,
+    ]
+    assert await selected(DeadSelector(conversation_id="x", died_since=CUTOFF)) == [
+        late[0],
+        edge,
+    ]
+
+
+async def test_get_reads_one_row_in_any_status_or_none(uow: SqlUnitOfWorkFactory) -> None:
+    """get returns the stored row whatever its status, and None for an unknown id."""
+    published = await seed(uow, OutboxStatus.PUBLISHED)
+    async with uow() as unit:
+        found = await unit.outbox.get(published)
+        missing = await unit.outbox.get(published + 1000)
+    assert found is not None
+    assert (found.id, found.status, found.published_at) == (published, OutboxStatus.PUBLISHED, T0)
+    assert missing is None

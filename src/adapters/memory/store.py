@@ -89,11 +89,15 @@ class InMemoryOutboxRepository(OutboxRepository):
                 changed += 1
         return changed
 
+    async def get(self, outbox_id: int) -> OutboxMessage | None:
+        row = self.rows.get(outbox_id)
+        return None if row is None else attrs.evolve(row)
+
     async def dead(self, selector: DeadSelector, limit: int) -> list[OutboxMessage]:
         return [
             attrs.evolve(r)
             for r in sorted(self.rows.values(), key=lambda r: r.id)
-            if r.status is OutboxStatus.DEAD and _selected(r, selector)
+            if r.status is OutboxStatus.DEAD and selector.matches(r)
         ][:limit]
 
     async def held_behind_dead(self, conversation_ids: Sequence[str]) -> dict[str, int]:
@@ -152,12 +156,6 @@ class InMemoryOutboxRepository(OutboxRepository):
             ),
             held=len(self._held_rows()),
         )
-
-
-def _selected(row: OutboxMessage, selector: DeadSelector) -> bool:
-    if selector.outbox_id is not None and row.id != selector.outbox_id:
-        return False
-    return selector.conversation_id is None or row.message_key == selector.conversation_id
 
 
 @attrs.define

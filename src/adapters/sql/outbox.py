@@ -112,12 +112,21 @@ class SqlOutboxRepository(OutboxRepository):
             return t.c.id == any_(bindparam("ids", list(ids), type_=ARRAY(BigInteger)))
         return t.c.id.in_(ids)
 
+    async def get(self, outbox_id: int) -> OutboxMessage | None:
+        row = (await self._conn.execute(select(t).where(t.c.id == outbox_id))).mappings().first()
+        return None if row is None else _message(row)
+
     async def dead(self, selector: DeadSelector, limit: int) -> list[OutboxMessage]:
         query = select(t).where(t.c.status == OutboxStatus.DEAD.value).order_by(t.c.id).limit(limit)
-        if selector.outbox_id is not None:
-            query = query.where(t.c.id == selector.outbox_id)
+        if selector.ids:
+            query = query.where(t.c.id.in_(selector.ids))
         if selector.conversation_id is not None:
             query = query.where(t.c.message_key == selector.conversation_id)
+        # A dead row is never updated while dead, so updated_at is when it died.
+        if selector.died_since is not None:
+            query = query.where(t.c.updated_at >= selector.died_since)
+        if selector.died_until is not None:
+            query = query.where(t.c.updated_at < selector.died_until)
         return [_message(row) for row in (await self._conn.execute(query)).mappings()]
 
     async def held_behind_dead(self, conversation_ids: Sequence[str]) -> dict[str, int]:

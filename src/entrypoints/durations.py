@@ -1,0 +1,30 @@
+"""Durations and moments as operators type them: 30s, 15m, 12h, 7d, 2w, or ISO 8601 times."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")
+
+
+def parse_duration(text: str) -> timedelta:
+    """An amount with a unit; raises ValueError with a message fit for one line."""
+    match = _DURATION.fullmatch(text)
+    if not match:
+        raise ValueError(f"{text!r:.40} is not a duration like 30s, 15m, 12h or 7d")
+    return timedelta(seconds=float(match[1]) * UNITS[match[2]])
+
+
+def parse_moment(text: str) -> datetime | timedelta:
+    """An ISO 8601 time (UTC unless it says otherwise), or a duration meaning that long ago."""
+    if _DURATION.fullmatch(text):
+        return parse_duration(text)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{text!r:.40} is neither an ISO 8601 time nor a duration ago like 2h"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
