@@ -15,6 +15,11 @@ from application.ports import ChatHistoryRepository
 from domain import HistoryEntry, Role
 
 CHUNK = 500
+INSERT_IGNORE = insert(t).prefix_with("IGNORE")
+INSERT_NEW = {  # built once: a statement memoises its cache key
+    name: upsert(t).on_conflict_do_nothing(index_elements=["event_id"]).returning(t.c.event_id)
+    for name, upsert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 
 
 class SqlChatHistoryRepository(ChatHistoryRepository):
@@ -37,13 +42,8 @@ class SqlChatHistoryRepository(ChatHistoryRepository):
             # IGNORE's row count is the rows inserted (ON DUPLICATE KEY would count a kept
             # duplicate too); its softening of data errors cannot bite, since the domain
             # validated every column before it got here.
-            ignore = insert(t).prefix_with("IGNORE")
-            return (await self._conn.execute(ignore, rows)).rowcount
-        upsert = postgresql.insert(t) if dialect == "postgresql" else sqlite.insert(t)
-        statement = upsert.on_conflict_do_nothing(index_elements=["event_id"]).returning(
-            t.c.event_id
-        )
-        return len((await self._conn.execute(statement, rows)).all())
+            return (await self._conn.execute(INSERT_IGNORE, rows)).rowcount
+        return len((await self._conn.execute(INSERT_NEW[dialect], rows)).all())
 
     async def for_conversation(
         self, conversation_id: str, limit: int, after_outbox_id: int = 0

@@ -8,29 +8,25 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
-    FromClause,
-    Select,
     and_,
-    any_,
-    bindparam,
     delete,
     exists,
     func,
-    insert,
-    literal,
     select,
-    update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.sql.statements import (
+    INSERT_MESSAGE,
+    LEASE_HEADS,
+    LEASE_IDS,
+    LOCK_HEADS,
+    outcome_update,
+)
 from adapters.sql.tables import outbox_messages as t
 from application.ports import DeadSelector, NewOutboxMessage, OutboxRepository, OutboxStats
 from domain import (
-    BIZ_TYPE_CHAT_HISTORY,
-    HOLDING_STATUSES,
     OutboxEvent,
     OutboxMessage,
     OutboxStatus,
@@ -58,7 +54,7 @@ class SqlOutboxRepository(OutboxRepository):
             "created_at": message.created_at,
             "updated_at": message.created_at,
         }
-        result = await self._conn.execute(insert(t).values(values))
+        result = await self._conn.execute(INSERT_MESSAGE, values)
         (outbox_id,) = result.inserted_primary_key or (None,)
         assert isinstance(outbox_id, int), "the database returned no primary key"
         return _message({**values, "id": outbox_id})
@@ -67,30 +63,20 @@ class SqlOutboxRepository(OutboxRepository):
         self, now: datetime, limit: int, lease: timedelta | None
     ) -> list[OutboxMessage]:
         dialect = self._conn.dialect.name
+        params: dict[str, Any] = {"now": now, "limit": limit}
         if lease is None:
             # Locked, not leased: the caller's transaction stays open through the publish.
             assert dialect != "sqlite", "SQLite has no row locks; claim with a lease"
-            query = _heads(t, now, limit).with_for_update(skip_locked=True, of=t)
-            rows = (await self._conn.execute(query)).mappings().all()
+            rows = (await self._conn.execute(LOCK_HEADS, params)).mappings().all()
             return [_message(row) for row in rows]
         lease_until = now + lease
-        if dialect in ("postgresql", "sqlite"):
-            # One statement: pick the heads and lease them (UPDATE ... RETURNING).
-            candidate = t.alias("candidate")
-            heads = _heads(candidate, now, limit).with_only_columns(candidate.c.id)
-            if dialect == "postgresql":
-                heads = heads.with_for_update(skip_locked=True, of=candidate)
-            claim = (
-                update(t).where(t.c.id.in_(heads)).values(next_retry_at=lease_until).returning(*t.c)
-            )
-            rows = (await self._conn.execute(claim)).mappings().all()
+        if dialect in LEASE_HEADS:
+            params["lease_until"] = lease_until
+            rows = (await self._conn.execute(LEASE_HEADS[dialect], params)).mappings().all()
             return sorted((_message(row) for row in rows), key=lambda message: message.id)
-        query = _heads(t, now, limit).with_for_update(skip_locked=True)
-        rows = (await self._conn.execute(query)).mappings().all()
+        rows = (await self._conn.execute(LOCK_HEADS, params)).mappings().all()
         for chunk in _chunks([row["id"] for row in rows]):
-            await self._conn.execute(
-                update(t).where(t.c.id.in_(chunk)).values(next_retry_at=lease_until)
-            )
+            await self._conn.execute(LEASE_IDS, {"ids": list(chunk), "lease_until": lease_until})
         return [_message({**row, "next_retry_at": lease_until}) for row in rows]
 
     async def apply(self, transitions: Sequence[Transition]) -> int:
@@ -98,19 +84,15 @@ class SqlOutboxRepository(OutboxRepository):
         for transition in transitions:
             groups[_changes_key(transition)].append(transition.outbox_id)
         changed = 0
+        dialect = self._conn.dialect.name
         for key, ids in groups.items():
             guard, values = _guard_and_values(key)
+            statement = outcome_update(dialect, tuple(guard), tuple(values))
+            params = {f"v_{column}": value for column, value in values.items()}
             for chunk in _chunks(ids):
-                statement = update(t).where(self._id_among(chunk), t.c.status.in_(guard))
-                changed += (await self._conn.execute(statement.values(values))).rowcount
+                result = await self._conn.execute(statement, {**params, "ids": list(chunk)})
+                changed += result.rowcount
         return changed
-
-    def _id_among(self, ids: Sequence[int]) -> ColumnElement[bool]:
-        if self._conn.dialect.name == "postgresql":
-            # One array parameter: an IN list of 500 is re-rendered on every execution,
-            # which cost more CPU than the UPDATE itself.
-            return t.c.id == any_(bindparam("ids", list(ids), type_=ARRAY(BigInteger)))
-        return t.c.id.in_(ids)
 
     async def get(self, outbox_id: int) -> OutboxMessage | None:
         row = (await self._conn.execute(select(t).where(t.c.id == outbox_id))).mappings().first()
@@ -180,30 +162,6 @@ class SqlOutboxRepository(OutboxRepository):
         )
         held = await self._conn.scalar(select(func.count()).where(_behind_dead()))
         return OutboxStats(counts, oldest_pending, oldest_published, held or 0)
-
-
-def _heads(table: FromClause, now: datetime, limit: int) -> Select[Any]:
-    """Due pending rows that head their conversation, oldest first. Heads only: another
-    relay's in-flight head is still pending in every committed snapshot, so its successor
-    is never a head, and SKIP LOCKED cannot reorder a conversation."""
-    earlier = t.alias("earlier")
-    held_back = exists().where(
-        earlier.c.message_key == table.c.message_key,
-        earlier.c.status.in_(sorted(status.value for status in HOLDING_STATUSES)),
-        earlier.c.id < table.c.id,
-    )
-    return (
-        select(table)
-        .where(
-            # Literals, so that a cached generic plan cannot lose the index.
-            table.c.status == literal(OutboxStatus.PENDING.value, literal_execute=True),
-            table.c.next_retry_at <= now,
-            table.c.biz_type == literal(BIZ_TYPE_CHAT_HISTORY, literal_execute=True),
-            ~held_back,
-        )
-        .order_by(table.c.id)
-        .limit(limit)
-    )
 
 
 def _behind_dead() -> ColumnElement[bool]:
