@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--conversation-id", required=True)
     send.add_argument("--role", required=True, choices=[r.value for r in Role])
     send.add_argument("--message", required=True, help="the text; '-' reads it from stdin")
+    send.add_argument("--traceparent", help="W3C trace context to carry (default: the active one)")
     send.set_defaults(run=commands.send)
 
     stats = sub.add_parser("stats", help="counts by status, oldest pending and published ages")

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from typing import Any
 
 import attrs
 import structlog
 
 from adapters.sql import ensure_migrated
 from application.consuming import run_consumer
+from application.metrics import run_gauge_refresher
 from application.relaying import run_relay, run_sweeper
 from entrypoints.config import ConfigError, Settings
 from entrypoints.containers import ConsumerContainer, RelayContainer, resources
@@ -56,21 +58,22 @@ async def relay(args: argparse.Namespace, settings: Settings) -> int:
             wakeups=await container.wakeups.async_(),
             once=args.once,
         )
-        if args.once or settings.sweep_published_after == 0:
-            totals = await relaying
-        else:
-            sweeping = run_sweeper(
-                await container.core.uow.async_(),
-                container.core.clock(),
-                stopping,
-                stale_after=timedelta(seconds=settings.sweep_published_after),
-            )
-            # A task group: if either one crashes, the other is cancelled before the
-            # engine and producer are closed under it.
-            async with asyncio.TaskGroup() as group:
-                relay_task = group.create_task(relaying)
-                group.create_task(sweeping)
-            totals = relay_task.result()
+        uow, clock = await container.core.uow.async_(), container.core.clock()
+        background: list[Coroutine[Any, Any, object]] = []
+        if not args.once and settings.sweep_published_after > 0:
+            stale_after = timedelta(seconds=settings.sweep_published_after)
+            background.append(run_sweeper(uow, clock, stopping, stale_after=stale_after))
+        if not args.once and settings.metrics_port:
+            metrics = container.core.metrics()
+            every = settings.metrics_refresh_seconds
+            background.append(run_gauge_refresher(uow, clock, metrics, stopping, every=every))
+        # A task group: if one task crashes, the others are cancelled before the engine and
+        # producer are closed under them.
+        async with asyncio.TaskGroup() as group:
+            relay_task = group.create_task(relaying)
+            for task in background:
+                group.create_task(task)
+        totals = relay_task.result()
         log.info("relay_stopped", **attrs.asdict(totals))
     return 0
 
