@@ -96,11 +96,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.set_defaults(run=commands.purge)
 
+    serve = sub.add_parser("serve", help="the HTTP API, with /metrics and the admin routes")
+    serve.add_argument("--host", help="address to bind [CHAT_OUTBOX_HTTP_HOST, 127.0.0.1]")
+    serve.add_argument("--port", type=_port, help="port to bind [CHAT_OUTBOX_HTTP_PORT, 8080]")
+    serve.set_defaults(run=_serve)
+
     run_demo = sub.add_parser("demo", help="record, relay and consume a few dozen messages")
     run_demo.add_argument("--messages", type=int, default=36)
     run_demo.add_argument("--conversations", type=int, default=4)
     run_demo.set_defaults(run=demo.run)
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from entrypoints.http.server import serve  # FastAPI is imported by this command only
+
+    return await serve(args, settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
