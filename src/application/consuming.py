@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -13,7 +14,9 @@ import attrs
 import structlog
 
 from application.errors import BusUnavailable, StoreUnavailable
+from application.metrics import Metrics, NoMetrics
 from application.ports import Clock, IncomingRecord, MessageSource, UnitOfWorkFactory
+from application.tracing import TRACEPARENT_HEADER, LogContextOnly, Tracing, valid_traceparent
 from domain import (
     DEFAULT_MAX_MESSAGE_BYTES,
     Envelope,
@@ -27,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
+Decoded = list[tuple[IncomingRecord, Envelope]]
 
 
 @attrs.frozen
@@ -65,6 +69,8 @@ class Consumer:
     batch_size: int = 500
     sleep: Sleep = asyncio.sleep
     stopping: asyncio.Event = attrs.field(factory=asyncio.Event)
+    metrics: Metrics = attrs.field(factory=NoMetrics)
+    tracing: Tracing = attrs.field(factory=LogContextOnly)
 
     async def consume_batch(self, timeout: float = 1.0) -> ConsumeReport:
         """Handle one fetched batch and log its canonical line (one per batch)."""
@@ -75,11 +81,12 @@ class Consumer:
         marks = [time.perf_counter()]
         decoded = await self._decode_or_dead_letter(records)
         marks.append(time.perf_counter())
-        inserted, unpersistable = await self._persist(decoded)
+        inserted, persisted = await self._persist(decoded)
         marks.append(time.perf_counter())
         await self.source.acknowledge(records)
         marks.append(time.perf_counter())
-        valid = len(decoded) - unpersistable
+        self._observe(persisted)
+        valid = len(persisted)
         report = ConsumeReport(
             received=len(records),
             persisted=inserted,
@@ -99,46 +106,68 @@ class Consumer:
         )
         return report
 
-    async def _decode_or_dead_letter(
-        self, records: Sequence[IncomingRecord]
-    ) -> list[tuple[IncomingRecord, Envelope]]:
-        decoded: list[tuple[IncomingRecord, Envelope]] = []
+    async def _decode_or_dead_letter(self, records: Sequence[IncomingRecord]) -> Decoded:
+        decoded: Decoded = []
         for record in records:
-            try:
-                envelope = Envelope.decode(record.value or b"", self.max_message_bytes)
-            except MalformedEnvelope as error:
-                await self._dead_letter(record, str(error))
-                continue
+            with self.tracing.restored(_traceparent(record)):
+                try:
+                    envelope = Envelope.decode(record.value or b"", self.max_message_bytes)
+                except MalformedEnvelope as error:
+                    await self._dead_letter(record, str(error))
+                    continue
             decoded.append((record, envelope))
         return decoded
 
-    async def _persist(self, decoded: list[tuple[IncomingRecord, Envelope]]) -> tuple[int, int]:
+    async def _persist(self, decoded: Decoded) -> tuple[int, Decoded]:
         """Persist the batch; if the database refuses it for good (not a transient error),
         persist record by record so only the record at fault is dead-lettered, instead of
-        the whole partition wedging on it. Returns (inserted, dead-lettered here)."""
+        the whole partition wedging on it. Returns (inserted, the records persisted)."""
         envelopes = [envelope for _, envelope in decoded]
         try:
-            return await self._until_done("persist", lambda: self._inserted(envelopes)), 0
+            return await self._until_done("persist", lambda: self._inserted(envelopes)), decoded
         except (StoreUnavailable, BusUnavailable):
             raise
         except Exception as error:  # noqa: BLE001 - isolated below, then dead-lettered
             log.error("batch_refused_persisting_one_by_one", error=str(error)[:500])
-        inserted = unpersistable = 0
+        inserted = 0
+        persisted: Decoded = []
         for record, envelope in decoded:
             try:
                 inserted += await self._until_done("persist", partial(self._inserted, [envelope]))
+                persisted.append((record, envelope))
             except (StoreUnavailable, BusUnavailable):
                 raise
             except Exception as error:  # noqa: BLE001 - parked in the DLQ with the reason
-                unpersistable += 1
-                await self._dead_letter(record, f"cannot persist: {type(error).__name__}: {error}")
-        return inserted, unpersistable
+                with self.tracing.restored(_traceparent(record)):
+                    await self._dead_letter(
+                        record, f"cannot persist: {type(error).__name__}: {error}"
+                    )
+        return inserted, persisted
+
+    def _observe(self, persisted: Decoded) -> None:
+        """Latency metrics, and a debug line per message in its own trace context."""
+        now = self.writer.clock.now()
+        self.metrics.consumed(
+            [(now - r.timestamp).total_seconds() for r, _ in persisted if r.timestamp],
+            [(now - envelope.occurred_at).total_seconds() for _, envelope in persisted],
+        )
+        if not _debugging():
+            return  # a line per message is for debugging; skip even building it
+        for record, envelope in persisted:
+            with self.tracing.restored(_traceparent(record)):
+                log.debug(
+                    "message_consumed",
+                    outbox_id=envelope.outbox_id,
+                    conversation_id=envelope.key,
+                    event_id=envelope.event_id,
+                )
 
     async def _inserted(self, envelopes: list[Envelope]) -> int:
         inserted, _ = await self.writer.persist(envelopes)
         return inserted
 
     async def _dead_letter(self, record: IncomingRecord, reason: str) -> None:
+        self.metrics.dead_lettered()
         log.error(
             "record_dead_lettered",
             reason=reason[:500],
@@ -167,6 +196,14 @@ class Consumer:
                     retry_in_s=round(delay, 3),
                 )
                 await self.sleep(delay)
+
+
+def _traceparent(record: IncomingRecord) -> str | None:
+    return valid_traceparent(record.header(TRACEPARENT_HEADER))
+
+
+def _debugging() -> bool:
+    return logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
 
 
 async def run_consumer(

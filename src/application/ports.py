@@ -24,6 +24,7 @@ class NewOutboxMessage:
     payload: str
     max_retry: int
     created_at: datetime
+    traceparent: str | None = None
 
 
 @attrs.frozen
@@ -174,6 +175,14 @@ class IncomingRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp: datetime | None = None
+    """When the bus took the record (Kafka's CreateTime), if the bus says."""
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("utf-8", "replace")
+        return None
 
 
 class MessageSource(Protocol):

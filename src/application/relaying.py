@@ -11,6 +11,7 @@ import attrs
 import structlog
 
 from application.errors import StoreUnavailable
+from application.metrics import Metrics, NoMetrics
 from application.operations import sweep_stale_published
 from application.ports import (
     Clock,
@@ -20,6 +21,7 @@ from application.ports import (
     UnitOfWorkFactory,
     Wakeups,
 )
+from application.tracing import TRACEPARENT_HEADER
 from domain import (
     SCHEMA_VERSION,
     Envelope,
@@ -45,11 +47,14 @@ class RelayReport:
 
 
 def headers_for(message: OutboxMessage) -> tuple[tuple[str, bytes], ...]:
-    return (
+    headers = (
         ("event_id", message.event_id.encode()),
         ("biz_type", message.biz_type.encode()),
         ("schema_version", str(SCHEMA_VERSION).encode()),
     )
+    if message.traceparent is None:
+        return headers
+    return (*headers, (TRACEPARENT_HEADER, message.traceparent.encode()))
 
 
 @attrs.frozen
@@ -89,6 +94,7 @@ class Relay:
     """How long a claim hides its rows from other relays. None: lock them instead, in one
     transaction held open through the publish (PostgreSQL, MariaDB); the database ends a
     hung relay's transaction (idle_in_transaction_session_timeout), releasing its rows."""
+    metrics: Metrics = attrs.field(factory=NoMetrics)
 
     async def relay_due(self) -> RelayReport:
         """One claim-publish-write round."""
@@ -171,7 +177,20 @@ class Relay:
                 retry_count=message.retry_count,
                 status=message.status.value,
             )
+        self._observe(claimed, transitions)
         return Batch(claimed, transitions, claim_ms, publish_ms)
+
+    def _observe(self, claimed: list[OutboxMessage], transitions: list[Transition]) -> None:
+        created = {message.id: message.created_at for message in claimed}
+        self.metrics.published(
+            [
+                (t.at - created[t.outbox_id]).total_seconds()
+                for t in transitions
+                if t.to_status is OutboxStatus.PUBLISHED
+            ]
+        )
+        to = [t.to_status for t in transitions]
+        self.metrics.publish_failed(to.count(OutboxStatus.PENDING), to.count(OutboxStatus.DEAD))
 
     def _record_for(
         self, message: OutboxMessage, transitions: list[Transition]

@@ -129,6 +129,8 @@ class OutboxMessage:
     last_error: str | None = None
     published_at: datetime | None = None
     consumed_at: datetime | None = None
+    traceparent: str | None = None
+    """The W3C trace context the message was recorded under, carried to the consumer."""
 
     def mark_published(self, at: datetime) -> Transition | None:
         if self._target(OutboxEvent.PUBLISH_ACKED) is None:

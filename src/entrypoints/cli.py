@@ -14,7 +14,7 @@ from adapters.sql import BadDatabaseUrl, SchemaNotMigrated
 from application.errors import StoreUnavailable
 from domain import InvalidChatMessage, Role
 from entrypoints import commands, config_command, demo, operating, processes
-from entrypoints.config import ConfigError
+from entrypoints.config import ConfigError, Settings
 from entrypoints.config_file import load_settings
 from entrypoints.log_setup import configure_logging
 
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--conversation-id", required=True)
     send.add_argument("--role", required=True, choices=[r.value for r in Role])
     send.add_argument("--message", required=True, help="the text; '-' reads it from stdin")
+    send.add_argument("--traceparent", help="W3C trace context to carry (default: the active one)")
     send.set_defaults(run=commands.send)
 
     stats = sub.add_parser("stats", help="counts by status, oldest pending and published ages")
@@ -80,11 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
     operating.add_parsers(sub)
     config_command.add_parsers(sub)
 
+    serve = sub.add_parser("serve", help="the HTTP API, with /metrics and the admin routes")
+    serve.add_argument("--host", help="address to bind [CHAT_OUTBOX_HTTP_HOST, 127.0.0.1]")
+    serve.add_argument("--port", type=_port, help="port to bind [CHAT_OUTBOX_HTTP_PORT, 8080]")
+    serve.set_defaults(run=_serve)
+
     run_demo = sub.add_parser("demo", help="record, relay and consume a few dozen messages")
     run_demo.add_argument("--messages", type=int, default=36)
     run_demo.add_argument("--conversations", type=int, default=4)
     run_demo.set_defaults(run=demo.run)
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from entrypoints.http.server import serve  # FastAPI is imported by this command only
+
+    return await serve(args, settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

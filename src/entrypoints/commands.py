@@ -15,8 +15,9 @@ import structlog
 from adapters.sql import ensure_migrated, upgrade
 from application import operations
 from application.ports import OutboxStats
+from application.tracing import valid_traceparent
 from domain import ChatMessage, OutboxStatus
-from entrypoints.config import Settings
+from entrypoints.config import ConfigError, Settings
 from entrypoints.containers import CliContainer, resources
 
 log = structlog.get_logger(__name__)
@@ -48,9 +49,12 @@ async def send(args: argparse.Namespace, settings: Settings) -> int:
         message=text,
         max_message_bytes=settings.max_message_bytes,
     )
+    traceparent = valid_traceparent(args.traceparent)
+    if args.traceparent is not None and traceparent is None:
+        raise ConfigError(f"--traceparent {args.traceparent!r:.80} is not a W3C traceparent")
     async with cli_container(settings) as container:
         record = await container.core.record.async_()
-        message = await record(chat)
+        message = await record(chat, traceparent=traceparent)
     log.info("message_recorded", outbox_id=message.id, conversation_id=chat.conversation_id)
     print(json.dumps({"outbox_id": message.id, "event_id": message.event_id}))
     return 0

@@ -76,6 +76,14 @@ class Settings:
     kafka_heartbeat_interval_ms: int = 3_000
     kafka_rebalance_timeout_ms: int = 30_000
     kafka_fetch_max_wait_ms: int = 100
+    # HTTP API and metrics (`serve`; the metrics port of `relay` and `consume`).
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    http_max_body_bytes: int = 2 * 1024 * 1024
+    admin_token: str = attrs.field(default="", repr=False)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    metrics_refresh_seconds: float = 15.0
 
     @property
     def relay_locks_claims(self) -> bool:
@@ -158,6 +166,17 @@ class Settings:
                     "kafka_fetch_max_wait_ms",
                 )
             },
+            http_host=get("http_host", _text, defaults.http_host),
+            http_port=get("http_port", _port(1), defaults.http_port),
+            http_max_body_bytes=get(
+                "http_max_body_bytes", _positive_int, defaults.http_max_body_bytes
+            ),
+            admin_token=get("admin_token", _text, ""),
+            metrics_host=get("metrics_host", _text, defaults.metrics_host),
+            metrics_port=get("metrics_port", _port(0), defaults.metrics_port),
+            metrics_refresh_seconds=get(
+                "metrics_refresh_seconds", _positive_float, defaults.metrics_refresh_seconds
+            ),
         )
         if settings.relay_locks_claims and check_url(settings.database_url) == "sqlite":
             raise ConfigError(
@@ -211,6 +230,19 @@ def _positive_int(name: str, raw: str) -> int:
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
     return value
+
+
+def _port(lowest: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a port number, got {raw!r:.40}") from None
+        if not lowest <= value <= 65535:
+            raise ConfigError(f"{name} must be {lowest}-65535, got {value}")
+        return value
+
+    return parse
 
 
 def _positive_float(name: str, raw: str) -> float:

@@ -8,14 +8,21 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from dependency_injector import containers, providers
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.clock import SystemClock, uuid4_event_id
 from adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
+from adapters.kafka.probe import KafkaProbe
 from adapters.memory import InMemoryBus
+from adapters.metrics import PrometheusMetrics, metrics_server
 from adapters.sql import SqlUnitOfWorkFactory, create_engine
+from adapters.sql.probe import DatabaseProbe
 from adapters.sql.wakeups import wakeups_for
+from adapters.tracing import available_tracing
 from application.consuming import Consumer, HistoryWriter
+from application.health import always_ready
+from application.metrics import Metrics
 from application.recording import RecordChatMessage
 from application.relaying import Polling, Relay
 from entrypoints.config import Settings
@@ -52,6 +59,10 @@ class Core(containers.DeclarativeContainer):
     uow = providers.Singleton(SqlUnitOfWorkFactory, engine)
     clock = providers.Singleton(SystemClock)
     event_ids = providers.Object(uuid4_event_id)
+    # A registry per container, not prometheus_client's global one: tests stay independent.
+    registry = providers.Singleton(CollectorRegistry)
+    metrics = providers.Singleton(PrometheusMetrics, registry)
+    tracing = providers.Singleton(available_tracing)
     record = providers.Factory(
         RecordChatMessage,
         uow=uow,
@@ -59,6 +70,7 @@ class Core(containers.DeclarativeContainer):
         event_ids=event_ids,
         topic=settings.provided.topic,
         max_retry=settings.provided.max_retry,
+        tracing=tracing,
     )
 
 
@@ -81,6 +93,7 @@ def _relay(
         clock=core.clock,
         batch_size=settings.provided.relay_batch_size,
         lease=providers.Callable(_relay_lease, settings),
+        metrics=core.metrics,
     )
 
 
@@ -99,6 +112,8 @@ def _consumer(
         writer=providers.Factory(HistoryWriter, uow=core.uow, clock=core.clock),
         max_message_bytes=settings.provided.max_message_bytes,
         batch_size=settings.provided.consumer_batch_size,
+        metrics=core.metrics,
+        tracing=core.tracing,
     )
 
 
@@ -142,12 +157,13 @@ async def _kafka_bus(settings: Settings) -> AsyncIterator[KafkaBus]:
         await bus.close()
 
 
-async def _kafka_source(settings: Settings) -> AsyncIterator[KafkaSource]:
+async def _kafka_source(settings: Settings, metrics: Metrics) -> AsyncIterator[KafkaSource]:
     source = KafkaSource(
         kafka_options(settings),
         settings.topic,
         settings.consumer_group,
         provision=settings.kafka_create_topics,
+        metrics=metrics,
     )
     try:
         yield source
@@ -173,6 +189,12 @@ class RelayContainer(containers.DeclarativeContainer):
         maximum=settings.provided.relay_max_poll_interval,
         coalesce=providers.Callable(_seconds, settings.provided.relay_wakeup_coalesce_ms),
     )
+    metrics_server = providers.Resource(
+        metrics_server,
+        core.registry,
+        settings.provided.metrics_host,
+        settings.provided.metrics_port,
+    )
 
 
 class ConsumerContainer(containers.DeclarativeContainer):
@@ -181,6 +203,25 @@ class ConsumerContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
     source = providers.Selector(
-        settings.provided.bus, kafka=providers.Resource(_kafka_source, settings)
+        settings.provided.bus, kafka=providers.Resource(_kafka_source, settings, core.metrics)
     )
     consumer = _consumer(core, settings, source)
+    metrics_server = providers.Resource(
+        metrics_server,
+        core.registry,
+        settings.provided.metrics_host,
+        settings.provided.metrics_port,
+    )
+
+
+class ApiContainer(containers.DeclarativeContainer):
+    """`chat-outbox serve`: records and reads through the database; probes the bus."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    core = providers.Container(Core, settings=settings)
+    database_probe = providers.Singleton(DatabaseProbe, core.engine)
+    bus_probe = providers.Selector(
+        settings.provided.bus,
+        kafka=providers.Singleton(KafkaProbe, providers.Callable(kafka_options, settings)),
+        memory=providers.Object(always_ready),
+    )

@@ -14,6 +14,7 @@ import structlog
 
 from adapters.sql import ensure_migrated
 from application.consuming import run_consumer
+from application.metrics import run_gauge_refresher
 from application.relaying import run_relay, run_sweeper
 from application.retention import run_purger
 from entrypoints.config import ConfigError, Settings
@@ -72,12 +73,12 @@ async def relay(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _chores(
     container: RelayContainer, settings: Settings, stopping: asyncio.Event
-) -> list[Coroutine[Any, Any, int]]:
-    """What runs beside the relay: the stale-published sweep and the retention purge, each
-    when configured."""
+) -> list[Coroutine[Any, Any, object]]:
+    """What runs beside the relay: the stale-published sweep, the retention purge and the
+    metrics gauges' refresh, each when configured."""
     uow = await container.core.uow.async_()
     clock = container.core.clock()
-    chores: list[Coroutine[Any, Any, int]] = []
+    chores: list[Coroutine[Any, Any, object]] = []
     if settings.sweep_published_after:
         stale_after = timedelta(seconds=settings.sweep_published_after)
         chores.append(run_sweeper(uow, clock, stopping, stale_after=stale_after))
@@ -92,6 +93,10 @@ async def _chores(
                 batch=settings.purge_batch_size,
             )
         )
+    if settings.metrics_port:
+        every = settings.metrics_refresh_seconds
+        metrics = container.core.metrics()
+        chores.append(run_gauge_refresher(uow, clock, metrics, stopping, every=every))
     return chores
 
 

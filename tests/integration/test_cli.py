@@ -117,6 +117,23 @@ def test_send_reads_the_message_from_stdin(workdir: Path) -> None:
             ],
             "conversation_id must be 1-128 characters",
         ),
+        (
+            [
+                "send",
+                "--user-id",
+                "1",
+                "--conversation-id",
+                "c",
+                "--role",
+                "user",
+                "--message",
+                "x",
+                "--traceparent",
+                "00-abc-def-01",
+            ],
+            "is not a W3C traceparent",
+        ),
+        (["serve", "--port", "0"], "'0' is not a port (1-65535)"),
         (["purge", "--older-than", "soon"], "not a duration"),
         (["dead", "requeue"], "dead requeue: give --all, or --id, --conversation"),
         (["dead", "requeue", "--all", "--conversation", "c"], "(not both)"),
@@ -164,6 +181,7 @@ def test_a_nul_character_from_stdin_is_refused(workdir: Path) -> None:
         ({"CHAT_OUTBOX_DATABASE_URL": "oracle://scott:tiger@db/x"}, "unsupported database"),
         ({"CHAT_OUTBOX_DATABASE_URL": "not a url"}, "cannot parse database URL"),
         ({"CHAT_OUTBOX_TOPIC": "bad topic!"}, "CHAT_OUTBOX_TOPIC must be 1-249"),
+        ({"CHAT_OUTBOX_METRICS_PORT": "70000"}, "CHAT_OUTBOX_METRICS_PORT must be 0-65535"),
         ({"CHAT_OUTBOX_BUS": "memory"}, "only works inside `chat-outbox demo`"),
     ],
 )
@@ -227,6 +245,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "demo",
         "config",
         "--config",
+        "serve",
     ):
         assert command in result.stdout
 

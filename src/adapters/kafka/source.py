@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -12,6 +13,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from adapters.kafka.options import KafkaOptions, started
 from adapters.kafka.topics import dlq_topic, ensure_topics
 from application.errors import BusUnavailable
+from application.metrics import Metrics, NoMetrics
 from application.ports import IncomingRecord, MessageSource
 
 log = structlog.get_logger(__name__)
@@ -21,9 +23,15 @@ class KafkaSource(MessageSource):
     """Subscribes lazily and waits out a broker that is down instead of crashing."""
 
     def __init__(
-        self, options: KafkaOptions, topic: str, group_id: str, provision: bool = False
+        self,
+        options: KafkaOptions,
+        topic: str,
+        group_id: str,
+        provision: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self._options = options
+        self._metrics = metrics or NoMetrics()
         self._provision = provision
         self._topic = topic
         self._group_id = group_id
@@ -49,6 +57,7 @@ class KafkaSource(MessageSource):
             log.warning("kafka_fetch_failed", error=f"{type(error).__name__}: {error}")
             await asyncio.sleep(timeout)
             return []
+        await self._report_lag(consumer)
         return [
             IncomingRecord(
                 topic=message.topic,
@@ -57,10 +66,24 @@ class KafkaSource(MessageSource):
                 key=message.key,
                 value=message.value,
                 headers=tuple((name, bytes(value)) for name, value in message.headers),
+                timestamp=_timestamp(message.timestamp),
             )
             for partition in sorted(batches, key=lambda tp: tp.partition)
             for message in batches[partition]
         ]
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag from the high-water marks the fetch responses carried, against our position:
+        no extra request (end_offsets would cost one, and is wrong on some brokers)."""
+        for partition in consumer.assignment():
+            try:
+                highwater = consumer.highwater(partition)
+                if highwater is None:
+                    continue  # not fetched from yet
+                position = await consumer.position(partition)
+            except (KafkaError, AssertionError):
+                continue  # unassigned by a rebalance meanwhile
+            self._metrics.consumer_lag(partition.topic, partition.partition, highwater - position)
 
     async def acknowledge(self, records: Sequence[IncomingRecord]) -> None:
         if not records or self._consumer is None:
@@ -110,3 +133,11 @@ class KafkaSource(MessageSource):
         if self._producer is None:
             self._producer = await started(AIOKafkaProducer(**self._options.producer()))
         return self._producer
+
+
+def _timestamp(milliseconds: int | None) -> datetime | None:
+    return (
+        None
+        if milliseconds is None or milliseconds < 0
+        else datetime.fromtimestamp(milliseconds / 1000, UTC)
+    )

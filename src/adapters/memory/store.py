@@ -57,6 +57,7 @@ class InMemoryOutboxRepository(OutboxRepository):
             updated_at=message.created_at,
             next_retry_at=message.created_at,
             max_retry=message.max_retry,
+            traceparent=message.traceparent,
         )
         self.rows[row.id] = row
         return attrs.evolve(row)

@@ -53,6 +53,7 @@ class SqlOutboxRepository(OutboxRepository):
             "next_retry_at": message.created_at,
             "created_at": message.created_at,
             "updated_at": message.created_at,
+            "traceparent": message.traceparent,
         }
         result = await self._conn.execute(INSERT_MESSAGE, values)
         (outbox_id,) = result.inserted_primary_key or (None,)
@@ -228,4 +229,5 @@ def _message(row: Any) -> OutboxMessage:
         last_error=row.get("last_error"),
         published_at=row.get("published_at"),
         consumed_at=row.get("consumed_at"),
+        traceparent=row.get("traceparent"),
     )

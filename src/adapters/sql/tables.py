@@ -76,6 +76,7 @@ outbox_messages = Table(
     Column("consumed_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("traceparent", String(55), nullable=True),
     CheckConstraint(
         "status IN (" + ", ".join(f"'{s.value}'" for s in OutboxStatus) + ")",
         name="ck_outbox_status",

@@ -1,0 +1,21 @@
+"""Readiness of the Kafka cluster: a bootstrap metadata request on a short-lived client."""
+
+from __future__ import annotations
+
+from aiokafka.client import AIOKafkaClient
+
+from adapters.kafka.options import KafkaOptions
+
+
+class KafkaProbe:
+    def __init__(self, options: KafkaOptions) -> None:
+        self._options = options
+
+    async def __call__(self) -> None:
+        # A fresh client each time: a cached connection would answer for a broker that is
+        # gone until its metadata ages out.
+        client = AIOKafkaClient(**self._options.common())
+        try:
+            await client.bootstrap()
+        finally:
+            await client.close()

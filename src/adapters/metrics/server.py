@@ -1,0 +1,26 @@
+"""A Prometheus scrape endpoint for the relay and the consumer (the API serves /metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import structlog
+from prometheus_client import CollectorRegistry, start_http_server
+
+log = structlog.get_logger(__name__)
+
+
+def metrics_server(registry: CollectorRegistry, host: str, port: int) -> Iterator[int | None]:
+    """A Resource: serve the registry on host:port in a daemon thread until shutdown.
+    Port 0 turns it off. Yields the bound port."""
+    if port == 0:
+        yield None
+        return
+    server, thread = start_http_server(port, host, registry=registry)
+    log.info("metrics_serving", host=host, port=server.server_port)
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,0 +1,99 @@
+"""Operator routes: stats, dead messages, requeue. Bearer token CHAT_OUTBOX_ADMIN_TOKEN."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from application import operations
+from application.ports import DeadSelector
+from entrypoints.commands import stats_document
+from entrypoints.http.deps import Config, Now, Uow
+
+log = structlog.get_logger(__name__)
+
+
+def require_admin(settings: Config, authorization: Annotated[str | None, Header()] = None) -> None:
+    if not settings.admin_token:
+        raise HTTPException(403, "admin routes are disabled: set CHAT_OUTBOX_ADMIN_TOKEN")
+    scheme, _, token = (authorization or "").partition(" ")
+    # compare_digest: the time taken does not reveal how much of a guess was right.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), settings.admin_token.encode()
+    ):
+        raise HTTPException(
+            401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+router = APIRouter(prefix="/v1/outbox", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+class Requeue(BaseModel):
+    """Exactly one of: an outbox id, a conversation, or all."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: int | None = Field(default=None, ge=1)
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=128)
+    all: bool = False
+
+    @model_validator(mode="after")
+    def exactly_one(self) -> Requeue:
+        chosen = [self.id is not None, self.conversation_id is not None, self.all]
+        if chosen.count(True) != 1:
+            raise ValueError("give exactly one of id, conversation_id or all: true")
+        return self
+
+
+@router.get("/stats")
+async def stats(uow: Uow, clock: Now) -> dict[str, object]:
+    """Counts by status, the oldest pending and published ages, dead and held rows."""
+    return stats_document(await operations.outbox_stats(uow), clock.now())
+
+
+@router.get("/dead")
+async def dead(
+    uow: Uow,
+    clock: Now,
+    conversation_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, list[dict[str, Any]]]:
+    """Dead messages with their last error, retry count, age, and the messages held
+    behind each one's conversation."""
+    rows = await operations.list_dead(uow, DeadSelector(conversation_id=conversation_id), limit)
+    held = await operations.held_behind_dead(uow, sorted({m.message_key for m in rows}))
+    now = clock.now()
+    return {
+        "dead": [
+            {
+                "id": message.id,
+                "conversation_id": message.message_key,
+                "retry_count": message.retry_count,
+                "held_behind": held[message.message_key],
+                "age_s": round((now - message.created_at).total_seconds(), 3),
+                "last_error": message.last_error,
+            }
+            for message in rows
+        ]
+    }
+
+
+@router.post("/dead/requeue")
+async def requeue(body: Requeue, uow: Uow, clock: Now) -> dict[str, int]:
+    """Dead messages back to pending, retries reset, oldest first."""
+    selector = DeadSelector(outbox_id=body.id, conversation_id=body.conversation_id)
+    moved = await operations.requeue_dead(uow, clock, selector)
+    log.info(
+        "dead_requeued",
+        audit=True,
+        via="http",
+        outbox_id=body.id,
+        conversation_id=body.conversation_id,
+        all=body.all,
+        requeued=moved,
+    )
+    return {"requeued": moved}

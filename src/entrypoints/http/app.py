@@ -1,0 +1,28 @@
+"""The application factory: routes, JSON errors, the body-size limit and request metrics."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from entrypoints.containers import ApiContainer
+from entrypoints.http import admin, errors, health, messages
+from entrypoints.http.middleware import BodySizeLimit, RequestMetrics
+
+
+def create_app(container: ApiContainer) -> FastAPI:
+    """An app over `container`; tests override its providers with fakes before calling."""
+    app = FastAPI(
+        title="chat-outbox",
+        version="1",
+        summary="Record chat messages through a transactional outbox; read history back.",
+    )
+    app.state.container = container
+    app.include_router(messages.router)
+    app.include_router(admin.router)
+    app.include_router(health.router)
+    errors.install(app)
+    settings = container.settings()
+    # The last added runs first: every request is timed, 413s from the size limit included.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.http_max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=container.core.metrics())
+    return app

@@ -1,0 +1,54 @@
+"""Request dependencies: the container the app was made with, and what it provides."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from application.ports import Clock, UnitOfWorkFactory
+from application.recording import RecordChatMessage
+from entrypoints.config import Settings
+from entrypoints.containers import ApiContainer
+
+
+async def resolved(provider: Callable[[], Any]) -> Any:
+    """What a provider gives, whether it is sync or (through an async Resource) async."""
+    value = provider()
+    return await value if inspect.isawaitable(value) else value
+
+
+def container(request: Request) -> ApiContainer:
+    found: ApiContainer = request.app.state.container
+    return found
+
+
+Container = Annotated[ApiContainer, Depends(container)]
+
+
+async def uow(container: Container) -> UnitOfWorkFactory:
+    factory: UnitOfWorkFactory = await resolved(container.core.uow)
+    return factory
+
+
+async def record(container: Container) -> RecordChatMessage:
+    use_case: RecordChatMessage = await resolved(container.core.record)
+    return use_case
+
+
+def clock(container: Container) -> Clock:
+    found: Clock = container.core.clock()
+    return found
+
+
+def settings(container: Container) -> Settings:
+    found: Settings = container.settings()
+    return found
+
+
+Uow = Annotated[UnitOfWorkFactory, Depends(uow)]
+Record = Annotated[RecordChatMessage, Depends(record)]
+Now = Annotated[Clock, Depends(clock)]
+Config = Annotated[Settings, Depends(settings)]

@@ -1,0 +1,75 @@
+"""Every error as JSON: {"error": reason}, and for 422 the fields at fault."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from application.errors import StoreUnavailable
+from domain import InvalidChatMessage
+from domain.chat import PAYLOAD_FIELDS
+
+log = structlog.get_logger(__name__)
+
+
+class InvalidField(Exception):
+    """A value the domain refused, with where it came from (body, path or query)."""
+
+    def __init__(self, location: str, error: InvalidChatMessage) -> None:
+        super().__init__(str(error))
+        self.location = location
+        self.error = error
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(InvalidField, _invalid_field)  # type: ignore[arg-type]
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _crash)
+
+
+def invalid(fields: list[dict[str, str]]) -> JSONResponse:
+    return JSONResponse({"error": "invalid request", "fields": fields}, status_code=422)
+
+
+async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+    reason = error.detail
+    if error.status_code == 404 and reason == "Not Found":
+        reason = f"no route {request.url.path}"
+    return JSONResponse({"error": reason}, error.status_code, headers=error.headers)
+
+
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    return invalid([_field(detail) for detail in error.errors()])
+
+
+def _field(detail: dict[str, Any]) -> dict[str, str]:
+    location, *path = detail.get("loc", ("body",))
+    return {
+        "field": ".".join(str(part) for part in path) or str(location),
+        "in": str(location),
+        "message": str(detail.get("msg", "invalid")),
+    }
+
+
+async def _invalid_field(request: Request, error: InvalidField) -> JSONResponse:
+    # The domain's messages start with the field they are about ("user_id must be ...").
+    name = str(error.error).split(" ", 1)[0]
+    field = name if name in PAYLOAD_FIELDS else error.location
+    return invalid([{"field": field, "in": error.location, "message": str(error.error)}])
+
+
+async def _store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
+    log.warning("http_store_unavailable", path=request.url.path, error=str(error))
+    return JSONResponse({"error": "database unavailable, try again"}, 503)
+
+
+async def _crash(request: Request, error: Exception) -> JSONResponse:
+    # Starlette re-raises after this response, and uvicorn logs it with its traceback.
+    return JSONResponse({"error": "internal error"}, 500)

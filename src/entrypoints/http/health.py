@@ -1,0 +1,47 @@
+"""Liveness, readiness (database and bus), and the Prometheus scrape."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from application.errors import StoreUnavailable
+from application.health import OK, Probe, readiness
+from application.metrics import refresh_outbox_gauges
+from entrypoints.http.deps import Container, Now, Uow, resolved
+
+log = structlog.get_logger(__name__)
+router = APIRouter(tags=["health"])
+PROBE_TIMEOUT_S = 3.0
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up and serving; nothing else is checked."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "the database or the bus is down"}})
+async def readyz(container: Container) -> JSONResponse:
+    """200 when the database and the bus answer; 503 naming the one that does not."""
+    probes: dict[str, Probe] = {
+        "database": await resolved(container.database_probe),
+        "bus": await resolved(container.bus_probe),
+    }
+    checks = await readiness(probes, PROBE_TIMEOUT_S)
+    ready = all(verdict == OK for verdict in checks.values())
+    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(container: Container, uow: Uow, clock: Now) -> Response:
+    """Prometheus text format; the outbox gauges are refreshed from the stats query first."""
+    exported = container.core.metrics()
+    try:
+        await refresh_outbox_gauges(uow, clock, exported)
+    except StoreUnavailable as error:
+        log.warning("metrics_refresh_failed", error=str(error))  # serve the last values
+    return Response(exported.exposition(), media_type=CONTENT_TYPE_LATEST)

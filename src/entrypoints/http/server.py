@@ -1,0 +1,57 @@
+"""`chat-outbox serve`: uvicorn on the app, stopped gracefully by SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+
+import structlog
+import uvicorn
+
+from adapters.sql import ensure_migrated
+from entrypoints.config import Settings
+from entrypoints.containers import ApiContainer, resources
+from entrypoints.http.app import create_app
+from entrypoints.processes import stop_on_signals
+
+log = structlog.get_logger(__name__)
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling, which re-raises the signal after shutdown
+    (so SIGTERM would not exit 0); chat-outbox's handlers set should_exit instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def server_for(app: object, host: str, port: int) -> ApiServer:
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_config=None,  # uvicorn's loggers go through our structlog handler
+        access_log=False,  # the request metrics count requests; no line per request
+        lifespan="off",
+        server_header=False,
+    )
+    return ApiServer(config)
+
+
+async def serve(args: argparse.Namespace, settings: Settings) -> int:
+    host = args.host or settings.http_host
+    port = settings.http_port if args.port is None else args.port
+    async with resources(ApiContainer(settings=settings)) as container:
+        await ensure_migrated(await container.core.engine.async_())
+        server = server_for(create_app(container), host, port)
+
+        def stop() -> None:
+            server.should_exit = True
+
+        stop_on_signals(stop)
+        log.info("api_starting", host=host, port=port, admin=bool(settings.admin_token))
+        await server.serve()
+        log.info("api_stopped")
+    return 0
