@@ -109,12 +109,14 @@ class Consumer:
     async def _decode_or_dead_letter(self, records: Sequence[IncomingRecord]) -> Decoded:
         decoded: Decoded = []
         for record in records:
-            with self.tracing.restored(_traceparent(record)):
-                try:
-                    envelope = Envelope.decode(record.value or b"", self.max_message_bytes)
-                except MalformedEnvelope as error:
+            try:
+                envelope = Envelope.decode(record.value or b"", self.max_message_bytes)
+            except MalformedEnvelope as error:
+                # Restored for the dead letter's log lines only: a context per record
+                # would cost the hot path more than the decode.
+                with self.tracing.restored(_traceparent(record)):
                     await self._dead_letter(record, str(error))
-                    continue
+                continue
             decoded.append((record, envelope))
         return decoded
 

@@ -119,6 +119,8 @@ def _message(value: object, max_bytes: int) -> str:
 
 
 def _exact_fields(what: str, data: Mapping[object, object], fields: tuple[str, ...]) -> None:
+    if len(data) == len(fields) and all(name in data for name in fields):
+        return
     missing = [name for name in fields if name not in data]
     if missing:
         raise InvalidChatMessage(f"{what} is missing field {missing[0]!r}")

@@ -25,6 +25,7 @@ ENVELOPE_FIELDS = (
     "outbox_id",
     "payload",
 )
+ENVELOPE_KEYS = frozenset(ENVELOPE_FIELDS)
 
 
 @attrs.frozen
@@ -99,11 +100,11 @@ class Envelope:
     def decode(cls, data: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Envelope:
         """Parse untrusted bytes; raise MalformedEnvelope with the precise reason."""
         document = _parse_json_object(data)
-        missing = [name for name in ENVELOPE_FIELDS if name not in document]
-        if missing:
-            raise MalformedEnvelope(f"envelope is missing field {missing[0]!r}")
-        extra = sorted(name for name in document if name not in ENVELOPE_FIELDS)
-        if extra:
+        if len(document) != len(ENVELOPE_FIELDS) or not ENVELOPE_KEYS.issuperset(document):
+            missing = [name for name in ENVELOPE_FIELDS if name not in document]
+            if missing:
+                raise MalformedEnvelope(f"envelope is missing field {missing[0]!r}")
+            extra = sorted(name for name in document if name not in ENVELOPE_FIELDS)
             raise MalformedEnvelope(f"envelope has unexpected field {extra[0]!r:.60}")
         if document["type"] != BIZ_TYPE_CHAT_HISTORY:
             raise MalformedEnvelope(f"unknown message type {document['type']!r:.60}")
