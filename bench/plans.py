@@ -3,7 +3,7 @@ before_cursor_execute listener, run once and rolled back), the baseline's from i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -19,7 +19,8 @@ _captured: list[Query] = []
 
 
 async def capture_ours() -> Query:
-    """Run claim_due once (rolled back) and keep the SELECT .. SKIP LOCKED it sent."""
+    """Run claim_due once (rolled back), as a relay on PostgreSQL does by default (row
+    locks, no lease), and keep the SELECT .. SKIP LOCKED it sent."""
     if _captured:
         return _captured[0]
     engine = create_engine(sqlalchemy_url())
@@ -31,7 +32,7 @@ async def capture_ours() -> Query:
 
     try:
         async with SqlUnitOfWorkFactory(engine)() as uow:
-            await uow.outbox.claim_due(datetime.now(UTC), 500, timedelta(seconds=60))
+            await uow.outbox.claim_due(datetime.now(UTC), 500, None)
     finally:
         await engine.dispose()
     claims = [(s, p) for s, p in seen if "SKIP LOCKED" in s and "agent_outbox_messages" in s]
