@@ -13,7 +13,7 @@ from adapters.sql import BadDatabaseUrl, check_url
 from domain import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RETRY
 
 PREFIX = "CHAT_OUTBOX_"
-BUSES = ("kafka", "memory")
+BUSES = ("kafka", "rabbitmq", "memory")
 LOG_FORMATS = ("json", "console", "auto")
 T = TypeVar("T")
 
@@ -67,6 +67,13 @@ class Settings:
     kafka_heartbeat_interval_ms: int = 3_000
     kafka_rebalance_timeout_ms: int = 30_000
     kafka_fetch_max_wait_ms: int = 100
+    rabbitmq_url: str = attrs.field(
+        default="amqp://guest:guest@127.0.0.1:5672/", repr=lambda url: redact_url(url)
+    )
+    rabbitmq_queues: int = 4
+    rabbitmq_prefetch: int = 500
+    rabbitmq_confirm_timeout_ms: int = 10_000
+    rabbitmq_max_message_size: int = 16 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -137,8 +144,13 @@ class Settings:
                     "kafka_heartbeat_interval_ms",
                     "kafka_rebalance_timeout_ms",
                     "kafka_fetch_max_wait_ms",
+                    "rabbitmq_queues",
+                    "rabbitmq_prefetch",
+                    "rabbitmq_confirm_timeout_ms",
+                    "rabbitmq_max_message_size",
                 )
             },
+            rabbitmq_url=get("rabbitmq_url", _amqp_url, defaults.rabbitmq_url),
         )
 
 
@@ -152,6 +164,13 @@ def _database_url(name: str, raw: str) -> str:
         check_url(url)
     except BadDatabaseUrl as error:
         raise ConfigError(f"{name}: {error}") from None
+    return url
+
+
+def _amqp_url(name: str, raw: str) -> str:
+    url = raw.strip()
+    if not url.startswith(("amqp://", "amqps://")):
+        raise ConfigError(f"{name} must be an amqp:// or amqps:// URL, got {redact_url(url)!r:.60}")
     return url
 
 
