@@ -57,5 +57,5 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Third-party chatter stays at warning unless we are debugging.
-    for noisy in ("aiokafka", "sqlalchemy", "alembic", "asyncio"):
+    for noisy in ("aiokafka", "aio_pika", "aiormq", "sqlalchemy", "alembic", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)

@@ -32,10 +32,10 @@ def classify(error: BaseException) -> PublishFailure:
     """Map a publish error to an outcome. A nack, a returned (unroutable) message and a
     channel closed by the broker are the broker's state: retried, and counted."""
     reason = f"{type(error).__name__}: {error}".strip().rstrip(":")
-    if isinstance(error, DeliveryError):
-        reason = f"nacked by the broker: {reason}"
-    elif isinstance(error, PublishError):
+    if isinstance(error, PublishError):  # a DeliveryError too: test it first
         reason = f"returned unroutable: {reason}"
+    elif isinstance(error, DeliveryError):
+        reason = f"nacked by the broker: {reason}"
     elif isinstance(error, UNAVAILABLE_ERRORS):
         return PublishFailure.unavailable(reason)
     return PublishFailure(reason)
