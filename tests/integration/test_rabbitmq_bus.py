@@ -1,10 +1,12 @@
 """What is particular to RabbitMQ: keys hashed onto queues, single active consumers taking
-over, persistent messages, a returned (unroutable) record, and a password kept out of errors."""
+over, persistent messages, a returned (unroutable) record, a password kept out of errors,
+and the demo's relay and consumer processes on RabbitMQ."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from pathlib import Path
 
 import aio_pika
 import pytest
@@ -13,6 +15,7 @@ from adapters.kafka.local_broker import free_loopback_port
 from adapters.rabbitmq import RabbitBus, RabbitOptions, queue_name, shard_for
 from application.ports import OutgoingRecord
 from tests.integration.buses import RABBITMQ_QUEUES, RabbitHarness, fetch_at_least, fetch_rest
+from tests.integration.test_cli import chat_outbox
 
 pytestmark = [
     pytest.mark.integration,
@@ -128,3 +131,23 @@ async def test_an_unreachable_broker_never_shows_the_password(bus_harness: Rabbi
     assert result is not None
     assert "s3cret-pw" not in result.reason
     assert "s3cret-pw" not in repr(RabbitOptions(url=url))
+
+
+async def test_the_demo_runs_the_pipeline_on_rabbitmq(
+    bus_harness: RabbitHarness, tmp_path: Path
+) -> None:
+    """CHAT_OUTBOX_BUS=rabbitmq demo relays and consumes every message it records, in
+    relay and consumer processes of their own."""
+    env = {
+        "CHAT_OUTBOX_BUS": "rabbitmq",
+        "CHAT_OUTBOX_RABBITMQ_URL": bus_harness.url,
+        "CHAT_OUTBOX_RABBITMQ_QUEUES": str(RABBITMQ_QUEUES),
+        "CHAT_OUTBOX_TOPIC": bus_harness.topic,
+    }
+    args = ("demo", "--messages", "12", "--conversations", "3")
+
+    result = await asyncio.to_thread(chat_outbox, *args, cwd=tmp_path, env=env)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "All 12 recorded messages were relayed and read back" in result.stdout
+    assert '"bus": "rabbitmq"' in result.stderr
