@@ -151,3 +151,25 @@ async def test_the_demo_runs_the_pipeline_on_rabbitmq(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "All 12 recorded messages were relayed and read back" in result.stdout
     assert '"bus": "rabbitmq"' in result.stderr
+
+
+async def test_a_topology_the_broker_refuses_costs_no_attempt_and_heals(
+    bus_harness: RabbitHarness,
+) -> None:
+    """While a queue of the topic exists with other arguments, every publish fails
+    uncounted instead of raising; once it is gone, the next publish declares and succeeds."""
+    connection = await aio_pika.connect(bus_harness.url)
+    channel = await connection.channel()
+    clash = await channel.declare_queue(queue_name(bus_harness.topic, 0), durable=True)
+    bus = bus_harness.bus()
+    record = OutgoingRecord(bus_harness.topic, "conversation-t", b"v")
+    try:
+        [refused] = await bus.publish([record])
+    finally:
+        await clash.delete()
+        await connection.close()
+
+    assert refused is not None
+    assert (refused.retryable, refused.counted) == (True, False)
+    assert "PRECONDITION_FAILED" in refused.reason
+    assert await bus.publish([record]) == [None]

@@ -10,6 +10,7 @@ from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractExchange
 from aio_pika.exceptions import (
     AMQPConnectionError,
+    AMQPError,
     ChannelInvalidStateError,
     DeliveryError,
     PublishError,
@@ -26,6 +27,7 @@ log = structlog.get_logger(__name__)
 # The broker could not be reached, or did not answer in time: not the message's fault,
 # so not one of its attempts (as for Kafka's connection errors and timeouts).
 UNAVAILABLE_ERRORS = (AMQPConnectionError, ChannelInvalidStateError, OSError, TimeoutError)
+START_ERRORS = (*UNAVAILABLE_ERRORS, AMQPError)
 
 
 def classify(error: BaseException) -> PublishFailure:
@@ -55,7 +57,10 @@ class RabbitBus(MessageBus):
             return []
         try:
             exchanges = {topic: await self._exchange(topic) for topic in {r.topic for r in records}}
-        except UNAVAILABLE_ERRORS as error:
+        except START_ERRORS as error:
+            # Unreachable, or the topology refused (say, a queue declared with other
+            # arguments): nothing to do with the messages, so no attempt is used up.
+            await self._link.close()
             reason = self._options.scrub(f"broker unavailable: {type(error).__name__}: {error}")
             return [PublishFailure.unavailable(reason)] * len(records)
         # Sent in order on one channel; the confirms are awaited together.

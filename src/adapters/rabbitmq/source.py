@@ -13,7 +13,7 @@ from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError
 
-from adapters.rabbitmq.bus import UNAVAILABLE_ERRORS
+from adapters.rabbitmq.bus import START_ERRORS
 from adapters.rabbitmq.connection import Link
 from adapters.rabbitmq.options import RabbitOptions
 from adapters.rabbitmq.topology import (
@@ -51,7 +51,8 @@ class RabbitSource(MessageSource):
     async def fetch(self, max_records: int, timeout: float) -> list[IncomingRecord]:
         try:
             await self._started()
-        except UNAVAILABLE_ERRORS as error:
+        except START_ERRORS as error:
+            await self._consuming.close()  # so the next fetch subscribes afresh
             log.warning(
                 "rabbitmq_consumer_unavailable",
                 error=self._options.scrub(f"{type(error).__name__}: {error}"),
@@ -97,7 +98,7 @@ class RabbitSource(MessageSource):
             channel, _ = await self._parking.channel()
             exchange = await channel.get_exchange(dlx_name(record.topic))
             await exchange.publish(message, "", timeout=self._options.confirm_timeout)
-        except (*UNAVAILABLE_ERRORS, AMQPError) as error:
+        except START_ERRORS as error:
             reason = self._options.scrub(
                 f"dead-letter publish failed: {type(error).__name__}: {error}"
             )
