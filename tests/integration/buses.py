@@ -2,8 +2,8 @@
 
 A harness owns a topic of its own and makes the adapter's publishing side (`bus`) and
 consumers of one group (`source`); `crash` kills a consumer without acknowledging and
-returns its successor. To run the contract suite against a new bus, add a harness here
-and its name to BUS_NAMES.
+returns its successor. To run the contract suite against a new bus, add a harness here,
+its name to conftest.BUS_NAMES and its endpoint to the `bus_endpoint` fixture.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ from adapters.rabbitmq import RabbitBus, RabbitOptions, RabbitSource, dlq_name, 
 from adapters.rabbitmq.topology import dlx_name
 from application.errors import StoreUnavailable
 from application.ports import IncomingRecord, MessageBus, MessageSource, UnitOfWork
-from tests.integration.conftest import fast_kafka_options
+from tests.integration.conftest import BUS_NAMES, fast_kafka_options
 from tests.integration.kafka_helpers import read_topic, unique_names
 
-BUS_NAMES = ("memory", "kafka", "rabbitmq")
-BROKER_BUS_NAMES = ("kafka", "rabbitmq")
+BROKER_BUS_NAMES = tuple(name for name in BUS_NAMES if name != "memory")
 RABBITMQ_QUEUES = 4
 
 Closable = TypeVar("Closable", "ClosableBus", "ClosableSource")

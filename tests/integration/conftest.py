@@ -113,7 +113,11 @@ def fast_kafka_options(bootstrap: str, **overrides: object) -> KafkaOptions:
     return KafkaOptions(**{**defaults, **overrides})  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["memory", "kafka", "rabbitmq"])
+BUS_NAMES = ("memory", "kafka", "rabbitmq")
+"""Every bus adapter the contract suite runs against (tests/integration/buses.py)."""
+
+
+@pytest.fixture(params=BUS_NAMES)
 def bus_endpoint(request: pytest.FixtureRequest) -> tuple[str, str]:
     """A bus adapter's name and where its broker is; the broker starts only when needed.
     Narrow it with @pytest.mark.parametrize("bus_endpoint", [...], indirect=True)."""
