@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import structlog
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractExchange
 from aio_pika.exceptions import (
@@ -21,8 +20,6 @@ from adapters.rabbitmq.options import RabbitOptions
 from adapters.rabbitmq.topology import KEY_HEADER, declare, shard_for, to_table
 from application.ports import MessageBus, OutgoingRecord, PublishResult
 from domain import PublishFailure
-
-log = structlog.get_logger(__name__)
 
 # The broker could not be reached, or did not answer in time: not the message's fault,
 # so not one of its attempts (as for Kafka's connection errors and timeouts).
