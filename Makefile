@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-services:  ## start PostgreSQL and MariaDB if they are down, and wait until they answer
+services:  ## start PostgreSQL, MariaDB and RabbitMQ if they are down, and wait until they answer
 	./scripts/services.sh
 
 demo: install

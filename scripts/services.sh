@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the local PostgreSQL and MariaDB the integration tests use, if they are down,
+# Start the local PostgreSQL, MariaDB and RabbitMQ the integration tests use, if they are down,
 # and wait until each answers. Safe to run when they are already up.
 set -euo pipefail
 
@@ -27,3 +27,18 @@ if ! mariadb_up >/dev/null 2>&1; then
   start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
 fi
 wait_for MariaDB mariadb_up
+
+# RabbitMQ: the broker, and a vhost of its own for the tests (each test also names its
+# exchanges and queues uniquely). The adapter needs no plugin: it hashes keys onto queues.
+RABBITMQ_TEST_VHOST=${CHAT_OUTBOX_TEST_RABBITMQ_VHOST:-chat-outbox-test}
+rabbitmq_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) && rabbitmqctl -q await_startup; }
+
+if ! (exec 3<>/dev/tcp/127.0.0.1/5672) >/dev/null 2>&1; then
+  echo "services: starting RabbitMQ"
+  rabbitmq-server -detached
+fi
+wait_for RabbitMQ rabbitmq_up
+if ! rabbitmqctl -q list_vhosts name | grep -qx "$RABBITMQ_TEST_VHOST"; then
+  rabbitmqctl -q add_vhost "$RABBITMQ_TEST_VHOST"
+fi
+rabbitmqctl -q set_permissions -p "$RABBITMQ_TEST_VHOST" guest '.*' '.*' '.*'

@@ -14,7 +14,7 @@ from domain import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RETRY
 from entrypoints.durations import parse_duration
 
 PREFIX = "CHAT_OUTBOX_"
-BUSES = ("kafka", "memory")
+BUSES = ("kafka", "rabbitmq", "memory")
 LOG_FORMATS = ("json", "console", "auto")
 RELAY_CLAIMS = ("auto", "lock", "lease")
 T = TypeVar("T")
@@ -84,6 +84,13 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     metrics_refresh_seconds: float = 15.0
+    rabbitmq_url: str = attrs.field(
+        default="amqp://guest:guest@127.0.0.1:5672/", repr=lambda url: redact_url(url)
+    )
+    rabbitmq_queues: int = 4
+    rabbitmq_prefetch: int = 500
+    rabbitmq_confirm_timeout_ms: int = 10_000
+    rabbitmq_max_message_size: int = 16 * 1024 * 1024
 
     @property
     def relay_locks_claims(self) -> bool:
@@ -164,6 +171,10 @@ class Settings:
                     "kafka_heartbeat_interval_ms",
                     "kafka_rebalance_timeout_ms",
                     "kafka_fetch_max_wait_ms",
+                    "rabbitmq_queues",
+                    "rabbitmq_prefetch",
+                    "rabbitmq_confirm_timeout_ms",
+                    "rabbitmq_max_message_size",
                 )
             },
             http_host=get("http_host", _text, defaults.http_host),
@@ -177,6 +188,7 @@ class Settings:
             metrics_refresh_seconds=get(
                 "metrics_refresh_seconds", _positive_float, defaults.metrics_refresh_seconds
             ),
+            rabbitmq_url=get("rabbitmq_url", _amqp_url, defaults.rabbitmq_url),
         )
         if settings.relay_locks_claims and check_url(settings.database_url) == "sqlite":
             raise ConfigError(
@@ -196,6 +208,13 @@ def _database_url(name: str, raw: str) -> str:
         check_url(url)
     except BadDatabaseUrl as error:
         raise ConfigError(f"{name}: {error}") from None
+    return url
+
+
+def _amqp_url(name: str, raw: str) -> str:
+    url = raw.strip()
+    if not url.startswith(("amqp://", "amqps://")):
+        raise ConfigError(f"{name} must be an amqp:// or amqps:// URL, got {redact_url(url)!r:.60}")
     return url
 
 

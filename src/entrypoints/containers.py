@@ -16,6 +16,8 @@ from adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
 from adapters.kafka.probe import KafkaProbe
 from adapters.memory import InMemoryBus
 from adapters.metrics import PrometheusMetrics, metrics_server
+from adapters.rabbitmq import RabbitBus, RabbitOptions, RabbitSource
+from adapters.rabbitmq.probe import RabbitProbe
 from adapters.sql import SqlUnitOfWorkFactory, create_engine
 from adapters.sql.probe import DatabaseProbe
 from adapters.sql.wakeups import wakeups_for
@@ -38,6 +40,15 @@ async def resources(container: C) -> AsyncIterator[C]:
         yield container
     finally:
         await container.shutdown_resources()  # type: ignore[misc]
+
+
+@asynccontextmanager
+async def local_kafka_broker() -> AsyncIterator[str]:
+    """A throwaway local Kafka-protocol broker for the demo; yields its bootstrap servers."""
+    from adapters.kafka.local_broker import LocalBroker  # its binary is a dev/demo dependency
+
+    async with LocalBroker() as broker:
+        yield broker.bootstrap_servers
 
 
 async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
@@ -171,6 +182,32 @@ async def _kafka_source(settings: Settings, metrics: Metrics) -> AsyncIterator[K
         await source.close()
 
 
+def rabbit_options(settings: Settings) -> RabbitOptions:
+    return RabbitOptions(
+        url=settings.rabbitmq_url,
+        queues=settings.rabbitmq_queues,
+        prefetch=settings.rabbitmq_prefetch,
+        confirm_timeout=_seconds(settings.rabbitmq_confirm_timeout_ms),
+        max_message_size=settings.rabbitmq_max_message_size,
+    )
+
+
+async def _rabbit_bus(settings: Settings) -> AsyncIterator[RabbitBus]:
+    bus = RabbitBus(rabbit_options(settings))
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+async def _rabbit_source(settings: Settings) -> AsyncIterator[RabbitSource]:
+    source = RabbitSource(rabbit_options(settings), settings.topic)
+    try:
+        yield source
+    finally:
+        await source.close()
+
+
 def _seconds(milliseconds: float) -> float:
     return milliseconds / 1000
 
@@ -180,7 +217,11 @@ class RelayContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
-    bus = providers.Selector(settings.provided.bus, kafka=providers.Resource(_kafka_bus, settings))
+    bus = providers.Selector(
+        settings.provided.bus,
+        kafka=providers.Resource(_kafka_bus, settings),
+        rabbitmq=providers.Resource(_rabbit_bus, settings),
+    )
     relay = _relay(core, settings, bus)
     wakeups = providers.Resource(wakeups_for, core.engine)
     polling = providers.Factory(
@@ -203,7 +244,9 @@ class ConsumerContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
     source = providers.Selector(
-        settings.provided.bus, kafka=providers.Resource(_kafka_source, settings, core.metrics)
+        settings.provided.bus,
+        kafka=providers.Resource(_kafka_source, settings, core.metrics),
+        rabbitmq=providers.Resource(_rabbit_source, settings),
     )
     consumer = _consumer(core, settings, source)
     metrics_server = providers.Resource(
@@ -223,5 +266,6 @@ class ApiContainer(containers.DeclarativeContainer):
     bus_probe = providers.Selector(
         settings.provided.bus,
         kafka=providers.Singleton(KafkaProbe, providers.Callable(kafka_options, settings)),
+        rabbitmq=providers.Singleton(RabbitProbe, providers.Callable(rabbit_options, settings)),
         memory=providers.Object(always_ready),
     )

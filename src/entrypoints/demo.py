@@ -1,7 +1,8 @@
 """`chat-outbox demo`: record a few dozen messages, relay, consume, and read them back.
 
 On Kafka (the default) it runs the real pipeline: a local broker unless one is configured,
-and the relay and the consumer as their own processes. CHAT_OUTBOX_BUS=memory runs all
+and the relay and the consumer as their own processes. CHAT_OUTBOX_BUS=rabbitmq runs the
+same pipeline on the RabbitMQ at CHAT_OUTBOX_RABBITMQ_URL. CHAT_OUTBOX_BUS=memory runs all
 three in this process instead.
 """
 
@@ -27,7 +28,7 @@ from application.relaying import run_relay
 from domain import ChatMessage, OutboxStatus, Role
 from entrypoints.commands import cli_container, stats_document
 from entrypoints.config import PREFIX, Settings
-from entrypoints.containers import InProcessContainer, resources
+from entrypoints.containers import InProcessContainer, local_kafka_broker, resources
 
 log = structlog.get_logger(__name__)
 ROLES = (Role.USER, Role.ASSISTANT)
@@ -63,16 +64,16 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
 @contextlib.asynccontextmanager
 async def _broker(settings: Settings) -> AsyncIterator[dict[str, str]]:
-    """The environment for the relay and consumer, with a local broker if none is set."""
+    """The environment for the relay and consumer: on Kafka, with a local broker if none
+    is set; RabbitMQ is the configured one."""
     env = dict(os.environ)
-    if PREFIX + "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
+    if settings.bus != "kafka" or PREFIX + "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
+        log.info("demo_bus", bus=settings.bus)
         yield env
         return
-    from adapters.kafka.local_broker import LocalBroker  # a dev/demo dependency
-
-    async with LocalBroker() as broker:
-        log.info("demo_local_broker_started", bootstrap=broker.bootstrap_servers, pid=broker.pid)
-        env[PREFIX + "KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+    async with local_kafka_broker() as bootstrap:
+        log.info("demo_local_broker_started", bootstrap=bootstrap)
+        env[PREFIX + "KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
         env.update(
             {
                 PREFIX + name: value

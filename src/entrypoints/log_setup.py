@@ -16,7 +16,7 @@ SHARED: list[Any] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
-THIRD_PARTY = ("aiokafka", "sqlalchemy", "alembic", "asyncio")
+THIRD_PARTY = ("aiokafka", "aio_pika", "aiormq", "sqlalchemy", "alembic", "asyncio")
 UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 

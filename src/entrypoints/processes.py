@@ -27,7 +27,7 @@ def _require_cross_process_bus(settings: Settings) -> None:
     if settings.bus == "memory":
         raise ConfigError(
             "CHAT_OUTBOX_BUS=memory only works inside `chat-outbox demo`, where the relay "
-            "and the consumer share one process; use kafka"
+            "and the consumer share one process; use kafka or rabbitmq"
         )
 
 

@@ -5,15 +5,21 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import aio_pika
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.clock import SystemClock, uuid4_event_id
 from adapters.kafka import KafkaOptions
 from adapters.kafka.local_broker import LocalBroker
+from adapters.rabbitmq import redact
 from adapters.sql import SqlUnitOfWorkFactory
 from tests.integration.databases import BACKENDS, fresh_migrated_engine, truncate, url_for
+
+if TYPE_CHECKING:
+    from tests.integration.buses import BusHarness
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +80,26 @@ async def kafka_bootstrap() -> AsyncIterator[str]:
         yield broker.bootstrap_servers
 
 
+EXTERNAL_RABBITMQ = "CHAT_OUTBOX_TEST_RABBITMQ_URL"
+TEST_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/chat-outbox-test"
+
+
+@pytest.fixture(scope="session")
+async def rabbitmq_url() -> str:
+    """The RabbitMQ vhost the tests use (CHAT_OUTBOX_TEST_RABBITMQ_URL, or the local
+    broker's `chat-outbox-test` vhost, which `make services` creates)."""
+    url = os.environ.get(EXTERNAL_RABBITMQ) or TEST_RABBITMQ_URL
+    try:
+        connection = await aio_pika.connect(url, timeout=5)
+    except Exception as error:  # noqa: BLE001 - turn a missing broker into a clear failure
+        pytest.fail(
+            f"RabbitMQ is not usable at {redact(url)}: {error!r}. "
+            "Run `make services` to start it and create the test vhost."
+        )
+    await connection.close()
+    return url
+
+
 def fast_kafka_options(bootstrap: str, **overrides: object) -> KafkaOptions:
     """Client options with the short group timeouts that keep rebalances near 3 s."""
     defaults: dict[str, object] = {
@@ -85,3 +111,29 @@ def fast_kafka_options(bootstrap: str, **overrides: object) -> KafkaOptions:
         "fetch_max_wait_ms": 10,
     }
     return KafkaOptions(**{**defaults, **overrides})  # type: ignore[arg-type]
+
+
+BUS_NAMES = ("memory", "kafka", "rabbitmq")
+"""Every bus adapter the contract suite runs against (tests/integration/buses.py)."""
+
+
+@pytest.fixture(params=BUS_NAMES)
+def bus_endpoint(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """A bus adapter's name and where its broker is; the broker starts only when needed.
+    Narrow it with @pytest.mark.parametrize("bus_endpoint", [...], indirect=True)."""
+    name: str = request.param
+    if name == "kafka":
+        return name, request.getfixturevalue("kafka_bootstrap")
+    if name == "rabbitmq":
+        return name, request.getfixturevalue("rabbitmq_url")
+    return name, ""
+
+
+@pytest.fixture
+async def bus_harness(bus_endpoint: tuple[str, str]) -> AsyncIterator[BusHarness]:
+    """The adapter named by `bus_endpoint` on a topic of its own, closed after the test."""
+    from tests.integration.buses import harness_for  # buses.py imports this module
+
+    harness = harness_for(*bus_endpoint)
+    yield harness
+    await harness.close()

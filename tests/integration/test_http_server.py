@@ -168,6 +168,23 @@ async def test_readyz_names_an_unreachable_bus(engine: AsyncEngine) -> None:
     assert checks["bus"] != "ok"
 
 
+@pytest.mark.parametrize("migrated_engine", ["sqlite"], indirect=True)
+async def test_readyz_names_an_unreachable_rabbitmq_without_its_password(
+    engine: AsyncEngine,
+) -> None:
+    """With bus=rabbitmq and nothing listening, readiness is 503 naming the bus, and the
+    reason carries no password; with the local RabbitMQ it is ready."""
+    down = f"amqp://guest:rabbit-s3cret@127.0.0.1:{free_port()}/"
+    async with serving(container_on(engine, bus="rabbitmq", rabbitmq_url=down)) as client:
+        refused = await client.get("/readyz")
+    async with serving(container_on(engine, bus="rabbitmq")) as client:
+        ready = await client.get("/readyz")
+    assert refused.status_code == 503
+    assert refused.json()["checks"]["bus"] != "ok"
+    assert "rabbit-s3cret" not in refused.text
+    assert ready.status_code == 200, ready.text
+
+
 async def test_readyz_names_an_unreachable_database() -> None:
     """With the database refusing connections, readiness is 503 naming the database, and
     the reason carries no password."""

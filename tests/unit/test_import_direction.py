@@ -69,3 +69,78 @@ def test_the_check_catches_a_forbidden_import(
     (package / "leaky.py").write_text("import sqlalchemy\nfrom adapters.sql import x\n")
     monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path)
     assert forbidden("domain") == {"domain/leaky.py": {"sqlalchemy", "adapters"}}
+
+
+BUS_LIBRARIES = {
+    "aiokafka": "adapters/kafka/",
+    "aio_pika": "adapters/rabbitmq/",
+    "aiormq": "adapters/rabbitmq/",
+    "pamqp": "adapters/rabbitmq/",
+}
+BUS_ADAPTERS = ("adapters.kafka", "adapters.rabbitmq")
+BUS_PACKAGES = ("adapters/kafka/", "adapters/rabbitmq/")
+PICKS_THE_BUS = "entrypoints/containers.py"
+# The configuration validates the Kafka option names it reads (compressions, protocols).
+BUS_OPTION_READERS = {"entrypoints/config.py": {"adapters.kafka.options"}}
+
+
+def imported_modules() -> dict[str, set[str]]:
+    """Full dotted names imported by every module under src, by module path."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+        found[str(path.relative_to(SRC))] = names
+    return found
+
+
+def bus_knowledge_outside_its_place() -> dict[str, set[str]]:
+    """Imports of a bus library outside its adapter package, and of a bus adapter outside
+    its own package and the container module that picks one."""
+    leaks: dict[str, set[str]] = {}
+    for module, names in imported_modules().items():
+        bad = {name for name in names if _misplaced_library(module, name)}
+        bad |= {name for name in names if _misplaced_adapter(module, name)}
+        if bad:
+            leaks[module] = bad
+    return leaks
+
+
+def _misplaced_library(module: str, name: str) -> bool:
+    home = BUS_LIBRARIES.get(name.split(".")[0])
+    return home is not None and not module.startswith(home)
+
+
+def _misplaced_adapter(module: str, name: str) -> bool:
+    return (
+        name.startswith(BUS_ADAPTERS)
+        and module != PICKS_THE_BUS
+        and not module.startswith(BUS_PACKAGES)
+        and name not in BUS_OPTION_READERS.get(module, set())
+    )
+
+
+def test_only_the_bus_adapters_and_the_container_know_which_bus_is_in_use() -> None:
+    """aiokafka and aio-pika are imported only in their adapter packages, and those
+    packages only by the container module that picks the bus."""
+    assert bus_knowledge_outside_its_place() == {}
+
+
+def test_the_bus_check_catches_a_leak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An application module importing aio_pika, or a command importing the Kafka adapter,
+    is reported, so the check above can fail."""
+    for package in ("application", "entrypoints", "adapters/rabbitmq"):
+        (tmp_path / package).mkdir(parents=True)
+    (tmp_path / "application" / "leaky.py").write_text("import aio_pika\n")
+    (tmp_path / "entrypoints" / "commands.py").write_text("from adapters.kafka import KafkaBus\n")
+    (tmp_path / "adapters" / "rabbitmq" / "bus.py").write_text("import aio_pika\n")
+    (tmp_path / "entrypoints" / "containers.py").write_text("from adapters.rabbitmq import X\n")
+    monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path)
+    assert bus_knowledge_outside_its_place() == {
+        "application/leaky.py": {"aio_pika"},
+        "entrypoints/commands.py": {"adapters.kafka"},
+    }

@@ -23,19 +23,23 @@ FailureInjector = Callable[[OutgoingRecord], PublishFailure | None]
 @attrs.define
 class InMemoryBus(MessageBus, MessageSource):
     """Both ports of a bus. `log`, `position`, `acknowledged` and `dead_letters` are the
-    state tests inspect; `fail_with` injects a publish failure per record."""
+    state tests inspect; `fail_with` injects a publish failure per record; a record over
+    `max_record_bytes` fails for good, as on a real broker."""
 
     log: list[IncomingRecord] = attrs.field(factory=list)
     position: int = 0
     acknowledged: int = 0
     dead_letters: list[tuple[IncomingRecord, str]] = attrs.field(factory=list)
     fail_with: FailureInjector | None = None
+    max_record_bytes: int | None = None
     _arrived: asyncio.Event = attrs.field(factory=asyncio.Event)
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
         results: list[PublishResult] = []
         for record in records:
-            failure = self.fail_with(record) if self.fail_with else None
+            failure = self._too_large(record) or (
+                self.fail_with(record) if self.fail_with else None
+            )
             if failure is None:
                 self.log.append(
                     IncomingRecord(
@@ -50,6 +54,12 @@ class InMemoryBus(MessageBus, MessageSource):
             results.append(failure)
         self._arrived.set()
         return results
+
+    def _too_large(self, record: OutgoingRecord) -> PublishFailure | None:
+        size, limit = len(record.value), self.max_record_bytes
+        if limit is None or size <= limit:
+            return None
+        return PublishFailure.fatal(f"record too large: {size} bytes, over the limit of {limit}")
 
     async def fetch(self, max_records: int, timeout: float) -> list[IncomingRecord]:
         if self.position >= len(self.log):

@@ -1,0 +1,17 @@
+"""RabbitMQ adapters (aio-pika): the relay's bus and the consumer's source."""
+
+from adapters.rabbitmq.bus import RabbitBus, classify
+from adapters.rabbitmq.options import RabbitOptions, redact
+from adapters.rabbitmq.source import RabbitSource
+from adapters.rabbitmq.topology import dlq_name, queue_name, shard_for
+
+__all__ = [
+    "RabbitBus",
+    "RabbitOptions",
+    "RabbitSource",
+    "classify",
+    "dlq_name",
+    "queue_name",
+    "redact",
+    "shard_for",
+]
