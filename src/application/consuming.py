@@ -37,20 +37,38 @@ class ConsumeReport:
 
 
 @attrs.frozen
+class Persisted:
+    inserted: int
+    moved: int
+    """Outbox rows moved to consumed."""
+    conflicting: frozenset[str] = frozenset()
+    """Event ids already in history with other content: left as stored, not consumed."""
+
+
+@attrs.frozen
 class HistoryWriter:
     uow: UnitOfWorkFactory
     clock: Clock
 
-    async def persist(self, envelopes: Sequence[Envelope]) -> tuple[int, int]:
-        """One transaction: insert new history rows, mark their outbox rows consumed.
-        Returns (inserted, outbox rows moved to consumed)."""
-        unique = list({envelope.event_id: envelope for envelope in envelopes}.values())
+    async def persist(self, envelopes: Sequence[Envelope]) -> Persisted:
+        """One transaction: insert new history rows, mark their outbox rows consumed. An
+        event id already stored with other content is a conflict, never silently kept:
+        the caller dead-letters it. (Same content is a redelivery, and harmless.)"""
+        entries = {e.event_id: HistoryEntry.from_envelope(e) for e in envelopes}
         now = self.clock.now()
         async with self.uow() as uow:
-            inserted = await uow.history.add_many([HistoryEntry.from_envelope(e) for e in unique])
-            moved = await uow.outbox.apply([consumed(e.outbox_id, now) for e in unique])
+            inserted = await uow.history.add_many(list(entries.values()))
+            conflicting: frozenset[str] = frozenset()
+            if inserted < len(entries):  # only redeliveries pay for the look-up
+                stored = await uow.history.by_event_ids(list(entries))
+                conflicting = frozenset(
+                    event_id for event_id, entry in entries.items() if stored[event_id] != entry
+                )
+            moved = await uow.outbox.apply(
+                [consumed(e.outbox_id, now) for i, e in entries.items() if i not in conflicting]
+            )
             await uow.commit()
-        return inserted, moved
+        return Persisted(inserted, moved, conflicting)
 
 
 @attrs.frozen
@@ -70,9 +88,9 @@ class Consumer:
         if not records:
             return ConsumeReport()
         decoded = await self._decode_or_dead_letter(records)
-        inserted, unpersistable = await self._persist(decoded)
+        inserted, refused = await self._persist(decoded)
         await self.source.acknowledge(records)
-        valid = len(decoded) - unpersistable
+        valid = len(decoded) - refused
         return ConsumeReport(
             received=len(records),
             persisted=inserted,
@@ -84,11 +102,18 @@ class Consumer:
         self, records: Sequence[IncomingRecord]
     ) -> list[tuple[IncomingRecord, Envelope]]:
         decoded: list[tuple[IncomingRecord, Envelope]] = []
+        first_seen: dict[str, HistoryEntry] = {}
         for record in records:
             try:
                 envelope = Envelope.decode(record.value or b"", self.max_message_bytes)
+                _check_key(record, envelope)
             except MalformedEnvelope as error:
                 await self._dead_letter(record, str(error))
+                continue
+            entry = HistoryEntry.from_envelope(envelope)
+            if first_seen.setdefault(envelope.event_id, entry) != entry:
+                reason = _conflict(envelope.event_id, "earlier in the batch")
+                await self._dead_letter(record, reason)
                 continue
             decoded.append((record, envelope))
         return decoded
@@ -99,25 +124,35 @@ class Consumer:
         the whole partition wedging on it. Returns (inserted, dead-lettered here)."""
         envelopes = [envelope for _, envelope in decoded]
         try:
-            return await self._until_done("persist", lambda: self._inserted(envelopes)), 0
+            persisted = await self._until_done("persist", lambda: self.writer.persist(envelopes))
+            return persisted.inserted, await self._dead_letter_conflicts(decoded, persisted)
         except (StoreUnavailable, BusUnavailable):
             raise
         except Exception as error:  # noqa: BLE001 - isolated below, then dead-lettered
             log.error("batch_refused_persisting_one_by_one", error=str(error)[:500])
-        inserted = unpersistable = 0
+        inserted = refused = 0
         for record, envelope in decoded:
             try:
-                inserted += await self._until_done("persist", partial(self._inserted, [envelope]))
+                one = await self._until_done("persist", partial(self.writer.persist, [envelope]))
             except (StoreUnavailable, BusUnavailable):
                 raise
             except Exception as error:  # noqa: BLE001 - parked in the DLQ with the reason
-                unpersistable += 1
+                refused += 1
                 await self._dead_letter(record, f"cannot persist: {type(error).__name__}: {error}")
-        return inserted, unpersistable
+                continue
+            inserted += one.inserted
+            refused += await self._dead_letter_conflicts([(record, envelope)], one)
+        return inserted, refused
 
-    async def _inserted(self, envelopes: list[Envelope]) -> int:
-        inserted, _ = await self.writer.persist(envelopes)
-        return inserted
+    async def _dead_letter_conflicts(
+        self, decoded: list[tuple[IncomingRecord, Envelope]], persisted: Persisted
+    ) -> int:
+        parked = 0
+        for record, envelope in decoded:
+            if envelope.event_id in persisted.conflicting:
+                await self._dead_letter(record, _conflict(envelope.event_id, "in chat history"))
+                parked += 1
+        return parked
 
     async def _dead_letter(self, record: IncomingRecord, reason: str) -> None:
         log.error(
@@ -148,6 +183,19 @@ class Consumer:
                     retry_in_s=round(delay, 3),
                 )
                 await self.sleep(delay)
+
+
+def _check_key(record: IncomingRecord, envelope: Envelope) -> None:
+    """The record key routes a conversation to one partition, which keeps its order: a
+    record without it, or with another conversation's, did not come from our relay."""
+    if record.key is None:
+        raise MalformedEnvelope("record has no key (expected the conversation id)")
+    if record.key != envelope.key.encode():
+        raise MalformedEnvelope("record key does not match the envelope's conversation id")
+
+
+def _conflict(event_id: str, where: str) -> str:
+    return f"duplicate event_id {event_id} with a different payload than the one {where}"
 
 
 async def run_consumer(
