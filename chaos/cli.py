@@ -17,7 +17,7 @@ RESULTS = ROOT / "chaos-results"
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
-    parser.add_argument("--messages", type=int, help="messages to record [20000; quick 1500]")
+    parser.add_argument("--messages", type=int, help="messages to record [20000; quick 1000]")
     parser.add_argument("--conversations", type=int, help="conversations [200; quick 30]")
     parser.add_argument("--seed", type=int, help="RNG seed of the fault schedule [random]")
     parser.add_argument("--quick", action="store_true", help="a short run with fewer faults")

@@ -26,7 +26,7 @@ class Plan:
 
 
 QUICK = Plan(
-    messages=1_500,
+    messages=1_000,
     conversations=30,
     fault_phase_s=18.0,
     relay_kills=2,
