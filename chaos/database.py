@@ -73,7 +73,7 @@ def harness_engine(url: str) -> AsyncEngine:
     )
 
 
-async def recreate(url: str) -> None:
+async def recreate(url: str, *, audit: bool = True) -> None:
     """Drop and create the chaos database, migrate it, and add the audit trigger."""
     name = make_url(url).database
     admin = await asyncpg.connect(dsn(url, "postgres"))
@@ -87,8 +87,9 @@ async def recreate(url: str) -> None:
         await upgrade(engine)
     finally:
         await engine.dispose()
-    async with connection(url) as conn:
-        await conn.execute(AUDIT_DDL)
+    if audit:
+        async with connection(url) as conn:
+            await conn.execute(AUDIT_DDL)
 
 
 async def terminate_backends(url: str) -> int:

@@ -21,13 +21,14 @@ def render(outcome: Outcome) -> str:
     for kind in sorted(by_kind):
         shown = "; ".join(by_kind[kind][:4]) + ("; ..." if len(by_kind[kind]) > 4 else "")
         lines.append(f"{kind:<26}{len(by_kind[kind]):>6}  {shown}")
-    lines += ["", "outcome"]
-    figures = {**outcome.verdict.figures, **outcome.process_figures}
+    lines += ["", "outcome (from the database)"]
+    figures = dict(outcome.verdict.figures)
     figures.update({name: round(value, 1) for name, value in outcome.timings.items()})
     crashes = sum(len(found) for found in outcome.crashes.values())
     figures["unexpected_process_exits"] = crashes
-    for name, value in figures.items():
-        lines.append(f"  {name:<40}{value}")
+    lines += [f"  {name:<40}{value}" for name, value in figures.items()]
+    lines += ["", "from the processes' logs (a SIGKILL loses the line of the batch in flight)"]
+    lines += [f"  {name:<40}{value}" for name, value in outcome.process_figures.items()]
     for member, found in outcome.crashes.items():
         for crash in found:
             lines.append(f"  CRASH {member}: {crash[-600:]}")
