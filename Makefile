@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install services demo test test-unit test-integration lint typecheck bench clean
+.PHONY: install services demo test test-unit test-integration lint typecheck bench chaos clean
 
 install: $(STAMP)
 
@@ -30,16 +30,19 @@ test-integration: install services
 	$(BIN)/pytest -q -m integration
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy src tests bench
+	$(BIN)/ruff check src tests bench chaos
+	$(BIN)/ruff format --check src tests bench chaos
+	$(BIN)/mypy src tests bench chaos
 
 typecheck: install
-	$(BIN)/mypy src tests bench
+	$(BIN)/mypy src tests bench chaos
 
 bench: install services  ## chat-outbox against a hand-written asyncpg + aiokafka baseline
 	$(BIN)/python -m bench
 
+chaos: install services  ## 20k messages through kills, broker pauses/restart, dropped connections
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build src/*.egg-info
+	rm -rf $(VENV) chaos-results .mypy_cache .ruff_cache .pytest_cache .hypothesis build src/*.egg-info
 	rm -f chat_outbox.sqlite3 chat_outbox.sqlite3-wal chat_outbox.sqlite3-shm

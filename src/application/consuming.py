@@ -42,20 +42,38 @@ class ConsumeReport:
 
 
 @attrs.frozen
+class Persisted:
+    inserted: int
+    moved: int
+    """Outbox rows moved to consumed."""
+    conflicting: frozenset[str] = frozenset()
+    """Event ids already in history with other content: left as stored, not consumed."""
+
+
+@attrs.frozen
 class HistoryWriter:
     uow: UnitOfWorkFactory
     clock: Clock
 
-    async def persist(self, envelopes: Sequence[Envelope]) -> tuple[int, int]:
-        """One transaction: insert new history rows, mark their outbox rows consumed.
-        Returns (inserted, outbox rows moved to consumed)."""
-        unique = list({envelope.event_id: envelope for envelope in envelopes}.values())
+    async def persist(self, envelopes: Sequence[Envelope]) -> Persisted:
+        """One transaction: insert new history rows, mark their outbox rows consumed. An
+        event id already stored with other content is a conflict, never silently kept:
+        the caller dead-letters it. (Same content is a redelivery, and harmless.)"""
+        entries = {e.event_id: HistoryEntry.from_envelope(e) for e in envelopes}
         now = self.clock.now()
         async with self.uow() as uow:
-            inserted = await uow.history.add_many([HistoryEntry.from_envelope(e) for e in unique])
-            moved = await uow.outbox.apply([consumed(e.outbox_id, now) for e in unique])
+            inserted = await uow.history.add_many(list(entries.values()))
+            conflicting: frozenset[str] = frozenset()
+            if inserted < len(entries):  # only redeliveries pay for the look-up
+                stored = await uow.history.by_event_ids(list(entries))
+                conflicting = frozenset(
+                    event_id for event_id, entry in entries.items() if stored[event_id] != entry
+                )
+            moved = await uow.outbox.apply(
+                [consumed(e.outbox_id, now) for i, e in entries.items() if i not in conflicting]
+            )
             await uow.commit()
-        return inserted, moved
+        return Persisted(inserted, moved, conflicting)
 
 
 @attrs.frozen
@@ -108,14 +126,22 @@ class Consumer:
 
     async def _decode_or_dead_letter(self, records: Sequence[IncomingRecord]) -> Decoded:
         decoded: Decoded = []
+        first_seen: dict[str, HistoryEntry] = {}
         for record in records:
             try:
                 envelope = Envelope.decode(record.value or b"", self.max_message_bytes)
+                _check_key(record, envelope)
             except MalformedEnvelope as error:
                 # Restored for the dead letter's log lines only: a context per record
                 # would cost the hot path more than the decode.
                 with self.tracing.restored(_traceparent(record)):
                     await self._dead_letter(record, str(error))
+                continue
+            entry = HistoryEntry.from_envelope(envelope)
+            if first_seen.setdefault(envelope.event_id, entry) != entry:
+                reason = _conflict(envelope.event_id, "earlier in the batch")
+                with self.tracing.restored(_traceparent(record)):
+                    await self._dead_letter(record, reason)
                 continue
             decoded.append((record, envelope))
         return decoded
@@ -126,7 +152,8 @@ class Consumer:
         the whole partition wedging on it. Returns (inserted, the records persisted)."""
         envelopes = [envelope for _, envelope in decoded]
         try:
-            return await self._until_done("persist", lambda: self._inserted(envelopes)), decoded
+            outcome = await self._until_done("persist", lambda: self.writer.persist(envelopes))
+            return outcome.inserted, await self._without_conflicts(decoded, outcome)
         except (StoreUnavailable, BusUnavailable):
             raise
         except Exception as error:  # noqa: BLE001 - isolated below, then dead-lettered
@@ -135,8 +162,7 @@ class Consumer:
         persisted: Decoded = []
         for record, envelope in decoded:
             try:
-                inserted += await self._until_done("persist", partial(self._inserted, [envelope]))
-                persisted.append((record, envelope))
+                one = await self._until_done("persist", partial(self.writer.persist, [envelope]))
             except (StoreUnavailable, BusUnavailable):
                 raise
             except Exception as error:  # noqa: BLE001 - parked in the DLQ with the reason
@@ -144,7 +170,22 @@ class Consumer:
                     await self._dead_letter(
                         record, f"cannot persist: {type(error).__name__}: {error}"
                     )
+                continue
+            inserted += one.inserted
+            persisted += await self._without_conflicts([(record, envelope)], one)
         return inserted, persisted
+
+    async def _without_conflicts(self, decoded: Decoded, outcome: Persisted) -> Decoded:
+        """The records persisted; those whose event id history holds with other content
+        are dead-lettered instead."""
+        kept: Decoded = []
+        for record, envelope in decoded:
+            if envelope.event_id not in outcome.conflicting:
+                kept.append((record, envelope))
+                continue
+            with self.tracing.restored(_traceparent(record)):
+                await self._dead_letter(record, _conflict(envelope.event_id, "in chat history"))
+        return kept
 
     def _observe(self, persisted: Decoded) -> None:
         """Latency metrics, and a debug line per message in its own trace context."""
@@ -163,10 +204,6 @@ class Consumer:
                     conversation_id=envelope.key,
                     event_id=envelope.event_id,
                 )
-
-    async def _inserted(self, envelopes: list[Envelope]) -> int:
-        inserted, _ = await self.writer.persist(envelopes)
-        return inserted
 
     async def _dead_letter(self, record: IncomingRecord, reason: str) -> None:
         self.metrics.dead_lettered()
@@ -206,6 +243,19 @@ def _traceparent(record: IncomingRecord) -> str | None:
 
 def _debugging() -> bool:
     return logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
+
+
+def _check_key(record: IncomingRecord, envelope: Envelope) -> None:
+    """The record key routes a conversation to one partition, which keeps its order: a
+    record without it, or with another conversation's, did not come from our relay."""
+    if record.key is None:
+        raise MalformedEnvelope("record has no key (expected the conversation id)")
+    if record.key != envelope.key.encode():
+        raise MalformedEnvelope("record key does not match the envelope's conversation id")
+
+
+def _conflict(event_id: str, where: str) -> str:
+    return f"duplicate event_id {event_id} with a different payload than the one {where}"
 
 
 async def run_consumer(

@@ -119,6 +119,11 @@ class ChatHistoryRepository(Protocol):
         """Insert entries whose event id is new; return how many were inserted."""
         ...
 
+    async def by_event_ids(self, event_ids: Sequence[str]) -> dict[str, HistoryEntry]:
+        """The stored entries among these event ids, to tell a redelivery (same content)
+        from a forged or corrupted duplicate (same event id, other content)."""
+        ...
+
     async def for_conversation(
         self, conversation_id: str, limit: int, after_outbox_id: int = 0
     ) -> list[HistoryEntry]:

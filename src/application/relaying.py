@@ -278,9 +278,9 @@ async def run_relay(
             await _wait(stopping, delay)
         elif report.claimed:
             failures = 0
-        if in_flight is not None or report.claimed:
+        if in_flight is not None or report.published:
             interval = polling.minimum
-            continue  # more may be due: this batch's successors are heads now
+            continue  # more may be due: the published heads' successors are heads now
         if once:
             break
         if await _idle(stopping, wakeups, interval):

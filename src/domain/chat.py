@@ -107,6 +107,7 @@ def _message(value: object, max_bytes: int) -> str:
         raise InvalidChatMessage(f"message must be a string, got {_type_name(value)}")
     if "\x00" in value:
         raise InvalidChatMessage(f"message contains a NUL character at index {value.index(chr(0))}")
+    _no_control_characters(value)
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError as error:
@@ -116,6 +117,21 @@ def _message(value: object, max_bytes: int) -> str:
     if size > max_bytes:
         raise InvalidChatMessage(f"message is {size} bytes, over the limit of {max_bytes} bytes")
     return value
+
+
+# Text layout is fine in a chat message; other control characters (escape sequences, bells,
+# C1 codes) only ever arrive to hijack a terminal or log viewer that shows the history.
+# (Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F.)
+_FORBIDDEN_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _no_control_characters(value: str) -> None:
+    found = _FORBIDDEN_CONTROL.search(value)
+    if found is not None:
+        raise InvalidChatMessage(
+            f"message contains control character U+{ord(found[0]):04X} at index {found.start()} "
+            "(only tab, newline and carriage return are allowed)"
+        )
 
 
 def _exact_fields(what: str, data: Mapping[object, object], fields: tuple[str, ...]) -> None:

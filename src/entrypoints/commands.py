@@ -16,7 +16,7 @@ from adapters.sql import ensure_migrated, upgrade
 from application import operations
 from application.ports import OutboxStats
 from application.tracing import valid_traceparent
-from domain import ChatMessage, OutboxStatus
+from domain import ChatMessage, InvalidChatMessage, OutboxStatus
 from entrypoints.config import ConfigError, Settings
 from entrypoints.containers import CliContainer, resources
 
@@ -41,13 +41,14 @@ async def migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def send(args: argparse.Namespace, settings: Settings) -> int:
-    text = sys.stdin.read() if args.message == "-" else args.message
+    limit = settings.max_message_bytes
+    text = stdin_text(limit) if args.message == "-" else utf8_argument("message", args.message)
     chat = ChatMessage.create(
         user_id=args.user_id,
-        conversation_id=args.conversation_id,
+        conversation_id=utf8_argument("conversation_id", args.conversation_id),
         role=args.role,
         message=text,
-        max_message_bytes=settings.max_message_bytes,
+        max_message_bytes=limit,
     )
     traceparent = valid_traceparent(args.traceparent)
     if args.traceparent is not None and traceparent is None:
@@ -58,6 +59,32 @@ async def send(args: argparse.Namespace, settings: Settings) -> int:
     log.info("message_recorded", outbox_id=message.id, conversation_id=chat.conversation_id)
     print(json.dumps({"outbox_id": message.id, "event_id": message.event_id}))
     return 0
+
+
+def stdin_text(limit: int) -> str:
+    """The message piped on stdin, read as bytes (the locale's decoder may be strict or
+    lenient) and at most one byte past the limit, so a huge stream costs no memory."""
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidChatMessage(f"message is over the limit of {limit} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidChatMessage(f"message is not valid UTF-8 at byte {error.start}") from None
+
+
+def utf8_argument(name: str, value: str) -> str:
+    """Python smuggles undecodable argv bytes in as lone surrogates: name them as what
+    they are, invalid UTF-8, rather than letting a later check report a surrogate."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", "surrogateescape")
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidChatMessage(f"{name} is not valid UTF-8 at byte {error.start}") from None
+    return value
 
 
 async def stats(args: argparse.Namespace, settings: Settings) -> int:

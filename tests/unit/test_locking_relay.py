@@ -4,11 +4,12 @@ each round releases the next heads."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
 from application.relaying import run_relay
-from domain import OutboxStatus
+from domain import OutboxStatus, PublishFailure, RetryPolicy
 from tests.unit.conftest import Harness
 
 pytestmark = pytest.mark.unit
@@ -31,3 +32,18 @@ async def test_once_with_locks_drains_a_conversation_longer_than_one_round(
     report = await run_relay(harness.relay(lease=None), asyncio.Event(), once=True)
     assert report.published == 4
     assert harness.published_event_ids() == [row.event_id for row in rows]
+
+
+async def test_once_makes_one_round_and_exits_while_the_bus_is_down(harness: Harness) -> None:
+    """With every publish failing and the row due again at once, `--once` stops after the
+    round that published nothing instead of retrying until the broker is back."""
+    row = await harness.record("a")
+    harness.policy = RetryPolicy(rand=lambda: 0.0)  # no backoff: the row is due again at once
+    harness.bus.fail_with = lambda record: PublishFailure.unavailable("broker down")
+    outage = RetryPolicy(base=timedelta(0), cap=timedelta(0))
+    relay = harness.relay(lease=None)
+    report = await asyncio.wait_for(
+        run_relay(relay, asyncio.Event(), once=True, outage_policy=outage), 5
+    )
+    assert (report.claimed, report.retried, report.published) == (1, 1, 0)
+    assert harness.status(row.id) is OutboxStatus.PENDING

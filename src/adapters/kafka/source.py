@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from adapters.kafka.bus import FATAL_ERRORS
 from adapters.kafka.options import KafkaOptions, started
 from adapters.kafka.topics import dlq_topic, ensure_topics
 from application.errors import BusUnavailable
@@ -107,9 +109,15 @@ class KafkaSource(MessageSource):
         ]
         try:
             producer = await self._dlq_producer()
-            await producer.send_and_wait(
-                dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
-            )
+            try:
+                await producer.send_and_wait(
+                    dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+                )
+            except FATAL_ERRORS as error:
+                # Too big for the DLQ (a 10 MB record): retrying the same bytes can never
+                # work and would wedge the partition, so park its head and its reason.
+                log.warning("dead_letter_truncated", error=f"{type(error).__name__}: {error}")
+                await producer.send_and_wait(dlq_topic(record.topic), **_truncated(record, headers))
         except KafkaError as error:
             reason = f"dead-letter produce failed: {type(error).__name__}: {error}"
             raise BusUnavailable(reason) from error
@@ -141,3 +149,20 @@ def _timestamp(milliseconds: int | None) -> datetime | None:
         if milliseconds is None or milliseconds < 0
         else datetime.fromtimestamp(milliseconds / 1000, UTC)
     )
+
+
+TRUNCATED_BYTES = 64 * 1024
+
+
+def _truncated(record: IncomingRecord, headers: list[tuple[str, bytes]]) -> dict[str, Any]:
+    """The record cut to what any broker accepts: the first 64 KiB of key and value, the
+    original headers only if they are small, and the original sizes in a header."""
+    value, key = record.value or b"", record.key or b""
+    if sum(len(name) + len(data) for name, data in headers) > TRUNCATED_BYTES:
+        headers = [(name, data) for name, data in headers if name.startswith("dlq_")]
+    sizes = f"value={len(value)} key={len(key)}".encode()
+    return {
+        "value": value[:TRUNCATED_BYTES],
+        "key": None if record.key is None else key[:TRUNCATED_BYTES],
+        "headers": [*headers, ("dlq_truncated_from", sizes)],
+    }

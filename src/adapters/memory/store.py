@@ -171,6 +171,9 @@ class InMemoryChatHistoryRepository(ChatHistoryRepository):
                 inserted += 1
         return inserted
 
+    async def by_event_ids(self, event_ids: Sequence[str]) -> dict[str, HistoryEntry]:
+        return {i: self.entries[i] for i in event_ids if i in self.entries}
+
     async def for_conversation(
         self, conversation_id: str, limit: int, after_outbox_id: int = 0
     ) -> list[HistoryEntry]:

@@ -36,6 +36,15 @@ def check_url(url: str) -> str:
             )
     except ArgumentError as error:
         raise BadDatabaseUrl(f"cannot parse database URL: {error}") from None
+    except BadDatabaseUrl:
+        raise
+    except ValueError:
+        # make_url's own message can quote a piece of the URL, and with an unescaped '/' in
+        # the password that piece is the password: say what is wrong, quote nothing.
+        raise BadDatabaseUrl(
+            "cannot parse database URL: the port is not a number (percent-encode a '/', "
+            "'@' or ':' in the password)"
+        ) from None
     except ImportError as error:
         raise BadDatabaseUrl(f"database driver not installed: {error}") from None
     return backend

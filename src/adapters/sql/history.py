@@ -45,6 +45,14 @@ class SqlChatHistoryRepository(ChatHistoryRepository):
             return (await self._conn.execute(INSERT_IGNORE, rows)).rowcount
         return len((await self._conn.execute(INSERT_NEW[dialect], rows)).all())
 
+    async def by_event_ids(self, event_ids: Sequence[str]) -> dict[str, HistoryEntry]:
+        found: dict[str, HistoryEntry] = {}
+        for start in range(0, len(event_ids), CHUNK):
+            query = select(t).where(t.c.event_id.in_(event_ids[start : start + CHUNK]))
+            for row in (await self._conn.execute(query)).mappings():
+                found[row["event_id"]] = _entry(row)
+        return found
+
     async def for_conversation(
         self, conversation_id: str, limit: int, after_outbox_id: int = 0
     ) -> list[HistoryEntry]:
