@@ -44,7 +44,7 @@ class ChatMessage:
         """Validate untrusted values; raise InvalidChatMessage naming the field at fault."""
         return cls(
             user_id=_user_id(user_id),
-            conversation_id=_conversation_id(conversation_id),
+            conversation_id=checked_conversation_id(conversation_id),
             role=_role(role),
             message=_message(message, max_message_bytes),
         )
@@ -79,7 +79,8 @@ def _user_id(value: object) -> int:
     return value
 
 
-def _conversation_id(value: object) -> str:
+def checked_conversation_id(value: object) -> str:
+    """The value when it is a valid conversation id; else InvalidChatMessage saying why."""
     if not isinstance(value, str):
         raise InvalidChatMessage(f"conversation_id must be a string, got {_type_name(value)}")
     if not 1 <= len(value) <= MAX_CONVERSATION_ID_LENGTH:

@@ -27,7 +27,9 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def serving(container: ApiContainer) -> AsyncIterator[httpx.AsyncClient]:
     """uvicorn serving create_app(container); a client for it; a graceful stop after."""
-    listener = socket.socket()
+    # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets that say TCP,
+    # and without it every response waits ~40 ms for a delayed ACK (Nagle).
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     server = server_for(create_app(container), "127.0.0.1", port)

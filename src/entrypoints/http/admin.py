@@ -7,12 +7,16 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from application import operations
 from application.ports import DeadSelector
+from domain import InvalidChatMessage
+from domain.chat import checked_conversation_id
 from entrypoints.commands import stats_document
-from entrypoints.http.deps import Config, Now, Uow
+from entrypoints.http.deps import MAX_ID, Config, Now, Uow
+from entrypoints.http.errors import InvalidField
+from entrypoints.http.strict_json import StrictJsonRoute
 
 log = structlog.get_logger(__name__)
 
@@ -30,16 +34,26 @@ def require_admin(settings: Config, authorization: Annotated[str | None, Header(
         )
 
 
-router = APIRouter(prefix="/v1/outbox", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/v1/outbox",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    route_class=StrictJsonRoute,
+)
 
 
 class Requeue(BaseModel):
     """Exactly one of: an outbox id, a conversation, or all."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    id: int | None = Field(default=None, ge=1)
-    conversation_id: str | None = Field(default=None, min_length=1, max_length=128)
+    id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    conversation_id: str | None = None
     all: bool = False
+
+    @field_validator("conversation_id")
+    @classmethod
+    def valid_conversation_id(cls, value: str | None) -> str | None:
+        return None if value is None else _checked(value)
 
     @model_validator(mode="after")
     def exactly_one(self) -> Requeue:
@@ -64,6 +78,11 @@ async def dead(
 ) -> dict[str, list[dict[str, Any]]]:
     """Dead messages with their last error, retry count, age, and the messages held
     behind each one's conversation."""
+    if conversation_id is not None:
+        try:
+            checked_conversation_id(conversation_id)
+        except InvalidChatMessage as error:
+            raise InvalidField("query", error) from None
     rows = await operations.list_dead(uow, DeadSelector(conversation_id=conversation_id), limit)
     held = await operations.held_behind_dead(uow, sorted({m.message_key for m in rows}))
     now = clock.now()
@@ -97,3 +116,10 @@ async def requeue(body: Requeue, uow: Uow, clock: Now) -> dict[str, int]:
         requeued=moved,
     )
     return {"requeued": moved}
+
+
+def _checked(conversation_id: str) -> str:
+    try:
+        return checked_conversation_id(conversation_id)
+    except InvalidChatMessage as error:
+        raise ValueError(str(error)) from None

@@ -13,6 +13,9 @@ from application.recording import RecordChatMessage
 from entrypoints.config import Settings
 from entrypoints.containers import ApiContainer
 
+MAX_ID = 2**63 - 1
+"""The largest id a BIGINT column holds; a larger one in a request is a 422, not a 500."""
+
 
 async def resolved(provider: Callable[[], Any]) -> Any:
     """What a provider gives, whether it is sync or (through an async Resource) async."""

@@ -51,6 +51,9 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
 
 def _field(detail: dict[str, Any]) -> dict[str, str]:
     location, *path = detail.get("loc", ("body",))
+    if detail.get("type") == "json_invalid":  # loc holds a character offset, not a field
+        reason = detail.get("ctx", {}).get("error", "invalid")
+        return {"field": "body", "in": "body", "message": f"body is not valid JSON: {reason}"}
     return {
         "field": ".".join(str(part) for part in path) or str(location),
         "in": str(location),

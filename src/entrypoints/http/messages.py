@@ -2,22 +2,59 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
+from urllib.parse import unquote_to_bytes
 
-from fastapi import APIRouter, Header, Path, Query, status
+import structlog
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from application import operations
 from application.tracing import valid_traceparent
 from domain import ChatMessage, HistoryEntry, InvalidChatMessage
-from domain.chat import MAX_CONVERSATION_ID_LENGTH
-from entrypoints.http.deps import Config, Record, Uow
+from domain.chat import MAX_CONVERSATION_ID_LENGTH, checked_conversation_id
+from entrypoints.http.deps import MAX_ID, Config, Record, Uow
 from entrypoints.http.errors import InvalidField
+from entrypoints.http.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/v1/conversations/{conversation_id}/messages", tags=["messages"])
-ConversationId = Annotated[
-    str, Path(min_length=1, max_length=MAX_CONVERSATION_ID_LENGTH, description="the key")
-]
+log = structlog.get_logger(__name__)
+router = APIRouter(
+    prefix="/v1/conversations/{conversation_id}/messages",
+    tags=["messages"],
+    route_class=StrictJsonRoute,
+)
+_RAW_CONVERSATION_ID = re.compile(rb"/conversations/([^/]*)/messages/?$")
+
+
+def path_conversation_id(
+    request: Request,
+    conversation_id: Annotated[
+        str, Path(min_length=1, max_length=MAX_CONVERSATION_ID_LENGTH, description="the key")
+    ],
+) -> str:
+    """The conversation id of the path, checked by the domain's rules. Its percent-encoded
+    bytes must be UTF-8: the server would otherwise have decoded a bad byte to U+FFFD."""
+    try:
+        raw = _RAW_CONVERSATION_ID.search(request.scope.get("raw_path") or b"")
+        if raw is not None:
+            _utf8(unquote_to_bytes(raw[1]))
+        return checked_conversation_id(conversation_id)
+    except InvalidChatMessage as error:
+        raise InvalidField("path", error) from None
+
+
+def _utf8(data: bytes) -> None:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidChatMessage(
+            f"conversation_id is not valid UTF-8: byte 0x{data[error.start]:02x} "
+            f"at byte {error.start}"
+        ) from None
+
+
+ConversationId = Annotated[str, Depends(path_conversation_id)]
 
 
 class NewMessage(BaseModel):
@@ -84,7 +121,11 @@ async def record_message(
     except InvalidChatMessage as error:
         where = "path" if str(error).startswith("conversation_id") else "body"
         raise InvalidField(where, error) from None
-    message = await record(chat, traceparent=valid_traceparent(traceparent))
+    valid = valid_traceparent(traceparent)
+    if traceparent is not None and valid is None:
+        # W3C Trace Context: an invalid traceparent is ignored, never a reason to refuse.
+        log.info("traceparent_ignored", traceparent=repr(traceparent[:64]))
+    message = await record(chat, traceparent=valid)
     return Recorded(outbox_id=message.id, event_id=message.event_id)
 
 
@@ -92,7 +133,7 @@ async def record_message(
 async def read_history(
     conversation_id: ConversationId,
     uow: Uow,
-    after: Annotated[int, Query(ge=0, description="outbox id to start after")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="outbox id to start after")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> HistoryPage:
     """The persisted history in recording order, a page at a time."""
