@@ -144,6 +144,10 @@ MESSAGE_CASES = [
          422, "body", "unicode string"),
     case("nul-in-message", b'{"user_id": 7, "role": "user", "message": "a\\u0000b"}', 422,
          "message", "NUL character at index 1"),
+    case("escape-in-message", b'{"user_id": 7, "role": "user", "message": "a\\u001b[31m"}', 422,
+         "message", "control character U+001B at index 1"),
+    case("bell-in-message", body(message="ding\x07"), 422, "message",
+         "control character U+0007 at index 4"),
     case("nul-in-conversation_id", body(), 422, "conversation_id", "'\\x00' at index 1",
          path=path_of("a\x00b")),
     case("newline-in-conversation_id", body(), 422, "conversation_id", "'\\n' at index 4",
@@ -220,9 +224,7 @@ LEGAL_BUT_STRANGE = [
     pytest.param("c" * 128, "exactly 128 characters", id="conversation_id-128-chars"),
     pytest.param("😀" * 128, "128 astral characters", id="conversation_id-128-emoji"),
     pytest.param("rés\ufffd", "literal U+FFFD is valid", id="replacement-character"),
-    pytest.param(
-        "ctrl", "bell\x07 escape\x1b[31m tab\t newline\n del\x7f", id="controls-in-message"
-    ),
+    pytest.param("layout", "tab\t newline\n carriage return\r", id="text-layout-in-message"),
     pytest.param("big", "é" * 512, id="message-exactly-at-limit"),
 ]
 
