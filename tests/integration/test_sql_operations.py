@@ -149,6 +149,14 @@ async def test_purge_deletes_only_consumed_rows_older_than_the_cutoff_in_batches
     assert await rows(engine) == {outbox_id: before[outbox_id] for outbox_id in kept}
 
 
+async def test_a_purged_id_is_never_given_to_a_new_message(uow: SqlUnitOfWorkFactory) -> None:
+    """After the newest rows are purged, the next message still gets a higher id: ids are
+    recording order, and a reused one would sort a new message before older history."""
+    purged = [await seed(uow, OutboxStatus.CONSUMED, T0) for _ in range(3)]
+    assert await purge_consumed(uow, CUTOFF, batch=10) == 3
+    assert await seed(uow, OutboxStatus.PENDING, LATER) > max(purged)
+
+
 async def test_rows_held_behind_a_dead_message_show_in_stats_and_per_conversation(
     uow: SqlUnitOfWorkFactory,
 ) -> None:

@@ -88,6 +88,7 @@ outbox_messages = Table(
     # earlier pending and dead rows.
     Index("idx_outbox_status_id", "status", "id"),
     Index("idx_outbox_key_status_id", "message_key", "status", "id"),
+    sqlite_autoincrement=True,  # never reuse a purged id (migration 0006)
     **MYSQL,
 )
 
