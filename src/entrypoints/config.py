@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -17,11 +18,16 @@ PREFIX = "CHAT_OUTBOX_"
 BUSES = ("kafka", "rabbitmq", "memory")
 LOG_FORMATS = ("json", "console", "auto")
 RELAY_CLAIMS = ("auto", "lock", "lease")
+SECRET_QUERY_PARAMETER = re.compile(
+    r"([?&][^=&#]*(?:password|passwd|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE
+)
 T = TypeVar("T")
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe for logs and error messages."""
+    """The URL with any password replaced, safe for logs and error messages: the one in
+    the authority, and query parameters like `password=` (libpq and asyncpg take both)."""
+    url = SECRET_QUERY_PARAMETER.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     credentials, at, host = rest.rpartition("@")
     if not sep or not at or ":" not in credentials:
@@ -190,12 +196,30 @@ class Settings:
             ),
             rabbitmq_url=get("rabbitmq_url", _amqp_url, defaults.rabbitmq_url),
         )
-        if settings.relay_locks_claims and check_url(settings.database_url) == "sqlite":
-            raise ConfigError(
-                f"{PREFIX}RELAY_CLAIM=lock needs row locks (PostgreSQL or MariaDB); "
-                "SQLite relays claim with a lease"
-            )
+        if settings.relay_locks_claims:
+            _check_lock_claims(settings)
         return settings
+
+
+def _check_lock_claims(settings: Settings) -> None:
+    """Lock claims hold a transaction open through the publish, and the database ends one
+    idle for RELAY_LEASE_SECONDS: a publish must fit well inside that, or every batch would
+    be cut off after its publish and sent again, forever."""
+    if check_url(settings.database_url) == "sqlite":
+        raise ConfigError(
+            f"{PREFIX}RELAY_CLAIM=lock needs row locks (PostgreSQL or MariaDB); "
+            "SQLite relays claim with a lease"
+        )
+    timeout_ms, name = settings.kafka_request_timeout_ms, "KAFKA_REQUEST_TIMEOUT_MS"
+    if settings.bus == "rabbitmq":
+        timeout_ms, name = settings.rabbitmq_confirm_timeout_ms, "RABBITMQ_CONFIRM_TIMEOUT_MS"
+    shortest = 3 * timeout_ms / 1000
+    if settings.relay_lease_seconds < shortest:
+        raise ConfigError(
+            f"{PREFIX}RELAY_LEASE_SECONDS={settings.relay_lease_seconds:g} is too short for "
+            f"lock claims: a publish may take {timeout_ms / 1000:g} s ({PREFIX}{name}); "
+            f"use at least {shortest:g}, or {PREFIX}RELAY_CLAIM=lease"
+        )
 
 
 def _text(name: str, raw: str) -> str:

@@ -52,10 +52,12 @@ async def local_kafka_broker() -> AsyncIterator[str]:
 
 
 async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    # The lease doubles as the longest a transaction may sit idle: a hung relay holding
-    # row locks loses them (and its connection) after that long.
+    # With lock claims the lease doubles as the longest a transaction may sit idle: a hung
+    # relay holding row locks loses them (and its connection) after that long. Only then:
+    # MySQL and MariaDB before 10.3 refuse the session variable.
     idle_limit = timedelta(seconds=settings.relay_lease_seconds)
-    engine = create_engine(settings.database_url, idle_transaction_timeout=idle_limit)
+    limit = idle_limit if settings.relay_locks_claims else None
+    engine = create_engine(settings.database_url, idle_transaction_timeout=limit)
     try:
         yield engine
     finally:

@@ -95,6 +95,11 @@ def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
             "postgresql+asyncpg://chat:***@db/chat",
         ),
         ("rabbitmq_url", "amqp://guest:guest@mq:5672/", "amqp://guest:***@mq:5672/"),
+        (
+            "database_url",
+            "postgresql+asyncpg://chat@db/chat?password=hunter2&ssl=require",
+            "postgresql+asyncpg://chat@db/chat?password=***&ssl=require",
+        ),
         ("kafka_sasl_password", "hunter2", "***"),
         ("admin_token", "t0ken", "***"),
         ("kafka_sasl_password", "", ""),

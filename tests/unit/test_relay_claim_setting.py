@@ -42,3 +42,23 @@ def test_an_unknown_claim_mode_is_refused() -> None:
     """Only auto, lock and lease are accepted."""
     with pytest.raises(ConfigError, match="CHAT_OUTBOX_RELAY_CLAIM"):
         Settings.from_env({"CHAT_OUTBOX_RELAY_CLAIM": "grab"})
+
+
+@pytest.mark.parametrize(
+    ("bus", "timeout_variable"),
+    [("kafka", "KAFKA_REQUEST_TIMEOUT_MS"), ("rabbitmq", "RABBITMQ_CONFIRM_TIMEOUT_MS")],
+)
+def test_a_lease_too_short_for_a_publish_is_refused_with_lock_claims(
+    bus: str, timeout_variable: str
+) -> None:
+    """The database would end every batch's transaction after its publish, so lock claims
+    need a lease of at least three publish timeouts."""
+    env = {
+        "CHAT_OUTBOX_DATABASE_URL": POSTGRES,
+        "CHAT_OUTBOX_BUS": bus,
+        "CHAT_OUTBOX_RELAY_LEASE_SECONDS": "5",
+        f"CHAT_OUTBOX_{timeout_variable}": "10000",
+    }
+    with pytest.raises(ConfigError, match=f"too short for lock claims.*{timeout_variable}"):
+        Settings.from_env(env)
+    assert Settings.from_env({**env, "CHAT_OUTBOX_RELAY_CLAIM": "lease"}).relay_lease_seconds == 5

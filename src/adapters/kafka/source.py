@@ -67,7 +67,7 @@ class KafkaSource(MessageSource):
                 offset=message.offset,
                 key=message.key,
                 value=message.value,
-                headers=tuple((name, bytes(value)) for name, value in message.headers),
+                headers=headers_of(message.headers),
                 timestamp=_timestamp(message.timestamp),
             )
             for partition in sorted(batches, key=lambda tp: tp.partition)
@@ -141,6 +141,12 @@ class KafkaSource(MessageSource):
         if self._producer is None:
             self._producer = await started(AIOKafkaProducer(**self._options.producer()))
         return self._producer
+
+
+def headers_of(raw: Sequence[tuple[str, bytes | None]]) -> tuple[tuple[str, bytes], ...]:
+    """Kafka allows a null header value (a foreign producer may send one): it reads as
+    empty, rather than failing the whole batch on every redelivery."""
+    return tuple((name, bytes(value or b"")) for name, value in raw)
 
 
 def _timestamp(milliseconds: int | None) -> datetime | None:
