@@ -10,6 +10,7 @@ from typing import NoReturn
 
 import structlog
 
+from adapters.metrics import ListenFailed
 from adapters.sql import BadDatabaseUrl, SchemaNotMigrated
 from application.errors import StoreUnavailable
 from domain import InvalidChatMessage, Role
@@ -20,7 +21,7 @@ from entrypoints.log_setup import configure_logging
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
-USAGE_ERRORS = (ConfigError, BadDatabaseUrl, SchemaNotMigrated, InvalidChatMessage)
+USAGE_ERRORS = (ConfigError, BadDatabaseUrl, SchemaNotMigrated, InvalidChatMessage, ListenFailed)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -34,9 +34,10 @@ C = TypeVar("C", bound=containers.Container)
 
 @asynccontextmanager
 async def resources(container: C) -> AsyncIterator[C]:
-    """Start the container's Resources (engine, Kafka clients); stop them however we leave."""
-    await container.init_resources()  # type: ignore[misc]
+    """Start the container's Resources (engine, Kafka clients); stop them however we leave,
+    also when one of them fails to start after others did."""
     try:
+        await container.init_resources()  # type: ignore[misc]
         yield container
     finally:
         await container.shutdown_resources()  # type: ignore[misc]

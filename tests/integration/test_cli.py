@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -297,3 +298,22 @@ def test_a_bad_config_file_exits_2_naming_the_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "unknown key 'relay_bach_size' (did you mean relay_batch_size?)" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "env_name"),
+    [(["relay", "--once"], "CHAT_OUTBOX_METRICS_PORT"), (["serve"], "CHAT_OUTBOX_HTTP_PORT")],
+)
+def test_a_port_in_use_exits_2_with_the_address_and_no_traceback(
+    workdir: Path, command: list[str], env_name: str
+) -> None:
+    """A metrics or API port that is taken is a usage error naming the address, and the
+    resources already started are closed rather than left to a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = chat_outbox(*command, cwd=workdir, env={env_name: str(port)})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -10,13 +10,24 @@ from prometheus_client import CollectorRegistry, start_http_server
 log = structlog.get_logger(__name__)
 
 
+class ListenFailed(RuntimeError):
+    """A server could not bind its address (in use, or not this host's): one line."""
+
+    @classmethod
+    def on(cls, host: str, port: int, error: OSError) -> ListenFailed:
+        return cls(f"cannot listen on {host}:{port}: {error.strerror or error}")
+
+
 def metrics_server(registry: CollectorRegistry, host: str, port: int) -> Iterator[int | None]:
     """A Resource: serve the registry on host:port in a daemon thread until shutdown.
     Port 0 turns it off. Yields the bound port."""
     if port == 0:
         yield None
         return
-    server, thread = start_http_server(port, host, registry=registry)
+    try:
+        server, thread = start_http_server(port, host, registry=registry)
+    except OSError as error:
+        raise ListenFailed.on(host, port, error) from None
     log.info("metrics_serving", host=host, port=server.server_port)
     try:
         yield server.server_port

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import socket
 from collections.abc import Iterator
 
 import structlog
 import uvicorn
 
+from adapters.metrics import ListenFailed
 from adapters.sql import ensure_migrated
 from entrypoints.config import Settings
 from entrypoints.containers import ApiContainer, resources
@@ -40,18 +42,32 @@ def server_for(app: object, host: str, port: int) -> ApiServer:
     return ApiServer(config)
 
 
+def _listening(host: str, port: int) -> socket.socket:
+    """Bind before uvicorn does: its own bind failure exits the process with no reason."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise ListenFailed.on(host, port, error) from None
+    return listener
+
+
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.http_host
     port = settings.http_port if args.port is None else args.port
     async with resources(ApiContainer(settings=settings)) as container:
         await ensure_migrated(await container.core.engine.async_())
         server = server_for(create_app(container), host, port)
+        listener = _listening(host, port)
 
         def stop() -> None:
             server.should_exit = True
 
         stop_on_signals(stop)
         log.info("api_starting", host=host, port=port, admin=bool(settings.admin_token))
-        await server.serve()
+        await server.serve(sockets=[listener])
         log.info("api_stopped")
     return 0
