@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+LONGEST = timedelta(days=100 * 365)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")
 
@@ -14,7 +15,11 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r:.40} is not a duration like 30s, 15m, 12h or 7d")
-    return timedelta(seconds=float(match[1]) * UNITS[match[2]])
+    seconds = float(match[1]) * UNITS[match[2]]
+    if seconds > LONGEST.total_seconds():
+        # Beyond that, "that long ago" falls before year 1 and datetime overflows.
+        raise ValueError(f"{text!r:.40} is longer than {LONGEST.days // 365} years")
+    return timedelta(seconds=seconds)
 
 
 def parse_moment(text: str) -> datetime | timedelta:

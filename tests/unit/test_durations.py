@@ -27,6 +27,13 @@ def test_anything_else_is_refused_with_an_example(text: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize("text", ["99999999999w", "36501d", "1e400s"])
+def test_an_absurdly_long_duration_is_refused_not_overflowed(text: str) -> None:
+    """Past 100 years "that long ago" would overflow datetime: a one-line refusal instead."""
+    with pytest.raises(ValueError, match="longer than 100 years|not a duration"):
+        parse_duration(text)
+
+
 def test_a_moment_is_an_iso_time_in_utc_unless_it_says_otherwise() -> None:
     """A naive ISO time is UTC; one with an offset keeps it."""
     assert parse_moment("2026-03-04T05:06") == datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
