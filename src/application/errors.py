@@ -7,3 +7,11 @@ class StoreUnavailable(Exception):
 
 class BusUnavailable(Exception):
     """The message bus could not be reached; retrying may help."""
+
+
+class DuplicateEvent(Exception):
+    """An outbox row with this event id exists already (the unique constraint said so)."""
+
+
+class IdempotencyConflict(Exception):
+    """An idempotency key came back with a different message than it was first used for."""

@@ -80,7 +80,11 @@ class DeadSelector:
 
 
 class OutboxRepository(Protocol):
-    async def add(self, message: NewOutboxMessage) -> OutboxMessage: ...
+    async def add(self, message: NewOutboxMessage) -> OutboxMessage:
+        """Raises DuplicateEvent when a row with the message's event id exists."""
+        ...
+
+    async def by_event_id(self, event_id: str) -> OutboxMessage | None: ...
 
     async def claim_due(
         self, now: datetime, limit: int, lease: timedelta | None

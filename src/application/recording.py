@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 
 import attrs
 
+from application.errors import DuplicateEvent, IdempotencyConflict
 from application.ports import Clock, EventIds, NewOutboxMessage, UnitOfWork, UnitOfWorkFactory
 from application.tracing import LogContextOnly, Tracing
 from domain import BIZ_TYPE_CHAT_HISTORY, DEFAULT_MAX_RETRY, ChatMessage, OutboxMessage
+
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d8a52-3c1e-4c47-9a0b-0c2f5e9b7d31")
+
+
+def idempotent_event_id(conversation_id: str, key: str) -> str:
+    """The event id a client's idempotency key stands for, within its conversation."""
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{conversation_id}\x00{key}"))
 
 
 async def record_chat_message(
@@ -24,19 +33,22 @@ async def record_chat_message(
 ) -> OutboxMessage:
     """Add the outbox row; the caller commits it together with its own business write.
     `traceparent` (W3C) travels with the message, so the consumer continues the trace."""
-    payload = json.dumps(chat.to_payload(), ensure_ascii=False, separators=(",", ":"))
     return await uow.outbox.add(
         NewOutboxMessage(
             event_id=event_ids(),
             biz_type=BIZ_TYPE_CHAT_HISTORY,
             topic=topic,
             message_key=chat.conversation_id,
-            payload=payload,
+            payload=payload_of(chat),
             max_retry=max_retry,
             created_at=clock.now(),
             traceparent=traceparent,
         )
     )
+
+
+def payload_of(chat: ChatMessage) -> str:
+    return json.dumps(chat.to_payload(), ensure_ascii=False, separators=(",", ":"))
 
 
 @attrs.frozen
@@ -52,7 +64,9 @@ class RecordChatMessage:
     """Called after each commit: wakes a relay running in the same process."""
     tracing: Tracing = attrs.field(factory=LogContextOnly)
 
-    async def __call__(self, chat: ChatMessage, traceparent: str | None = None) -> OutboxMessage:
+    async def __call__(
+        self, chat: ChatMessage, traceparent: str | None = None, event_id: str | None = None
+    ) -> OutboxMessage:
         """Record in its own transaction, under `traceparent` or else the active trace."""
         async with self.uow() as uow:
             message = await record_chat_message(
@@ -60,7 +74,7 @@ class RecordChatMessage:
                 chat,
                 topic=self.topic,
                 clock=self.clock,
-                event_ids=self.event_ids,
+                event_ids=self.event_ids if event_id is None else lambda: event_id,
                 max_retry=self.max_retry,
                 traceparent=traceparent or self.tracing.current(),
             )
@@ -68,3 +82,22 @@ class RecordChatMessage:
         if self.on_recorded is not None:
             self.on_recorded()
         return message
+
+    async def once(
+        self, chat: ChatMessage, event_id: str, traceparent: str | None = None
+    ) -> tuple[OutboxMessage, bool]:
+        """Record under a caller-chosen event id at most once, so a client may retry after
+        a lost answer: a repeat of the same message returns the row recorded first (and
+        True); another message under the same id raises IdempotencyConflict."""
+        try:
+            return await self(chat, traceparent, event_id), False
+        except DuplicateEvent:
+            pass
+        async with self.uow() as uow:
+            first = await uow.outbox.by_event_id(event_id)
+        if first is None or (first.message_key, first.payload) != (
+            chat.conversation_id,
+            payload_of(chat),
+        ):
+            raise IdempotencyConflict(f"event {event_id} was recorded with another message")
+        return first, True

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.clock import ManualClock, uuid4_event_id
 from adapters.sql import SqlUnitOfWorkFactory
 from adapters.sql.tables import outbox_messages
+from application.errors import DuplicateEvent
 from application.ports import OutboxStats
 from application.recording import record_chat_message
 from domain import ChatMessage, OutboxMessage, OutboxStatus, PublishFailure, RetryPolicy
@@ -265,3 +266,20 @@ async def test_stats_reports_the_oldest_pending_and_published_times_as_stored_in
     assert result.oldest_published_at is not None
     assert result.oldest_pending_at.tzinfo is UTC
     assert result.oldest_published_at.tzinfo is UTC
+
+
+async def test_a_second_row_with_the_same_event_id_is_a_duplicate_event(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    """The unique event id surfaces as DuplicateEvent (what idempotent recording relies on),
+    and the first row is found by its event id."""
+    first = await add(uow, T0)
+    async with uow() as unit:
+        with pytest.raises(DuplicateEvent):
+            await record_chat_message(
+                unit, chat(), topic=TOPIC, clock=ManualClock(T0), event_ids=lambda: first.event_id
+            )
+    async with uow() as unit:
+        found = await unit.outbox.by_event_id(first.event_id)
+    assert found is not None
+    assert found.id == first.id

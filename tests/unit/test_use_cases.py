@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from application.consuming import Consumer, HistoryWriter
-from application.errors import StoreUnavailable
+from application.errors import IdempotencyConflict, StoreUnavailable
 from application.operations import (
     held_behind_dead,
     list_dead,
@@ -20,9 +20,9 @@ from application.operations import (
     sweep_stale_published,
 )
 from application.ports import DeadSelector, NewOutboxMessage
-from application.recording import record_chat_message
+from application.recording import RecordChatMessage, idempotent_event_id, record_chat_message
 from application.relaying import Relay, run_relay
-from domain import Envelope, OutboxStatus, PublishFailure, Role
+from domain import ChatMessage, Envelope, OutboxStatus, PublishFailure, Role
 from tests.unit.conftest import (
     T0,
     TOPIC,
@@ -760,3 +760,21 @@ async def test_stats_and_the_dead_listing_show_messages_held_behind_a_dead_one(
 
     assert figures.held == 2
     assert held == {"a": 2, "b": 0}
+
+
+async def test_recording_once_returns_the_first_row_for_a_repeat_and_refuses_another_message(
+    harness: Harness,
+) -> None:
+    """Under one event id the same message records once (a repeat gets the first row back),
+    and a different message is an IdempotencyConflict that records nothing."""
+    record = RecordChatMessage(harness.uow, harness.clock, harness.event_ids, "t")
+    chat = ChatMessage.create(user_id=1, conversation_id="c", role="user", message="hi")
+    event_id = idempotent_event_id("c", "req-1")
+    first, replayed_first = await record.once(chat, event_id)
+    again, replayed_again = await record.once(chat, event_id)
+    other = ChatMessage.create(user_id=1, conversation_id="c", role="user", message="bye")
+    with pytest.raises(IdempotencyConflict):
+        await record.once(other, event_id)
+    assert (replayed_first, replayed_again) == (False, True)
+    assert again.id == first.id
+    assert len(harness.store.outbox) == 1

@@ -10,6 +10,7 @@ from typing import Self
 
 import attrs
 
+from application.errors import DuplicateEvent
 from application.ports import (
     ChatHistoryRepository,
     DeadSelector,
@@ -45,6 +46,8 @@ class InMemoryOutboxRepository(OutboxRepository):
     ids: itertools.count[int]
 
     async def add(self, message: NewOutboxMessage) -> OutboxMessage:
+        if await self.by_event_id(message.event_id) is not None:
+            raise DuplicateEvent(message.event_id)
         row = OutboxMessage(
             id=next(self.ids),
             event_id=message.event_id,
@@ -89,6 +92,10 @@ class InMemoryOutboxRepository(OutboxRepository):
                 apply_to(row, transition)
                 changed += 1
         return changed
+
+    async def by_event_id(self, event_id: str) -> OutboxMessage | None:
+        found = [row for row in self.rows.values() if row.event_id == event_id]
+        return attrs.evolve(found[0]) if found else None
 
     async def get(self, outbox_id: int) -> OutboxMessage | None:
         row = self.rows.get(outbox_id)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sql.statements import (
@@ -25,6 +26,7 @@ from adapters.sql.statements import (
     outcome_update,
 )
 from adapters.sql.tables import outbox_messages as t
+from application.errors import DuplicateEvent
 from application.ports import DeadSelector, NewOutboxMessage, OutboxRepository, OutboxStats
 from domain import (
     OutboxEvent,
@@ -55,7 +57,12 @@ class SqlOutboxRepository(OutboxRepository):
             "updated_at": message.created_at,
             "traceparent": message.traceparent,
         }
-        result = await self._conn.execute(INSERT_MESSAGE, values)
+        try:
+            result = await self._conn.execute(INSERT_MESSAGE, values)
+        except IntegrityError as error:
+            if "event_id" in str(error.orig):  # the constraint's or the column's name
+                raise DuplicateEvent(message.event_id) from error
+            raise
         (outbox_id,) = result.inserted_primary_key or (None,)
         assert isinstance(outbox_id, int), "the database returned no primary key"
         return _message({**values, "id": outbox_id})
@@ -94,6 +101,11 @@ class SqlOutboxRepository(OutboxRepository):
                 result = await self._conn.execute(statement, {**params, "ids": list(chunk)})
                 changed += result.rowcount
         return changed
+
+    async def by_event_id(self, event_id: str) -> OutboxMessage | None:
+        query = select(t).where(t.c.event_id == event_id)
+        row = (await self._conn.execute(query)).mappings().first()
+        return None if row is None else _message(row)
 
     async def get(self, outbox_id: int) -> OutboxMessage | None:
         row = (await self._conn.execute(select(t).where(t.c.id == outbox_id))).mappings().first()

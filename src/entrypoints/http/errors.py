@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from application.errors import StoreUnavailable
+from application.errors import IdempotencyConflict, StoreUnavailable
 from domain import InvalidChatMessage
 from domain.chat import PAYLOAD_FIELDS
 
@@ -31,6 +31,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidField, _invalid_field)  # type: ignore[arg-type]
     app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(IdempotencyConflict, _idempotency_conflict)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _crash)
 
 
@@ -71,6 +72,11 @@ async def _invalid_field(request: Request, error: InvalidField) -> JSONResponse:
 async def _store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
     log.warning("http_store_unavailable", path=request.url.path, error=str(error))
     return JSONResponse({"error": "database unavailable, try again"}, 503)
+
+
+async def _idempotency_conflict(request: Request, error: IdempotencyConflict) -> JSONResponse:
+    reason = "Idempotency-Key was already used for a different message in this conversation"
+    return JSONResponse({"error": reason}, 409)
 
 
 async def _crash(request: Request, error: Exception) -> JSONResponse:

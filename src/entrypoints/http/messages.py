@@ -7,10 +7,11 @@ from typing import Annotated
 from urllib.parse import unquote_to_bytes
 
 import structlog
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from application import operations
+from application.recording import idempotent_event_id
 from application.tracing import valid_traceparent
 from domain import ChatMessage, HistoryEntry, InvalidChatMessage
 from domain.chat import MAX_CONVERSATION_ID_LENGTH, checked_conversation_id
@@ -25,6 +26,7 @@ router = APIRouter(
     route_class=StrictJsonRoute,
 )
 _RAW_CONVERSATION_ID = re.compile(rb"/conversations/([^/]*)/messages/?$")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def path_conversation_id(
@@ -106,10 +108,17 @@ async def record_message(
     body: NewMessage,
     record: Record,
     settings: Config,
+    response: Response,
     traceparent: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="repeat a request safely: the same key and message record once"),
+    ] = None,
 ) -> Recorded:
     """Record one message in the outbox (one transaction); the relay and consumer persist
-    it into history shortly after. A W3C `traceparent` header travels with it."""
+    it into history shortly after. A W3C `traceparent` header travels with it. With an
+    `Idempotency-Key`, a retry of the same message answers 200 with the first recording,
+    and the key reused for another message is a 409."""
     try:
         chat = ChatMessage.create(
             user_id=body.user_id,
@@ -125,8 +134,23 @@ async def record_message(
     if traceparent is not None and valid is None:
         # W3C Trace Context: an invalid traceparent is ignored, never a reason to refuse.
         log.info("traceparent_ignored", traceparent=repr(traceparent[:64]))
-    message = await record(chat, traceparent=valid)
+    if idempotency_key is None:
+        message = await record(chat, traceparent=valid)
+        return Recorded(outbox_id=message.id, event_id=message.event_id)
+    event_id = idempotent_event_id(conversation_id, _checked_key(idempotency_key))
+    message, replayed = await record.once(chat, event_id, traceparent=valid)
+    if replayed:
+        response.status_code = status.HTTP_200_OK  # recorded by an earlier request
     return Recorded(outbox_id=message.id, event_id=message.event_id)
+
+
+def _checked_key(key: str) -> str:
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidField(
+            "header",
+            InvalidChatMessage("Idempotency-Key must be 1-255 visible ASCII characters"),
+        )
+    return key
 
 
 @router.get("")
