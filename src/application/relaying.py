@@ -338,6 +338,11 @@ async def run_sweeper(
         except StoreUnavailable as error:
             log.warning("sweep_store_unavailable", error=str(error))
             continue
+        except Exception:
+            # A chore must not take the relay down with it (a statement timeout, say):
+            # logged with its traceback, tried again after the interval.
+            log.exception("sweep_failed", retry_in_s=every)
+            continue
         if swept:
             log.warning(
                 "stale_published_swept", rows=swept, stale_after_s=stale_after.total_seconds()
