@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -131,8 +132,10 @@ async def purge_consumed(
     consumed_before: datetime,
     batch: int = 1000,
     progress: Progress = _no_progress,
+    stopping: asyncio.Event | None = None,
 ) -> int:
-    """Delete in small transactions so no lock is held for long."""
+    """Delete in small transactions so no lock is held for long. When `stopping` is set, end
+    after the batch in flight: a first purge of a big table must not hold up a shutdown."""
     total = 0
     while True:
         async with uow_factory() as uow:
@@ -140,5 +143,5 @@ async def purge_consumed(
             await uow.commit()
         total += deleted
         progress(total)
-        if deleted < batch:
+        if deleted < batch or (stopping is not None and stopping.is_set()):
             return total

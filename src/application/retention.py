@@ -29,7 +29,7 @@ async def run_purger(
     purged_total = 0
     while not stopping.is_set():
         try:
-            purged = await purge_consumed(uow, clock.now() - retention, batch)
+            purged = await purge_consumed(uow, clock.now() - retention, batch, stopping=stopping)
         except StoreUnavailable as error:
             log.warning("purge_store_unavailable", error=str(error))
         except Exception:

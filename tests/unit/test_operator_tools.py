@@ -287,6 +287,30 @@ async def test_the_periodic_purger_outlives_an_unreachable_database(harness: Har
     assert flaky.refused == 1
 
 
+async def test_the_periodic_purger_stops_between_batches_when_asked(harness: Harness) -> None:
+    """A stop asked for during a long first purge ends it after the batch in flight."""
+    old = [await consumed_at(harness, f"old-{n}") for n in range(5)]
+    harness.clock.advance(timedelta(days=8))
+    stopping = asyncio.Event()
+
+    async def stop() -> None:
+        stopping.set()
+
+    def stop_after_commit() -> InMemoryUnitOfWork:
+        return AfterCommit(harness.store, then=stop)
+
+    purger = run_purger(
+        stop_after_commit,
+        harness.clock,
+        stopping,
+        retention=timedelta(days=7),
+        every=timedelta(hours=1),
+        batch=2,
+    )
+    assert await asyncio.wait_for(purger, 5) == 2
+    assert sorted(set(old) & set(harness.store.outbox)) == old[2:]
+
+
 class Terminal(io.StringIO):
     """A stderr stand-in that says whether it is a terminal and keeps what was written."""
 
