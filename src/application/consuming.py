@@ -59,18 +59,20 @@ class HistoryWriter:
         """One transaction: insert new history rows, mark their outbox rows consumed. An
         event id already stored with other content is a conflict, never silently kept:
         the caller dead-letters it. (Same content is a redelivery, and harmless.)"""
-        entries = {e.event_id: HistoryEntry.from_envelope(e) for e in envelopes}
+        unique = {e.event_id: HistoryEntry.from_envelope(e) for e in envelopes}
+        # One lock order for every consumer (a rebalance or a redelivery can hand two of them
+        # the same records): history rows and outbox rows are both written in outbox id order,
+        # so concurrent consumers wait on each other instead of deadlocking.
+        entries = sorted(unique.values(), key=lambda entry: entry.outbox_id)
         now = self.clock.now()
         async with self.uow() as uow:
-            inserted = await uow.history.add_many(list(entries.values()))
+            inserted = await uow.history.add_many(entries)
             conflicting: frozenset[str] = frozenset()
             if inserted < len(entries):  # only redeliveries pay for the look-up
-                stored = await uow.history.by_event_ids(list(entries))
-                conflicting = frozenset(
-                    event_id for event_id, entry in entries.items() if stored[event_id] != entry
-                )
+                stored = await uow.history.by_event_ids([e.event_id for e in entries])
+                conflicting = frozenset(e.event_id for e in entries if stored[e.event_id] != e)
             moved = await uow.outbox.apply(
-                [consumed(e.outbox_id, now) for i, e in entries.items() if i not in conflicting]
+                [consumed(e.outbox_id, now) for e in entries if e.event_id not in conflicting]
             )
             await uow.commit()
         return Persisted(inserted, moved, conflicting)

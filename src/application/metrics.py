@@ -85,5 +85,9 @@ async def run_gauge_refresher(
             await refresh_outbox_gauges(uow, clock, metrics)
         except StoreUnavailable as error:
             log.warning("metrics_refresh_failed", error=str(error))
+        except Exception:
+            # A chore must not take the relay down with it (the stats query hitting a
+            # statement timeout, say): logged with its traceback, tried again next round.
+            log.exception("metrics_refresh_failed", retry_in_s=every)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), every)

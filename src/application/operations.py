@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+
+import attrs
 
 from application.ports import (
     Clock,
@@ -62,12 +65,34 @@ async def requeue_dead(
 ) -> int:
     """Dead rows back to pending with retries reset, oldest first, a batch per transaction.
     Order is safe whatever is selected: the claim takes only a conversation's head, so a
-    requeued row waits behind any earlier row of its conversation still pending or dead."""
+    requeued row waits behind any earlier row of its conversation still pending or dead.
+    Each row is requeued at most once, and only rows recorded before the requeue began:
+    one that a relay kills again meanwhile waits for the next requeue, so this ends."""
+    pages = _DeadPages(selector, batch)
+    return await _move_in_batches(uow_factory, clock, pages.next, requeued, batch, progress)
 
-    async def select(outbox: OutboxRepository) -> list[int]:
-        return [message.id for message in await outbox.dead(selector, batch)]
 
-    return await _move_in_batches(uow_factory, clock, select, requeued, batch, progress)
+@attrs.define
+class _DeadPages:
+    """Dead rows a page at a time by ascending id, behind a cursor rather than re-selecting
+    from the lowest id (which would find the rows a relay just killed again), and no further
+    than the newest id when paging began."""
+
+    selector: DeadSelector
+    size: int
+    after_id: int = 0
+    newest_id: int | None = None
+
+    async def next(self, outbox: OutboxRepository) -> list[int]:
+        if self.newest_id is None:
+            self.newest_id = await outbox.newest_id()
+        page = [
+            message.id for message in await outbox.dead(self.selector, self.size, self.after_id)
+        ]
+        if page:
+            self.after_id = page[-1]
+        # A short page ends the requeue, so a page reaching past the bound is its last.
+        return [outbox_id for outbox_id in page if outbox_id <= self.newest_id]
 
 
 async def sweep_stale_published(
@@ -107,8 +132,10 @@ async def purge_consumed(
     consumed_before: datetime,
     batch: int = 1000,
     progress: Progress = _no_progress,
+    stopping: asyncio.Event | None = None,
 ) -> int:
-    """Delete in small transactions so no lock is held for long."""
+    """Delete in small transactions so no lock is held for long. When `stopping` is set, end
+    after the batch in flight: a first purge of a big table must not hold up a shutdown."""
     total = 0
     while True:
         async with uow_factory() as uow:
@@ -116,5 +143,5 @@ async def purge_consumed(
             await uow.commit()
         total += deleted
         progress(total)
-        if deleted < batch:
+        if deleted < batch or (stopping is not None and stopping.is_set()):
             return total

@@ -103,8 +103,15 @@ class OutboxRepository(Protocol):
 
     async def get(self, outbox_id: int) -> OutboxMessage | None: ...
 
-    async def dead(self, selector: DeadSelector, limit: int) -> list[OutboxMessage]:
-        """Dead rows the selector matches, oldest (lowest id) first."""
+    async def dead(
+        self, selector: DeadSelector, limit: int, after_id: int = 0
+    ) -> list[OutboxMessage]:
+        """Dead rows the selector matches with an id above `after_id` (a paging cursor),
+        oldest (lowest id) first."""
+        ...
+
+    async def newest_id(self) -> int:
+        """The highest id recorded so far, 0 when there is none."""
         ...
 
     async def held_behind_dead(self, conversation_ids: Sequence[str]) -> dict[str, int]:

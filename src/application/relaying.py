@@ -66,6 +66,12 @@ class Batch:
     claim_ms: float = 0.0
     publish_ms: float = 0.0
 
+    @property
+    def first_error(self) -> str | None:
+        """The first failure's error: enough to tell an outage from one bad record."""
+        failed = (t for t in self.transitions if t.to_status is not OutboxStatus.PUBLISHED)
+        return next((t.last_error for t in failed), None)
+
     def report(self, applied: int) -> RelayReport:
         by_status = {status: 0 for status in OutboxStatus}
         for transition in self.transitions:
@@ -168,15 +174,7 @@ class Relay:
                 transitions.append(_certain(message.mark_published(at)))
                 continue
             transitions.append(_certain(message.record_publish_failure(result, at, self.policy)))
-            log.warning(
-                "publish_failed",
-                outbox_id=message.id,
-                conversation_id=message.message_key,
-                error=result.reason,
-                retryable=result.retryable,
-                retry_count=message.retry_count,
-                status=message.status.value,
-            )
+            _log_failure(message, result)
         self._observe(claimed, transitions)
         return Batch(claimed, transitions, claim_ms, publish_ms)
 
@@ -208,12 +206,31 @@ class Relay:
         return OutgoingRecord(message.topic, message.message_key, value, headers_for(message))
 
 
+def _log_failure(message: OutboxMessage, failure: PublishFailure) -> None:
+    """A failed publish is a debug line (a broker outage fails every message of a batch; the
+    batch's line counts them), unless the message went dead: an operator must act on that."""
+    fields = {
+        "outbox_id": message.id,
+        "conversation_id": message.message_key,
+        "error": failure.reason,
+        "retryable": failure.retryable,
+        "retry_count": message.retry_count,
+    }
+    if message.status is OutboxStatus.DEAD:
+        log.error("message_dead", **fields)
+    else:
+        log.debug("publish_failed", **fields)
+
+
 def _log_batch(batch: Batch, report: RelayReport, settle_ms: float) -> None:
     """The canonical line: one per batch, once its outcomes are written (never per message,
-    so logging costs the hot path one line per up to relay_batch_size rows)."""
-    log.info(
+    so logging costs the hot path one line per up to relay_batch_size rows). A warning when
+    a publish failed, with the first error."""
+    failed = report.retried + report.dead
+    (log.warning if failed else log.info)(
         "relay_batch",
         **attrs.asdict(report),
+        **({"first_error": batch.first_error} if failed else {}),
         claim_ms=round(batch.claim_ms, 2),
         publish_ms=round(batch.publish_ms, 2),
         settle_ms=round(settle_ms, 2),
@@ -337,6 +354,11 @@ async def run_sweeper(
             swept = await sweep_stale_published(uow, clock, clock.now() - stale_after)
         except StoreUnavailable as error:
             log.warning("sweep_store_unavailable", error=str(error))
+            continue
+        except Exception:
+            # A chore must not take the relay down with it (a statement timeout, say):
+            # logged with its traceback, tried again after the interval.
+            log.exception("sweep_failed", retry_in_s=every)
             continue
         if swept:
             log.warning(

@@ -29,9 +29,13 @@ async def run_purger(
     purged_total = 0
     while not stopping.is_set():
         try:
-            purged = await purge_consumed(uow, clock.now() - retention, batch)
+            purged = await purge_consumed(uow, clock.now() - retention, batch, stopping=stopping)
         except StoreUnavailable as error:
             log.warning("purge_store_unavailable", error=str(error))
+        except Exception:
+            # A chore must not take the relay down with it (a statement timeout, say):
+            # logged with its traceback, tried again after the interval.
+            log.exception("purge_failed", retry_in_s=every.total_seconds())
         else:
             purged_total += purged
             if purged:

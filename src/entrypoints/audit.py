@@ -41,14 +41,19 @@ class Progress:
 
 @contextmanager
 def audited(
-    action: str, selector: Mapping[str, object], stream: TextIO | None = None
+    action: str,
+    selector: Mapping[str, object],
+    stream: TextIO | None = None,
+    *,
+    user: str | None = None,
 ) -> Iterator[Progress]:
-    """Log who did what to which rows, and how many, even when the action fails midway."""
+    """Log who did what to which rows, and how many, even when the action fails midway.
+    `user` defaults to $USER, the operator at the terminal."""
     progress = Progress(action, stream or sys.stderr)
     fields = {
         "action": action,
         "selector": dict(selector),
-        "user": os.environ.get("USER") or "unknown",
+        "user": user or os.environ.get("USER") or "unknown",
     }
     try:
         yield progress

@@ -200,6 +200,19 @@ async def test_dead_rows_are_selected_by_when_they_died_ids_and_conversation(
     ]
 
 
+async def test_dead_rows_page_behind_an_id_cursor_up_to_the_newest_id(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    """dead(after_id=n) starts past id n, and newest_id is the highest id recorded."""
+    conversation = f"paged-{uuid4_event_id()}"
+    dead = [await seed(uow, OutboxStatus.DEAD, conversation=conversation) for _ in range(3)]
+    async with uow() as unit:
+        page = await unit.outbox.dead(DeadSelector(conversation_id=conversation), 100, dead[0])
+        newest = await unit.outbox.newest_id()
+    assert [message.id for message in page] == dead[1:]
+    assert newest >= dead[-1]
+
+
 async def test_get_reads_one_row_in_any_status_or_none(uow: SqlUnitOfWorkFactory) -> None:
     """get returns the stored row whatever its status, and None for an unknown id."""
     published = await seed(uow, OutboxStatus.PUBLISHED)

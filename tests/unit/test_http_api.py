@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
 
 import attrs
 import httpx
 import pytest
+import structlog
 from dependency_injector import providers
 
+from application.ports import UnitOfWorkFactory
 from domain import OutboxStatus, PublishFailure
 from entrypoints.config import Settings
 from entrypoints.containers import ApiContainer
 from entrypoints.http import create_app
-from tests.unit.conftest import Harness, failing
+from entrypoints.log_setup import configure_logging
+from tests.unit.conftest import FlakyCommits, Harness, failing
 
 pytestmark = pytest.mark.unit
 
@@ -57,10 +63,12 @@ class Api:
         await self.harness.consumer().consume_batch(timeout=0)
 
 
-async def api_for(harness: Harness, settings: Settings) -> AsyncIterator[Api]:
+async def api_for(
+    harness: Harness, settings: Settings, uow: UnitOfWorkFactory | None = None
+) -> AsyncIterator[Api]:
     container = ApiContainer(settings=settings)
     database, bus = FakeProbe(), FakeProbe()
-    container.core.uow.override(providers.Object(harness.uow))
+    container.core.uow.override(providers.Object(uow or harness.uow))
     container.core.clock.override(providers.Object(harness.clock))
     container.core.event_ids.override(providers.Object(harness.event_ids))
     container.database_probe.override(providers.Object(database))
@@ -74,6 +82,26 @@ async def api_for(harness: Harness, settings: Settings) -> AsyncIterator[Api]:
 async def api(harness: Harness) -> AsyncIterator[Api]:
     async for api in api_for(harness, Settings(admin_token=TOKEN, http_max_body_bytes=4096)):
         yield api
+
+
+@pytest.fixture
+def warning_logs() -> Iterator[io.StringIO]:
+    """The process's logging as set up for CHAT_OUTBOX_LOG_LEVEL=warning, into a buffer;
+    put back afterwards (loggers uncached, so none keeps this set-up past the test)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    configure_logging("json", "warning", stream)
+    structlog.configure(cache_logger_on_first_use=False)
+    yield stream
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+def audit_lines(stream: io.StringIO) -> list[dict[str, object]]:
+    lines = [json.loads(text) for text in stream.getvalue().splitlines()]
+    return [line for line in lines if line["event"] == "audit"]
 
 
 @pytest.fixture
@@ -256,6 +284,39 @@ async def test_requeue_moves_the_selected_dead_messages_back_to_pending(
     assert response.json() == {"requeued": len(requeued)}
     pending = {i for i in (1, 2, 3) if api.harness.status(i) is OutboxStatus.PENDING}
     assert pending == requeued
+
+
+async def test_a_requeue_over_http_is_audited_at_log_level_warning(
+    api: Api, warning_logs: io.StringIO
+) -> None:
+    """An HTTP requeue logs the same audit line as the CLI's, user "http", kept at warning."""
+    await make_dead(api, ["c1", "c2"])
+    body = {"conversation_id": "c2"}
+    response = await api.client.post("/v1/outbox/dead/requeue", json=body, headers=ADMIN)
+    assert response.json() == {"requeued": 1}
+    [audit] = audit_lines(warning_logs)
+    assert {key: audit[key] for key in ("action", "selector", "user", "count", "outcome")} == {
+        "action": "dead_requeue",
+        "selector": {"conversation_id": "c2"},
+        "user": "http",
+        "count": 1,
+        "outcome": "ok",
+    }
+
+
+async def test_a_failed_requeue_over_http_is_audited_as_failed(
+    harness: Harness, warning_logs: io.StringIO
+) -> None:
+    """A requeue whose transaction is lost answers 503 and is audited with outcome failed."""
+    flaky = FlakyCommits(harness.store, failures=0)
+    async for api in api_for(harness, Settings(admin_token=TOKEN), flaky):
+        await make_dead(api, ["c1"])
+        flaky.failures = 1
+        body = {"all": True}
+        response = await api.client.post("/v1/outbox/dead/requeue", json=body, headers=ADMIN)
+        assert response.status_code == 503
+    [audit] = audit_lines(warning_logs)
+    assert (audit["action"], audit["outcome"], audit["count"]) == ("dead_requeue", "failed", 0)
 
 
 @pytest.mark.parametrize("body", [{}, {"id": 1, "all": True}, {"all": False}, {"id": "1"}])

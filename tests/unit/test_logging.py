@@ -18,6 +18,7 @@ from tests.unit.conftest import Harness, failing
 pytestmark = pytest.mark.unit
 
 TIMINGS = {"claim_ms", "publish_ms", "settle_ms"}
+LOUD = {"warning", "error", "critical"}
 
 
 async def test_a_relay_batch_logs_one_line_with_counts_and_timings(harness: Harness) -> None:
@@ -36,6 +37,39 @@ async def test_a_relay_batch_logs_one_line_with_counts_and_timings(harness: Harn
     }
     assert line.keys() >= TIMINGS
     assert all(line[name] >= 0 for name in TIMINGS)
+
+
+async def test_a_batch_of_retryable_failures_logs_one_warning_with_the_first_error(
+    harness: Harness,
+) -> None:
+    """Five messages failing at a broker outage: one warning-or-above line for the batch,
+    carrying the counts and the first error, not one per message."""
+    for conversation in "abcde":
+        await harness.record(conversation)
+    harness.bus.fail_with = failing(PublishFailure("broker unreachable"))
+    with structlog.testing.capture_logs() as logs:
+        await harness.relay().relay_due()
+    [line] = [entry for entry in logs if entry["log_level"] in LOUD]
+    assert (line["event"], line["retried"], line["dead"]) == ("relay_batch", 5, 0)
+    assert line["first_error"] == "broker unreachable"
+
+
+@pytest.mark.parametrize(
+    ("failure", "max_retry"),
+    [(PublishFailure.fatal("too big"), 20), (PublishFailure("broker unreachable"), 1)],
+)
+async def test_each_message_going_dead_is_logged_loudly_with_its_outbox_id(
+    harness: Harness, failure: PublishFailure, max_retry: int
+) -> None:
+    """A message that goes dead (a fatal failure, or its last retry) has its own line, at
+    warning or above, naming its outbox id; its batch-mates that were published do not."""
+    await harness.record("a")
+    doomed = await harness.record("b", max_retry=max_retry)
+    harness.bus.fail_with = failing(failure, lambda record: record.key == "b")
+    with structlog.testing.capture_logs() as logs:
+        await harness.relay().relay_due()
+    [line] = [entry for entry in logs if entry["log_level"] in LOUD and "outbox_id" in entry]
+    assert (line["event"], line["outbox_id"]) == ("message_dead", doomed.id)
 
 
 async def test_a_consumed_batch_logs_one_line_with_counts_and_timings(harness: Harness) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import attrs
 import pytest
 import structlog
 
+from adapters.memory import InMemoryUnitOfWork
 from application.operations import list_dead, purge_consumed, requeue_dead
 from application.ports import DeadSelector
 from application.relaying import run_relay
@@ -150,6 +153,66 @@ async def test_requeue_reports_its_running_total_after_each_batch(harness: Harne
     assert seen[-1] == 3
 
 
+@attrs.define
+class AfterCommit(InMemoryUnitOfWork):
+    """An in-memory unit of work that runs `then` once its commit is done."""
+
+    then: Callable[[], Awaitable[None]] = attrs.field(kw_only=True)
+
+    async def commit(self) -> None:
+        await super().commit()
+        await self.then()
+
+
+@attrs.define
+class RelayRekillsEachBatch:
+    """A unit-of-work factory for requeue_dead with a relay racing it: after each requeue
+    commit, the relay publishes what was requeued and the broker rejects it again (a fatal
+    reason), before the next batch is selected. `newcomers` messages are recorded and die
+    after the first commit, when the requeue has already begun."""
+
+    harness: Harness
+    newcomers: int = 0
+    requeued: list[int] = attrs.field(factory=list)
+    units: int = 0
+
+    def __call__(self) -> InMemoryUnitOfWork:
+        self.units += 1
+        assert self.units <= 50, "requeue_dead does not end"
+        return AfterCommit(self.harness.store, then=self.relay_rejects_again)
+
+    async def relay_rejects_again(self) -> None:
+        rows = self.harness.store.outbox.values()
+        self.requeued += [row.id for row in rows if row.status is OutboxStatus.PENDING]
+        for n in range(self.newcomers):
+            await self.harness.record(f"late-{n}")
+        self.newcomers = 0
+        self.harness.bus.fail_with = failing(PublishFailure.fatal("rejected again"))
+        await self.harness.relay().relay_due()
+        self.harness.bus.fail_with = None
+
+
+async def test_requeue_ends_when_a_relay_kills_each_batch_again(harness: Harness) -> None:
+    """Rows dead for good, re-killed between batches, are each requeued once and then left."""
+    dead = [await make_dead(harness, conversation) for conversation in "abcde"]
+    racing = RelayRekillsEachBatch(harness)
+
+    moved = await requeue_dead(racing, harness.clock, DeadSelector(), batch=2)
+
+    assert (moved, racing.requeued) == (5, dead)
+    assert all(harness.status(outbox_id) is OutboxStatus.DEAD for outbox_id in dead)
+
+
+async def test_requeue_leaves_rows_that_died_after_it_started(harness: Harness) -> None:
+    """Only rows already dead when the requeue began are requeued, not later arrivals."""
+    dead = [await make_dead(harness, conversation) for conversation in "abc"]
+    racing = RelayRekillsEachBatch(harness, newcomers=2)
+
+    moved = await requeue_dead(racing, harness.clock, DeadSelector(), batch=1)
+
+    assert (moved, racing.requeued) == (3, dead)
+
+
 async def consumed_at(harness: Harness, conversation: str) -> int:
     row = await harness.record(conversation)
     await relay_all(harness)
@@ -222,6 +285,30 @@ async def test_the_periodic_purger_outlives_an_unreachable_database(harness: Har
     stopping.set()
     assert await asyncio.wait_for(purger, 5) == 1
     assert flaky.refused == 1
+
+
+async def test_the_periodic_purger_stops_between_batches_when_asked(harness: Harness) -> None:
+    """A stop asked for during a long first purge ends it after the batch in flight."""
+    old = [await consumed_at(harness, f"old-{n}") for n in range(5)]
+    harness.clock.advance(timedelta(days=8))
+    stopping = asyncio.Event()
+
+    async def stop() -> None:
+        stopping.set()
+
+    def stop_after_commit() -> InMemoryUnitOfWork:
+        return AfterCommit(harness.store, then=stop)
+
+    purger = run_purger(
+        stop_after_commit,
+        harness.clock,
+        stopping,
+        retention=timedelta(days=7),
+        every=timedelta(hours=1),
+        batch=2,
+    )
+    assert await asyncio.wait_for(purger, 5) == 2
+    assert sorted(set(old) & set(harness.store.outbox)) == old[2:]
 
 
 class Terminal(io.StringIO):

@@ -101,12 +101,17 @@ class InMemoryOutboxRepository(OutboxRepository):
         row = self.rows.get(outbox_id)
         return None if row is None else attrs.evolve(row)
 
-    async def dead(self, selector: DeadSelector, limit: int) -> list[OutboxMessage]:
+    async def dead(
+        self, selector: DeadSelector, limit: int, after_id: int = 0
+    ) -> list[OutboxMessage]:
         return [
             attrs.evolve(r)
             for r in sorted(self.rows.values(), key=lambda r: r.id)
-            if r.status is OutboxStatus.DEAD and selector.matches(r)
+            if r.status is OutboxStatus.DEAD and r.id > after_id and selector.matches(r)
         ][:limit]
+
+    async def newest_id(self) -> int:
+        return max(self.rows, default=0)
 
     async def held_behind_dead(self, conversation_ids: Sequence[str]) -> dict[str, int]:
         held = self._held_rows()

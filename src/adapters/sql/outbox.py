@@ -111,8 +111,15 @@ class SqlOutboxRepository(OutboxRepository):
         row = (await self._conn.execute(select(t).where(t.c.id == outbox_id))).mappings().first()
         return None if row is None else _message(row)
 
-    async def dead(self, selector: DeadSelector, limit: int) -> list[OutboxMessage]:
-        query = select(t).where(t.c.status == OutboxStatus.DEAD.value).order_by(t.c.id).limit(limit)
+    async def dead(
+        self, selector: DeadSelector, limit: int, after_id: int = 0
+    ) -> list[OutboxMessage]:
+        query = (
+            select(t)
+            .where(t.c.status == OutboxStatus.DEAD.value, t.c.id > after_id)
+            .order_by(t.c.id)
+            .limit(limit)
+        )
         if selector.ids:
             query = query.where(t.c.id.in_(selector.ids))
         if selector.conversation_id is not None:
@@ -123,6 +130,10 @@ class SqlOutboxRepository(OutboxRepository):
         if selector.died_until is not None:
             query = query.where(t.c.updated_at < selector.died_until)
         return [_message(row) for row in (await self._conn.execute(query)).mappings()]
+
+    async def newest_id(self) -> int:
+        newest = (await self._conn.execute(select(func.max(t.c.id)))).scalar()
+        return int(newest or 0)
 
     async def held_behind_dead(self, conversation_ids: Sequence[str]) -> dict[str, int]:
         held = {conversation: 0 for conversation in conversation_ids}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import io
 from typing import Annotated, Any
 
-import structlog
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,12 +13,14 @@ from application import operations
 from application.ports import DeadSelector
 from domain import InvalidChatMessage
 from domain.chat import checked_conversation_id
+from entrypoints.audit import audited
 from entrypoints.commands import stats_document
 from entrypoints.http.deps import MAX_ID, Config, Now, Uow
 from entrypoints.http.errors import InvalidField
 from entrypoints.http.strict_json import StrictJsonRoute
 
-log = structlog.get_logger(__name__)
+HTTP_USER = "http"
+"""The audit lines' user for actions through the HTTP API: whoever holds the admin token."""
 
 
 def require_admin(settings: Config, authorization: Annotated[str | None, Header()] = None) -> None:
@@ -105,16 +107,10 @@ async def dead(
 async def requeue(body: Requeue, uow: Uow, clock: Now) -> dict[str, int]:
     """Dead messages back to pending, retries reset, oldest first."""
     selector = DeadSelector(outbox_id=body.id, conversation_id=body.conversation_id)
-    moved = await operations.requeue_dead(uow, clock, selector)
-    log.info(
-        "dead_requeued",
-        audit=True,
-        via="http",
-        outbox_id=body.id,
-        conversation_id=body.conversation_id,
-        all=body.all,
-        requeued=moved,
-    )
+    # Audited like the CLI's requeue. The one shared admin token names nobody, so the user
+    # is the door it came through; no progress is drawn (a server's stderr is its log).
+    with audited("dead_requeue", selector.describe(), io.StringIO(), user=HTTP_USER) as progress:
+        moved = await operations.requeue_dead(uow, clock, selector, progress=progress)
     return {"requeued": moved}
 
 
