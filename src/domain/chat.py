@@ -24,6 +24,9 @@ class Role(enum.StrEnum):
     TOOL = "tool"
 
 
+ROLES = {role.value: role for role in Role}
+
+
 @attrs.frozen
 class ChatMessage:
     user_id: int
@@ -56,8 +59,12 @@ class ChatMessage:
         if not isinstance(payload, Mapping):
             raise InvalidChatMessage(f"payload must be an object, got {_type_name(payload)}")
         _exact_fields("payload", payload, PAYLOAD_FIELDS)
-        return cls.create(
-            **{name: payload[name] for name in PAYLOAD_FIELDS}, max_message_bytes=max_message_bytes
+        # The validators called directly, not through create(**...): this runs per record.
+        return cls(
+            _user_id(payload["user_id"]),
+            checked_conversation_id(payload["conversation_id"]),
+            _role(payload["role"]),
+            _message(payload["message"], max_message_bytes),
         )
 
     def to_payload(self) -> dict[str, object]:
@@ -97,8 +104,9 @@ def checked_conversation_id(value: object) -> str:
 
 
 def _role(value: object) -> Role:
-    if isinstance(value, str) and value in Role.__members__.values():
-        return Role(value)
+    role = ROLES.get(value) if isinstance(value, str) else None
+    if role is not None:
+        return role
     allowed = ", ".join(r.value for r in Role)
     raise InvalidChatMessage(f"role must be one of {allowed}, got {value!r:.40}")
 
@@ -136,7 +144,7 @@ def _no_control_characters(value: str) -> None:
 
 
 def _exact_fields(what: str, data: Mapping[object, object], fields: tuple[str, ...]) -> None:
-    if len(data) == len(fields) and all(name in data for name in fields):
+    if data.keys() == frozenset(fields):
         return
     missing = [name for name in fields if name not in data]
     if missing:

@@ -122,6 +122,21 @@ def test_decode_rejects_duplicate_key_inside_payload() -> None:
         Envelope.decode(data)
 
 
+def test_decode_rejects_a_duplicate_key_spaced_before_its_colon() -> None:
+    """The fast parse's key count also sees keys written as `"name" :`."""
+    data = envelope().encode().replace(b'"role":"user"', b'"role":"user", "role" \t: "tool"')
+
+    with pytest.raises(MalformedEnvelope, match="duplicate field 'role'"):
+        Envelope.decode(data)
+
+
+def test_decode_accepts_a_message_quoting_a_key_like_text() -> None:
+    """An escaped quote before a colon inside a message is text, not a repeated key."""
+    tricky = 'he said "role": "admin" and left'
+
+    assert Envelope.decode(envelope(tricky).encode()).payload.message == tricky
+
+
 @pytest.mark.parametrize(
     "name", ["event_id", "type", "schema_version", "occurred_at", "key", "outbox_id", "payload"]
 )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,6 +16,20 @@ from domain import HistoryEntry, Role
 
 CHUNK = 500
 INSERT_IGNORE = insert(t).prefix_with("IGNORE")
+INSERT_NEW_COLUMNS = text(
+    f"""
+    INSERT INTO {t.name}
+        (event_id, outbox_id, conversation_id, user_id, role, message, recorded_at, persisted_at)
+    SELECT e, o, c, u, r, m, at, CAST(:persisted_at AS TIMESTAMP)
+    FROM unnest(
+        CAST(:event_ids AS VARCHAR[]), CAST(:outbox_ids AS BIGINT[]),
+        CAST(:conversation_ids AS VARCHAR[]), CAST(:user_ids AS BIGINT[]),
+        CAST(:roles AS VARCHAR[]), CAST(:messages AS TEXT[]), CAST(:recorded_ats AS TIMESTAMP[])
+    ) AS row(e, o, c, u, r, m, at)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+    """
+)
 INSERT_NEW = {  # built once: a statement memoises its cache key
     name: upsert(t).on_conflict_do_nothing(index_elements=["event_id"]).returning(t.c.event_id)
     for name, upsert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
@@ -28,6 +42,8 @@ class SqlChatHistoryRepository(ChatHistoryRepository):
 
     async def add_many(self, entries: Sequence[HistoryEntry]) -> int:
         now = datetime.now(UTC)
+        if self._conn.dialect.name == "postgresql":
+            return await self._insert_new_columns(entries, now)
         inserted = 0
         for start in range(0, len(entries), CHUNK):
             rows = [_row(entry, now) for entry in entries[start : start + CHUNK]]
@@ -44,6 +60,23 @@ class SqlChatHistoryRepository(ChatHistoryRepository):
             # validated every column before it got here.
             return (await self._conn.execute(INSERT_IGNORE, rows)).rowcount
         return len((await self._conn.execute(INSERT_NEW[dialect], rows)).all())
+
+    async def _insert_new_columns(self, entries: Sequence[HistoryEntry], now: datetime) -> int:
+        """PostgreSQL: one statement of eight arrays (unnest), bound by asyncpg in C. Row by
+        row parameters cost more CPU than the database spends on the insert."""
+        if not entries:
+            return 0
+        columns = {
+            "event_ids": [entry.event_id for entry in entries],
+            "outbox_ids": [entry.outbox_id for entry in entries],
+            "conversation_ids": [entry.conversation_id for entry in entries],
+            "user_ids": [entry.user_id for entry in entries],
+            "roles": [entry.role.value for entry in entries],
+            "messages": [entry.message for entry in entries],
+            "recorded_ats": [_naive_utc(entry.recorded_at) for entry in entries],
+            "persisted_at": _naive_utc(now),
+        }
+        return len((await self._conn.execute(INSERT_NEW_COLUMNS, columns)).all())
 
     async def by_event_ids(self, event_ids: Sequence[str]) -> dict[str, HistoryEntry]:
         found: dict[str, HistoryEntry] = {}
@@ -88,3 +121,8 @@ def _entry(row: Any) -> HistoryEntry:
         message=row["message"],
         recorded_at=row["recorded_at"],
     )
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """What the UTC columns store (see tables.UtcDateTime), for binds that bypass it."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
