@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
@@ -16,8 +16,6 @@ from adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
 from adapters.kafka.probe import KafkaProbe
 from adapters.memory import InMemoryBus
 from adapters.metrics import PrometheusMetrics, metrics_server
-from adapters.rabbitmq import RabbitBus, RabbitOptions, RabbitSource
-from adapters.rabbitmq.probe import RabbitProbe
 from adapters.sql import SqlUnitOfWorkFactory, create_engine
 from adapters.sql.probe import DatabaseProbe
 from adapters.sql.wakeups import wakeups_for
@@ -28,6 +26,10 @@ from application.metrics import Metrics
 from application.recording import RecordChatMessage
 from application.relaying import Polling, Relay
 from entrypoints.config import Settings
+
+if TYPE_CHECKING:
+    from adapters.rabbitmq import RabbitBus, RabbitOptions, RabbitSource
+    from adapters.rabbitmq.probe import RabbitProbe
 
 C = TypeVar("C", bound=containers.Container)
 
@@ -186,6 +188,9 @@ async def _kafka_source(settings: Settings, metrics: Metrics) -> AsyncIterator[K
 
 
 def rabbit_options(settings: Settings) -> RabbitOptions:
+    # aio-pika is imported only by processes that use RabbitMQ (about 15 MiB of RSS).
+    from adapters.rabbitmq import RabbitOptions
+
     return RabbitOptions(
         url=settings.rabbitmq_url,
         queues=settings.rabbitmq_queues,
@@ -196,6 +201,8 @@ def rabbit_options(settings: Settings) -> RabbitOptions:
 
 
 async def _rabbit_bus(settings: Settings) -> AsyncIterator[RabbitBus]:
+    from adapters.rabbitmq import RabbitBus
+
     bus = RabbitBus(rabbit_options(settings))
     try:
         yield bus
@@ -203,7 +210,15 @@ async def _rabbit_bus(settings: Settings) -> AsyncIterator[RabbitBus]:
         await bus.close()
 
 
+def _rabbit_probe(settings: Settings) -> RabbitProbe:
+    from adapters.rabbitmq.probe import RabbitProbe
+
+    return RabbitProbe(rabbit_options(settings))
+
+
 async def _rabbit_source(settings: Settings) -> AsyncIterator[RabbitSource]:
+    from adapters.rabbitmq import RabbitSource
+
     source = RabbitSource(rabbit_options(settings), settings.topic)
     try:
         yield source
@@ -269,6 +284,6 @@ class ApiContainer(containers.DeclarativeContainer):
     bus_probe = providers.Selector(
         settings.provided.bus,
         kafka=providers.Singleton(KafkaProbe, providers.Callable(kafka_options, settings)),
-        rabbitmq=providers.Singleton(RabbitProbe, providers.Callable(rabbit_options, settings)),
+        rabbitmq=providers.Singleton(_rabbit_probe, settings),
         memory=providers.Object(always_ready),
     )
