@@ -71,7 +71,7 @@ class Envelope:
             raise MalformedEnvelope(
                 f"outbox row {message.id} has a bad payload: not an object of its conversation"
             )
-        head = json.dumps(
+        head = _COMPACT.encode(
             {
                 "event_id": message.event_id,
                 "type": message.biz_type,
@@ -79,9 +79,7 @@ class Envelope:
                 "occurred_at": message.created_at.isoformat(),
                 "key": message.message_key,
                 "outbox_id": message.id,
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
+            }
         )
         return f'{head[:-1]},"payload":{message.payload}}}'.encode()
 
@@ -183,7 +181,8 @@ def _no_constants(name: str) -> None:
     raise MalformedEnvelope(f"not JSON: {name} is not allowed")
 
 
-# Built once: json.loads with options builds a new decoder on every call.
+# Built once: json.loads and json.dumps with options build a new coder on every call.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _PLAIN = json.JSONDecoder(parse_constant=_no_constants)
 _STRICT = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
 

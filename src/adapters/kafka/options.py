@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 import attrs
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from adapters.kafka.partitioner import cached_partitioner
+
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
@@ -69,6 +71,7 @@ class KafkaOptions:
             "compression_type": None if self.compression == "none" else self.compression,
             "linger_ms": self.linger_ms,
             "max_request_size": self.max_request_size,
+            "partitioner": cached_partitioner,
         }
 
     def consumer(self, group_id: str) -> dict[str, Any]:
