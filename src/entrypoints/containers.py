@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import structlog
 from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from adapters.rabbitmq.probe import RabbitProbe
 
 C = TypeVar("C", bound=containers.Container)
+log = structlog.get_logger(__name__)
 
 
 @asynccontextmanager
@@ -40,9 +42,22 @@ async def resources(container: C) -> AsyncIterator[C]:
     also when one of them fails to start after others did."""
     try:
         await container.init_resources()  # type: ignore[misc]
+    except BaseException:
+        await _shutdown_after_failed_start(container)
+        raise
+    try:
         yield container
     finally:
         await container.shutdown_resources()  # type: ignore[misc]
+
+
+async def _shutdown_after_failed_start(container: containers.Container) -> None:
+    """Close what did start; the start's own error is the one to report, so a second
+    error while closing is logged, not raised over it."""
+    try:
+        await container.shutdown_resources()  # type: ignore[misc]
+    except Exception as error:  # noqa: BLE001 - logged; the start failure is re-raised
+        log.warning("resources_shutdown_failed", error=f"{type(error).__name__}: {error}")
 
 
 @asynccontextmanager
