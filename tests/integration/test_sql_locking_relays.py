@@ -4,7 +4,6 @@ has no row locks and refuses the mode in its configuration)."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -18,11 +17,11 @@ from adapters.memory import InMemoryBus
 from adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrade
 from application.errors import StoreUnavailable
 from application.ports import MessageBus, OutgoingRecord, PublishResult
-from application.relaying import Polling, Relay, run_relay
+from application.relaying import Relay
 from domain import Envelope, OutboxStatus
 from tests.integration.databases import ensure_database, truncate, url_for
 from tests.integration.test_sql_outbox import outbox_row
-from tests.integration.test_sql_relays import SequencedBus, record_many
+from tests.integration.test_sql_relays import race_two_relays, record_many
 
 pytestmark = pytest.mark.integration
 
@@ -64,40 +63,7 @@ async def test_two_locking_relays_publish_every_row_once_and_keep_each_conversat
 ) -> None:
     """Two lock-claiming relays racing over 300 rows in 10 conversations: each row is
     published exactly once, and within each conversation in recording order."""
-    await record_many(uow, 300, 10)
-    sent: list[tuple[int, OutgoingRecord]] = []
-    counter = itertools.count()
-    stopping = asyncio.Event()
-    relays = [
-        asyncio.create_task(
-            run_relay(
-                Relay(
-                    uow,
-                    SequencedBus(counter, sent, 0.002),
-                    SystemClock(),
-                    batch_size=20,
-                    lease=None,
-                ),
-                stopping,
-                polling=Polling(minimum=0.01, maximum=0.05, coalesce=0),
-            )
-        )
-        for _ in range(2)
-    ]
-    for _ in range(1000):
-        if len(sent) >= 300:
-            break
-        await asyncio.sleep(0.02)
-    stopping.set()
-    reports = await asyncio.gather(*relays)
-    outbox_ids = [Envelope.decode(record.value).outbox_id for _, record in sent]
-    assert len(outbox_ids) == len(set(outbox_ids)) == 300
-    assert sum(report.published for report in reports) == 300
-    by_conversation: dict[str, list[int]] = {}
-    for _, record in sorted(sent, key=lambda pair: pair[0]):
-        by_conversation.setdefault(record.key, []).append(Envelope.decode(record.value).outbox_id)
-    for conversation, ids in by_conversation.items():
-        assert ids == sorted(ids), f"{conversation} published out of order"
+    await race_two_relays(uow, lease=None)
 
 
 async def test_a_hung_locking_relays_rows_are_taken_over_once_the_database_ends_its_transaction(

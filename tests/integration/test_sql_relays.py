@@ -49,11 +49,9 @@ async def record_many(uow: SqlUnitOfWorkFactory, count: int, conversations: int)
         )
 
 
-async def test_two_relays_publish_every_row_once_and_keep_each_conversation_in_order(
-    uow: SqlUnitOfWorkFactory,
-) -> None:
-    """Two relays racing over 300 rows in 10 conversations: each row is published exactly
-    once, and within each conversation in recording order."""
+async def race_two_relays(uow: SqlUnitOfWorkFactory, lease: timedelta | None) -> None:
+    """Two relays racing over 300 rows in 10 conversations; asserts each row was published
+    exactly once, and within each conversation in recording order."""
     await record_many(uow, 300, 10)
     sent: list[tuple[int, OutgoingRecord]] = []
     counter = itertools.count()
@@ -61,7 +59,13 @@ async def test_two_relays_publish_every_row_once_and_keep_each_conversation_in_o
     relays = [
         asyncio.create_task(
             run_relay(
-                Relay(uow, SequencedBus(counter, sent, delay=0.002), SystemClock(), batch_size=20),
+                Relay(
+                    uow,
+                    SequencedBus(counter, sent, 0.002),
+                    SystemClock(),
+                    batch_size=20,
+                    lease=lease,
+                ),
                 stopping,
                 polling=Polling(minimum=0.01, maximum=0.05, coalesce=0),
             )
@@ -82,6 +86,14 @@ async def test_two_relays_publish_every_row_once_and_keep_each_conversation_in_o
         by_conversation.setdefault(record.key, []).append(Envelope.decode(record.value).outbox_id)
     for conversation, ids in by_conversation.items():
         assert ids == sorted(ids), f"{conversation} published out of order"
+
+
+async def test_two_relays_publish_every_row_once_and_keep_each_conversation_in_order(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    """Two leasing relays racing over 300 rows in 10 conversations: each row is published
+    exactly once, and within each conversation in recording order."""
+    await race_two_relays(uow, lease=timedelta(seconds=60))
 
 
 async def test_a_crashed_relays_claims_are_taken_over_after_the_lease(
