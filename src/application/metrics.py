@@ -7,14 +7,13 @@ the use cases never depend on a metrics library.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
 import structlog
 
-from application.errors import StoreUnavailable
+from application.chores import repeat
 from application.operations import outbox_stats
 from application.ports import Clock, OutboxStats, UnitOfWorkFactory
 
@@ -80,14 +79,6 @@ async def run_gauge_refresher(
 ) -> None:
     """Refresh the outbox gauges every `every` seconds until stopped; the stats query is
     too heavy to run per message, and a scrape must not wait on the database."""
-    while not stopping.is_set():
-        try:
-            await refresh_outbox_gauges(uow, clock, metrics)
-        except StoreUnavailable as error:
-            log.warning("metrics_refresh_failed", error=str(error))
-        except Exception:
-            # A chore must not take the relay down with it (the stats query hitting a
-            # statement timeout, say): logged with its traceback, tried again next round.
-            log.exception("metrics_refresh_failed", retry_in_s=every)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), every)
+    await repeat(
+        "metrics_refresh", lambda: refresh_outbox_gauges(uow, clock, metrics), stopping, every
+    )

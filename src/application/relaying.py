@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import timedelta
 
 import attrs
 import structlog
 
+from application.chores import repeat, wait_or_stop
 from application.errors import StoreUnavailable
 from application.metrics import Metrics, NoMetrics
 from application.operations import sweep_stale_published
@@ -283,7 +283,7 @@ async def run_relay(
             failures += 1
             delay = outage.ceiling(failures).total_seconds()
             log.warning("relay_store_unavailable", error=str(error), retry_in_s=delay)
-            await _wait(stopping, delay)
+            await wait_or_stop(stopping, delay)
             continue
         totals = _add(totals, report)
         if report.claimed and report.retried == report.claimed:
@@ -292,7 +292,7 @@ async def run_relay(
             failures += 1
             delay = outage.ceiling(failures).total_seconds()
             log.warning("relay_bus_unavailable", retry_in_s=delay, batch=report.claimed)
-            await _wait(stopping, delay)
+            await wait_or_stop(stopping, delay)
         elif report.claimed:
             failures = 0
         if in_flight is not None or report.published:
@@ -302,7 +302,7 @@ async def run_relay(
             break
         if await _idle(stopping, wakeups, interval):
             interval = polling.minimum
-            await _wait(stopping, polling.coalesce)
+            await wait_or_stop(stopping, polling.coalesce)
         else:
             interval = min(interval * 2, polling.maximum)
     if in_flight is not None:
@@ -322,7 +322,7 @@ async def _settle_on_exit(relay: Relay, batch: Batch) -> RelayReport:
 async def _idle(stopping: asyncio.Event, wakeups: Wakeups | None, timeout: float) -> bool:
     """Wait for a wake-up, the stop, or the timeout; True when something woke us."""
     if wakeups is None:
-        await _wait(stopping, timeout)
+        await wait_or_stop(stopping, timeout)
         return False
     woken = asyncio.ensure_future(wakeups.wait(timeout))
     stop = asyncio.ensure_future(stopping.wait())
@@ -330,11 +330,6 @@ async def _idle(stopping: asyncio.Event, wakeups: Wakeups | None, timeout: float
     for task in pending:
         task.cancel()
     return woken in done and woken.result()
-
-
-async def _wait(stopping: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), seconds)
 
 
 async def run_sweeper(
@@ -347,24 +342,17 @@ async def run_sweeper(
     """Every so often, send rows published but never consumed back to pending, so a broker
     that lost data is recovered from. Several relays may sweep at once: writes are guarded."""
     swept_total = 0
-    every = min(60.0, max(stale_after.total_seconds() / 4, 0.5))
-    while not stopping.is_set():
-        await _wait(stopping, every)
-        try:
-            swept = await sweep_stale_published(uow, clock, clock.now() - stale_after)
-        except StoreUnavailable as error:
-            log.warning("sweep_store_unavailable", error=str(error))
-            continue
-        except Exception:
-            # A chore must not take the relay down with it (a statement timeout, say):
-            # logged with its traceback, tried again after the interval.
-            log.exception("sweep_failed", retry_in_s=every)
-            continue
-        if swept:
-            log.warning(
-                "stale_published_swept", rows=swept, stale_after_s=stale_after.total_seconds()
-            )
+
+    async def round_() -> None:
+        nonlocal swept_total
+        swept = await sweep_stale_published(uow, clock, clock.now() - stale_after)
         swept_total += swept
+        if swept:
+            stale_after_s = stale_after.total_seconds()
+            log.warning("stale_published_swept", rows=swept, stale_after_s=stale_after_s)
+
+    every = min(60.0, max(stale_after.total_seconds() / 4, 0.5))
+    await repeat("sweep", round_, stopping, every, wait_first=True)
     return swept_total
 
 
