@@ -74,7 +74,7 @@ def our_env(target: Target) -> dict[str, str]:
             "CHAT_OUTBOX_TOPIC": target.topic,
             "CHAT_OUTBOX_CONSUMER_GROUP": target.group,
             "CHAT_OUTBOX_KAFKA_CREATE_TOPICS": "false",
-            "CHAT_OUTBOX_LOG_LEVEL": "warning",
+            "CHAT_OUTBOX_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
             "CHAT_OUTBOX_LOG_FORMAT": "json",
             "CHAT_OUTBOX_RELAY_POLL_INTERVAL": "0.05",
         }

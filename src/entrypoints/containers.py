@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +26,7 @@ from application.metrics import Metrics
 from application.recording import RecordChatMessage
 from application.relaying import Polling, Relay
 from entrypoints.config import Settings
+from entrypoints.injection import containers, providers
 
 if TYPE_CHECKING:
     from adapters.rabbitmq import RabbitBus, RabbitOptions, RabbitSource

@@ -28,10 +28,22 @@ def ours(name: str | None, type_: str, _parent: Any) -> bool:
     return type_ != "table" or name in metadata.tables
 
 
+def built_in(dialect: str) -> Any:
+    """Leave out the indexes tables.py builds only in other databases (partial indexes)."""
+
+    def include(item: Any, _name: Any, type_: str, _reflected: bool, _other: Any) -> bool:
+        return type_ != "index" or dialect in item.info.get("dialects", (dialect,))
+
+    return include
+
+
 def differences(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(
-        connection, opts={"compare_type": True, "include_name": ours}
-    )
+    opts = {
+        "compare_type": True,
+        "include_name": ours,
+        "include_object": built_in(connection.dialect.name),
+    }
+    context = MigrationContext.configure(connection, opts=opts)
     return list(compare_metadata(context, metadata))
 
 
