@@ -37,8 +37,8 @@ def sqlalchemy_url() -> str:
 @dataclass(frozen=True)
 class Plan:
     drain_rows: int = 100_000
-    e2e_rows: int = 20_000
-    persist_rows: int = 20_000
+    e2e_rows: int = 50_000
+    persist_rows: int = 60_000
     drain_reps: int = 2
     reps: int = 3
     latency_rate: int = 1_000

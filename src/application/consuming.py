@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from itertools import pairwise
 from typing import TypeVar
 
 import attrs
@@ -48,6 +48,16 @@ class Persisted:
     """Outbox rows moved to consumed."""
     conflicting: frozenset[str] = frozenset()
     """Event ids already in history with other content: left as stored, not consumed."""
+
+
+@attrs.frozen
+class Received:
+    """A fetched and decoded batch, not yet persisted or acknowledged."""
+
+    records: Sequence[IncomingRecord]
+    decoded: Decoded
+    fetch_ms: float
+    decode_ms: float
 
 
 @attrs.frozen
@@ -94,35 +104,42 @@ class Consumer:
 
     async def consume_batch(self, timeout: float = 1.0) -> ConsumeReport:
         """Handle one fetched batch and log its canonical line (one per batch)."""
+        received = await self.receive(timeout)
+        return ConsumeReport() if received is None else await self.settle(received)
+
+    async def receive(self, timeout: float = 1.0) -> Received | None:
+        """Fetch a batch and decode it, dead-lettering what cannot be decoded; None when
+        nothing came within `timeout`. Nothing is acknowledged until `settle`."""
         started = time.perf_counter()
         records = await self.source.fetch(self.batch_size, timeout)
         if not records:
-            return ConsumeReport()
-        marks = [time.perf_counter()]
+            return None
+        fetched = time.perf_counter()
         decoded = await self._decode_or_dead_letter(records)
-        marks.append(time.perf_counter())
-        inserted, persisted = await self._persist(decoded)
-        marks.append(time.perf_counter())
-        await self.source.acknowledge(records)
-        marks.append(time.perf_counter())
+        return Received(records, decoded, _ms(started, fetched), _ms(fetched))
+
+    async def settle(self, received: Received) -> ConsumeReport:
+        """Persist a received batch in one transaction, then acknowledge it."""
+        started = time.perf_counter()
+        inserted, persisted = await self._persist(received.decoded)
+        written = time.perf_counter()
+        await self.source.acknowledge(received.records)
+        acknowledged = time.perf_counter()
         self._observe(persisted)
         valid = len(persisted)
         report = ConsumeReport(
-            received=len(records),
+            received=len(received.records),
             persisted=inserted,
             duplicates=valid - inserted,
-            dead_lettered=len(records) - valid,
-        )
-        fetch, decode, persist, ack = (
-            round((end - begin) * 1000, 2) for begin, end in pairwise([started, *marks])
+            dead_lettered=len(received.records) - valid,
         )
         log.info(
             "consume_batch",
             **attrs.asdict(report),
-            fetch_ms=fetch,
-            decode_ms=decode,
-            persist_ms=persist,
-            ack_ms=ack,
+            fetch_ms=received.fetch_ms,
+            decode_ms=received.decode_ms,
+            persist_ms=_ms(started, written),
+            ack_ms=_ms(written, acknowledged),
         )
         return report
 
@@ -263,20 +280,51 @@ def _conflict(event_id: str, where: str) -> str:
 async def run_consumer(
     consumer: Consumer, *, idle_exit: float | None = None, poll_timeout: float = 1.0
 ) -> ConsumeReport:
-    """Consume until `consumer.stopping` is set, or until idle for `idle_exit` seconds."""
+    """Consume until `consumer.stopping` is set, or until idle for `idle_exit` seconds.
+
+    The next batch is fetched and decoded while the last one is written: the database
+    wait hides the fetch and the decode. Writes and acknowledgements stay one batch at a
+    time, in order, and a batch is acknowledged only after its own commit. A batch
+    received when the stop comes is still written (it may hold dead-lettered records)."""
     totals = ConsumeReport()
     idle_since: float | None = None  # starts at the first empty fetch, not during the join
-    while not consumer.stopping.is_set():
-        report = await consumer.consume_batch(poll_timeout)
-        if report.received:
-            idle_since = None
-            totals = ConsumeReport(
-                *(x + y for x, y in zip(attrs.astuple(totals), attrs.astuple(report), strict=True))
-            )
-            continue
-        now = time.monotonic()
-        idle_since = now if idle_since is None else idle_since
-        if idle_exit is not None and now - idle_since >= idle_exit:
-            log.info("consumer_idle_exit", idle_s=idle_exit)
-            break
+    received: Received | None = None
+    while True:
+        if received is None:
+            if consumer.stopping.is_set():
+                break
+            received = await consumer.receive(poll_timeout)
+            if received is None:
+                now = time.monotonic()
+                idle_since = now if idle_since is None else idle_since
+                if idle_exit is not None and now - idle_since >= idle_exit:
+                    log.info("consumer_idle_exit", idle_s=idle_exit)
+                    break
+                continue
+        idle_since = None
+        following = None
+        if not consumer.stopping.is_set():
+            following = asyncio.ensure_future(consumer.receive(poll_timeout))
+        try:
+            report = await consumer.settle(received)
+        except BaseException:
+            await _abandon(following)
+            raise
+        totals = ConsumeReport(
+            *(x + y for x, y in zip(attrs.astuple(totals), attrs.astuple(report), strict=True))
+        )
+        received = None if following is None else await following
     return totals
+
+
+async def _abandon(receiving: asyncio.Future[Received | None] | None) -> None:
+    """Drop a batch being received: it is not acknowledged, so it is delivered again."""
+    if receiving is None:
+        return
+    receiving.cancel()
+    with contextlib.suppress(BaseException):
+        await receiving
+
+
+def _ms(started: float, ended: float | None = None) -> float:
+    return round(((ended or time.perf_counter()) - started) * 1000, 2)

@@ -146,7 +146,11 @@ class KafkaSource(MessageSource):
 def headers_of(raw: Sequence[tuple[str, bytes | None]]) -> tuple[tuple[str, bytes], ...]:
     """Kafka allows a null header value (a foreign producer may send one): it reads as
     empty, rather than failing the whole batch on every redelivery."""
-    return tuple((name, bytes(value or b"")) for name, value in raw)
+    headers = tuple(raw)
+    for _, value in headers:
+        if type(value) is not bytes:
+            return tuple((name, bytes(value or b"")) for name, value in headers)
+    return headers  # type: ignore[return-value]  # every value is bytes
 
 
 def _timestamp(milliseconds: int | None) -> datetime | None:

@@ -27,7 +27,6 @@ INSERT_NEW_COLUMNS = text(
         CAST(:roles AS VARCHAR[]), CAST(:messages AS TEXT[]), CAST(:recorded_ats AS TIMESTAMP[])
     ) AS row(e, o, c, u, r, m, at)
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id
     """
 )
 INSERT_NEW = {  # built once: a statement memoises its cache key
@@ -63,7 +62,9 @@ class SqlChatHistoryRepository(ChatHistoryRepository):
 
     async def _insert_new_columns(self, entries: Sequence[HistoryEntry], now: datetime) -> int:
         """PostgreSQL: one statement of eight arrays (unnest), bound by asyncpg in C. Row by
-        row parameters cost more CPU than the database spends on the insert."""
+        row parameters cost more CPU than the database spends on the insert. The row count
+        is the rows inserted (a conflict inserts none); returning their ids cost a fifth
+        of the insert."""
         if not entries:
             return 0
         columns = {
@@ -76,7 +77,7 @@ class SqlChatHistoryRepository(ChatHistoryRepository):
             "recorded_ats": [_naive_utc(entry.recorded_at) for entry in entries],
             "persisted_at": _naive_utc(now),
         }
-        return len((await self._conn.execute(INSERT_NEW_COLUMNS, columns)).all())
+        return (await self._conn.execute(INSERT_NEW_COLUMNS, columns)).rowcount
 
     async def by_event_ids(self, event_ids: Sequence[str]) -> dict[str, HistoryEntry]:
         found: dict[str, HistoryEntry] = {}
