@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -61,6 +60,16 @@ class Received:
 
 
 @attrs.frozen
+class Written:
+    """A persisted batch, not yet acknowledged."""
+
+    inserted: int
+    persisted: Decoded
+    """The records written (or found already written), without the dead-lettered ones."""
+    persist_ms: float
+
+
+@attrs.frozen
 class HistoryWriter:
     uow: UnitOfWorkFactory
     clock: Clock
@@ -101,6 +110,8 @@ class Consumer:
     stopping: asyncio.Event = attrs.field(factory=asyncio.Event)
     metrics: Metrics = attrs.field(factory=NoMetrics)
     tracing: Tracing = attrs.field(factory=LogContextOnly)
+    writes: int = 1
+    """Batches written at once, each in its own transaction (run_consumer)."""
 
     async def consume_batch(self, timeout: float = 1.0) -> ConsumeReport:
         """Handle one fetched batch and log its canonical line (one per batch)."""
@@ -120,17 +131,27 @@ class Consumer:
 
     async def settle(self, received: Received) -> ConsumeReport:
         """Persist a received batch in one transaction, then acknowledge it."""
+        return await self.finish(received, await self.write(received))
+
+    async def write(self, received: Received) -> Written:
+        """Persist a received batch in one transaction (records the database refuses for
+        good are dead-lettered). Several batches may be written at once; `finish` must
+        then be called in the order they were received."""
         started = time.perf_counter()
         inserted, persisted = await self._persist(received.decoded)
-        written = time.perf_counter()
+        return Written(inserted, persisted, _ms(started))
+
+    async def finish(self, received: Received, written: Written) -> ConsumeReport:
+        """Acknowledge a written batch, observe it, and log its canonical line."""
+        started = time.perf_counter()
         await self.source.acknowledge(received.records)
-        acknowledged = time.perf_counter()
-        self._observe(persisted)
-        valid = len(persisted)
+        ack_ms = _ms(started)
+        self._observe(written.persisted)
+        valid = len(written.persisted)
         report = ConsumeReport(
             received=len(received.records),
-            persisted=inserted,
-            duplicates=valid - inserted,
+            persisted=written.inserted,
+            duplicates=valid - written.inserted,
             dead_lettered=len(received.records) - valid,
         )
         log.info(
@@ -138,8 +159,8 @@ class Consumer:
             **attrs.asdict(report),
             fetch_ms=received.fetch_ms,
             decode_ms=received.decode_ms,
-            persist_ms=_ms(started, written),
-            ack_ms=_ms(written, acknowledged),
+            persist_ms=written.persist_ms,
+            ack_ms=ack_ms,
         )
         return report
 
@@ -275,55 +296,6 @@ def _check_key(record: IncomingRecord, envelope: Envelope) -> None:
 
 def _conflict(event_id: str, where: str) -> str:
     return f"duplicate event_id {event_id} with a different payload than the one {where}"
-
-
-async def run_consumer(
-    consumer: Consumer, *, idle_exit: float | None = None, poll_timeout: float = 1.0
-) -> ConsumeReport:
-    """Consume until `consumer.stopping` is set, or until idle for `idle_exit` seconds.
-
-    The next batch is fetched and decoded while the last one is written: the database
-    wait hides the fetch and the decode. Writes and acknowledgements stay one batch at a
-    time, in order, and a batch is acknowledged only after its own commit. A batch
-    received when the stop comes is still written (it may hold dead-lettered records)."""
-    totals = ConsumeReport()
-    idle_since: float | None = None  # starts at the first empty fetch, not during the join
-    received: Received | None = None
-    while True:
-        if received is None:
-            if consumer.stopping.is_set():
-                break
-            received = await consumer.receive(poll_timeout)
-            if received is None:
-                now = time.monotonic()
-                idle_since = now if idle_since is None else idle_since
-                if idle_exit is not None and now - idle_since >= idle_exit:
-                    log.info("consumer_idle_exit", idle_s=idle_exit)
-                    break
-                continue
-        idle_since = None
-        following = None
-        if not consumer.stopping.is_set():
-            following = asyncio.ensure_future(consumer.receive(poll_timeout))
-        try:
-            report = await consumer.settle(received)
-        except BaseException:
-            await _abandon(following)
-            raise
-        totals = ConsumeReport(
-            *(x + y for x, y in zip(attrs.astuple(totals), attrs.astuple(report), strict=True))
-        )
-        received = None if following is None else await following
-    return totals
-
-
-async def _abandon(receiving: asyncio.Future[Received | None] | None) -> None:
-    """Drop a batch being received: it is not acknowledged, so it is delivered again."""
-    if receiving is None:
-        return
-    receiving.cancel()
-    with contextlib.suppress(BaseException):
-        await receiving
 
 
 def _ms(started: float, ended: float | None = None) -> float:

@@ -62,6 +62,9 @@ class Settings:
     """lock: row locks held through the publish; lease: short claims; auto: lock on
     PostgreSQL, lease elsewhere."""
     consumer_batch_size: int = 500
+    consumer_writes: int | None = None
+    """Batches a consumer writes at once, each in its own transaction; None (auto): 2,
+    or 1 on SQLite, which lets one writer in at a time anyway."""
     retention: float = 0.0
     """Seconds a consumed row is kept before the relay purges it; 0 turns the purge off."""
     purge_interval: float = 3600.0
@@ -103,6 +106,12 @@ class Settings:
         if self.relay_claim == "auto":
             return check_url(self.database_url) == "postgresql"
         return self.relay_claim == "lock"
+
+    @property
+    def consumer_writes_at_once(self) -> int:
+        if self.consumer_writes is not None:
+            return self.consumer_writes
+        return 1 if check_url(self.database_url) == "sqlite" else 2
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -147,6 +156,7 @@ class Settings:
             consumer_batch_size=get(
                 "consumer_batch_size", _positive_int, defaults.consumer_batch_size
             ),
+            consumer_writes=get("consumer_writes", _auto_or_positive_int, defaults.consumer_writes),
             retention=get("retention", _seconds, defaults.retention),
             purge_interval=get("purge_interval", _positive_seconds, defaults.purge_interval),
             purge_batch_size=get("purge_batch_size", _positive_int, defaults.purge_batch_size),
@@ -273,6 +283,17 @@ def _positive_int(name: str, raw: str) -> int:
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
     return value
+
+
+def _auto_or_positive_int(name: str, raw: str) -> int | None:
+    if raw.strip().lower() == "auto":
+        return None
+    try:
+        return _positive_int(name, raw)
+    except ConfigError:
+        raise ConfigError(
+            f"{name} must be auto or a positive whole number, got {raw!r:.40}"
+        ) from None
 
 
 def _port(lowest: int) -> Callable[[str, str], int]:

@@ -143,6 +143,7 @@ def _consumer(
         writer=providers.Factory(HistoryWriter, uow=core.uow, clock=core.clock),
         max_message_bytes=settings.provided.max_message_bytes,
         batch_size=settings.provided.consumer_batch_size,
+        writes=settings.provided.consumer_writes_at_once,
         metrics=core.metrics,
         tracing=core.tracing,
     )

@@ -21,7 +21,7 @@ import structlog
 
 from adapters.sql import upgrade
 from application import operations
-from application.consuming import run_consumer
+from application.consumer_loop import run_consumer
 from application.ports import Clock, UnitOfWorkFactory
 from application.recording import RecordChatMessage
 from application.relaying import run_relay

@@ -13,7 +13,7 @@ import attrs
 import structlog
 
 from adapters.sql import ensure_migrated
-from application.consuming import run_consumer
+from application.consumer_loop import run_consumer
 from application.metrics import run_gauge_refresher
 from application.relaying import run_relay, run_sweeper
 from application.retention import run_purger

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.clock import SystemClock, uuid4_event_id
 from adapters.sql import SqlUnitOfWorkFactory
 from adapters.sql.tables import chat_history, outbox_messages
-from application.consuming import Consumer, ConsumeReport, run_consumer
+from application.consumer_loop import run_consumer
+from application.consuming import Consumer, ConsumeReport
 from application.recording import record_chat_message
 from application.relaying import Polling, Relay, RelayReport, run_relay
 from domain import ChatMessage, Role

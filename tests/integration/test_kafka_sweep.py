@@ -12,7 +12,8 @@ from adapters.clock import SystemClock
 from adapters.kafka import KafkaBus, KafkaSource
 from adapters.kafka.local_broker import LocalBroker
 from adapters.sql import SqlUnitOfWorkFactory
-from application.consuming import Consumer, HistoryWriter, run_consumer
+from application.consumer_loop import run_consumer
+from application.consuming import Consumer, HistoryWriter
 from application.relaying import Relay, run_relay, run_sweeper
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (

@@ -12,7 +12,8 @@ import pytest
 
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
-from application.consuming import Consumer, HistoryWriter, Persisted, run_consumer
+from application.consumer_loop import run_consumer
+from application.consuming import Consumer, HistoryWriter, Persisted
 from application.ports import IncomingRecord
 from domain import ChatMessage, Envelope
 
@@ -126,3 +127,30 @@ async def test_a_batch_received_when_the_stop_comes_is_still_written() -> None:
     await stopper
     assert report.persisted == 4
     assert bus.acknowledged == 4
+
+
+@attrs.frozen
+class FirstWriteSlowest(SlowWriter):
+    """The first batch's write takes longest, so later writes commit before it."""
+
+    async def persist(self, envelopes: Sequence[Envelope]) -> Persisted:
+        if envelopes[0].outbox_id == 1:
+            await asyncio.sleep(0.05)
+        return await super().persist(envelopes)
+
+
+async def test_writes_overlap_but_acks_keep_the_order_batches_came_in() -> None:
+    """With two writes at once, batch 2 commits before batch 1, yet batch 1 is acknowledged
+    first: no acknowledgement ever covers a record whose write has not committed."""
+    consumer, bus = consumer_of(3)
+    journal = consumer.writer.journal  # type: ignore[attr-defined]
+    writer = FirstWriteSlowest(consumer.writer.uow, consumer.writer.clock, journal)
+    consumer = attrs.evolve(consumer, writer=writer, writes=2)
+    report = await run_consumer(consumer, idle_exit=0.05, poll_timeout=0.01)
+    assert report.persisted == 6
+    events = journal.events
+    assert events.index("commit 3") < events.index("commit 1")
+    acks = [event for event in events if event.startswith("ack")]
+    assert acks == ["ack 0", "ack 2", "ack 4"]
+    assert events.index("ack 2") > events.index("commit 1")
+    assert bus.acknowledged == 6
