@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import uuid
@@ -127,12 +126,15 @@ class Envelope:
 def _stored_payload(message: OutboxMessage) -> Any:
     """json.loads(message.payload), refusing what it refuses. The raw decoder alone is enough
     for a payload we wrote (nothing around the value) and skips loads' whitespace checks."""
-    with contextlib.suppress(ValueError):
-        payload, end = _ANY.raw_decode(message.payload)
-        if end == len(message.payload):
-            return payload
+    text = message.payload
     try:
-        return json.loads(message.payload)  # whitespace around the value, or an error
+        payload, end = _ANY.raw_decode(text)
+    except ValueError:
+        payload, end = None, -1
+    if end == len(text):
+        return payload
+    try:
+        return json.loads(text)  # whitespace around the value, or an error
     except ValueError:
         raise MalformedEnvelope(f"outbox row {message.id} has a bad payload: not JSON") from None
 
