@@ -46,11 +46,14 @@ class RelayReport:
     """Outcomes the guarded write refused: the row had moved on (for example, consumed)."""
 
 
+_SCHEMA_VERSION_HEADER = ("schema_version", str(SCHEMA_VERSION).encode())
+
+
 def headers_for(message: OutboxMessage) -> tuple[tuple[str, bytes], ...]:
     headers = (
         ("event_id", message.event_id.encode()),
         ("biz_type", message.biz_type.encode()),
-        ("schema_version", str(SCHEMA_VERSION).encode()),
+        _SCHEMA_VERSION_HEADER,
     )
     if message.traceparent is None:
         return headers

@@ -110,15 +110,20 @@ class KafkaBus(MessageBus):
 
 
 async def _outcomes(pending: list[asyncio.Future[object] | PublishFailure]) -> list[PublishResult]:
-    futures = [item for item in pending if not isinstance(item, PublishFailure)]
-    settled = iter(await asyncio.gather(*futures, return_exceptions=True))
+    """Each record's outcome, awaited in turn rather than gathered: a batch's futures resolve
+    together, so most are done when reached, and a done future costs no callback, no loop
+    turn (gather schedules one per record)."""
     results: list[PublishResult] = []
     for item in pending:
         if isinstance(item, PublishFailure):
             results.append(item)
             continue
-        outcome = next(settled)
-        if isinstance(outcome, asyncio.CancelledError):
-            raise outcome
-        results.append(classify(outcome) if isinstance(outcome, BaseException) else None)
+        try:
+            await item
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure is this record's outcome
+            results.append(classify(error))
+            continue
+        results.append(None)
     return results

@@ -18,6 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.sql.claimed import claimed_message
 from adapters.sql.statements import (
     INSERT_MESSAGE,
     LEASE_HEADS,
@@ -75,17 +76,17 @@ class SqlOutboxRepository(OutboxRepository):
         if lease is None:
             # Locked, not leased: the caller's transaction stays open through the publish.
             assert dialect != "sqlite", "SQLite has no row locks; claim with a lease"
-            rows = (await self._conn.execute(LOCK_HEADS, params)).mappings().all()
-            return [_message(row) for row in rows]
+            rows = (await self._conn.execute(LOCK_HEADS, params)).all()
+            return [claimed_message(row) for row in rows]
         lease_until = now + lease
         if dialect in LEASE_HEADS:
             params["lease_until"] = lease_until
-            rows = (await self._conn.execute(LEASE_HEADS[dialect], params)).mappings().all()
-            return sorted((_message(row) for row in rows), key=lambda message: message.id)
-        rows = (await self._conn.execute(LOCK_HEADS, params)).mappings().all()
-        for chunk in _chunks([row["id"] for row in rows]):
+            rows = (await self._conn.execute(LEASE_HEADS[dialect], params)).all()
+            return sorted((claimed_message(row) for row in rows), key=lambda message: message.id)
+        rows = (await self._conn.execute(LOCK_HEADS, params)).all()
+        for chunk in _chunks([row.id for row in rows]):
             await self._conn.execute(LEASE_IDS, {"ids": list(chunk), "lease_until": lease_until})
-        return [_message({**row, "next_retry_at": lease_until}) for row in rows]
+        return [claimed_message(row, next_retry_at=lease_until) for row in rows]
 
     async def apply(self, transitions: Sequence[Transition]) -> int:
         groups: defaultdict[tuple[Any, ...], list[int]] = defaultdict(list)

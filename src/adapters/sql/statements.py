@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from adapters.sql.claimed import claimed_columns
 from adapters.sql.tables import outbox_messages as t
 from domain import BIZ_TYPE_CHAT_HISTORY, HOLDING_STATUSES, OutboxStatus
 
@@ -45,7 +46,8 @@ def is_one_of(column: ColumnElement[Any], values: Iterable[str]) -> ColumnElemen
 def _heads(table: FromClause) -> Select[Any]:
     """Due pending rows that head their conversation, oldest first. Heads only: another
     relay's in-flight head is still pending in every committed snapshot, so its successor
-    is never a head, and SKIP LOCKED cannot reorder a conversation. Parameters: now, limit."""
+    is never a head, and SKIP LOCKED cannot reorder a conversation. Parameters: now, limit.
+    Rows come back as adapters.sql.claimed maps them."""
     earlier = t.alias("earlier")
     held_back = exists().where(
         earlier.c.message_key == table.c.message_key,
@@ -53,7 +55,7 @@ def _heads(table: FromClause) -> Select[Any]:
         earlier.c.id < table.c.id,
     )
     return (
-        select(table)
+        select(*claimed_columns(table))
         .where(
             table.c.status == constant(OutboxStatus.PENDING.value),
             table.c.next_retry_at <= bindparam("now", type_=t.c.next_retry_at.type),
@@ -75,7 +77,7 @@ LEASE_HEADS = {
     dialect: update(t)
     .where(t.c.id.in_(heads.with_only_columns(_candidate.c.id)))
     .values(_lease)
-    .returning(*t.c)
+    .returning(*claimed_columns(t))
     for dialect, heads in (
         ("postgresql", _heads(_candidate).with_for_update(skip_locked=True, of=_candidate)),
         ("sqlite", _heads(_candidate)),
