@@ -183,30 +183,32 @@ async def test_claim_due_leases_rows_until_the_lease_ends(
     assert [m.id for m in await claim(uow, T0 + LEASE, 10)] == [recorded.id]
 
 
-@pytest.mark.parametrize("lease", [LEASE, None], ids=["leased", "locked"])
 async def test_a_claimed_row_reads_back_whole_with_its_times_in_utc(
-    engine: AsyncEngine, uow: SqlUnitOfWorkFactory, lease: timedelta | None
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
 ) -> None:
-    """A claim maps every column, times timezone-aware in UTC to the microsecond, as a plain
-    read of the row does (a swept row brings its published_at along)."""
-    if lease is None and engine.dialect.name == "sqlite":
-        pytest.skip("SQLite has no row locks; its relays claim with a lease")
-    message = await add(uow, T0)
-    await move(uow, message, OutboxStatus.PUBLISHED)
-    swept = message.sweep(T0 + timedelta(seconds=1))
-    async with uow() as unit:
-        assert swept is not None
-        assert await unit.outbox.apply([swept]) == 1
-        await unit.commit()
-    now = T0 + timedelta(minutes=1)
-    async with uow() as unit:
-        [claimed] = await unit.outbox.claim_due(now, 10, lease)
-        stored = await unit.outbox.get(message.id)
-    assert stored is not None
-    assert stored.published_at == T0
-    expected = stored if lease is None else attrs.evolve(stored, next_retry_at=now + lease)
-    assert claimed == expected
-    assert claimed.created_at.tzinfo is UTC
+    """A claim, leased or locked (where the database has row locks), maps every column,
+    times timezone-aware in UTC to the microsecond, as a plain read of the row does (a
+    swept row brings its published_at along)."""
+    leases: list[timedelta | None] = [LEASE]
+    if engine.dialect.name != "sqlite":
+        leases.append(None)
+    for index, lease in enumerate(leases):
+        message = await add(uow, T0, conversation=f"conv-utc-{index}")
+        await move(uow, message, OutboxStatus.PUBLISHED)
+        swept = message.sweep(T0 + timedelta(seconds=1))
+        async with uow() as unit:
+            assert swept is not None
+            assert await unit.outbox.apply([swept]) == 1
+            await unit.commit()
+        now = T0 + timedelta(minutes=1)
+        async with uow() as unit:
+            claimed = [m for m in await unit.outbox.claim_due(now, 10, lease) if m.id == message.id]
+            stored = await unit.outbox.get(message.id)
+        assert stored is not None
+        assert stored.published_at == T0
+        expected = stored if lease is None else attrs.evolve(stored, next_retry_at=now + lease)
+        assert claimed == [expected]
+        assert claimed[0].created_at.tzinfo is UTC
 
 
 async def test_claim_due_skips_rows_whose_next_retry_at_is_in_the_future(
