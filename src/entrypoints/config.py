@@ -63,7 +63,7 @@ class Settings:
     PostgreSQL, lease elsewhere."""
     consumer_batch_size: int = 500
     consumer_writes: int | None = None
-    """Batches a consumer writes at once, each in its own transaction; None (auto): 2,
+    """Batches a consumer writes at once, each in its own transaction; None (auto): 3,
     or 1 on SQLite, which lets one writer in at a time anyway."""
     retention: float = 0.0
     """Seconds a consumed row is kept before the relay purges it; 0 turns the purge off."""
@@ -111,7 +111,7 @@ class Settings:
     def consumer_writes_at_once(self) -> int:
         if self.consumer_writes is not None:
             return self.consumer_writes
-        return 1 if check_url(self.database_url) == "sqlite" else 2
+        return 1 if check_url(self.database_url) == "sqlite" else 3
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -17,17 +17,17 @@ SQLITE = "sqlite+aiosqlite:///outbox.sqlite3"
 @pytest.mark.parametrize(
     ("url", "writes", "at_once"),
     [
-        (POSTGRES, "", 2),
-        (MARIADB, "auto", 2),
+        (POSTGRES, "", 3),
+        (MARIADB, "auto", 3),
         (SQLITE, "", 1),
         (SQLITE, "3", 3),
         (POSTGRES, "1", 1),
     ],
 )
-def test_consumers_write_two_batches_at_once_except_on_sqlite(
+def test_consumers_write_three_batches_at_once_except_on_sqlite(
     url: str, writes: str, at_once: int
 ) -> None:
-    """auto writes two batches at once, one on SQLite (one writer at a time there); an
+    """auto writes three batches at once, one on SQLite (one writer at a time there); an
     explicit number wins."""
     env = {"CHAT_OUTBOX_DATABASE_URL": url, "CHAT_OUTBOX_CONSUMER_WRITES": writes}
     assert Settings.from_env(env).consumer_writes_at_once == at_once
