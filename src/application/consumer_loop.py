@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from typing import Any
 
-import attrs
 import structlog
 
 from application.consuming import Consumer, ConsumeReport, Received, Written
+from application.tally import add_up
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +40,7 @@ async def run_consumer(
     writing: Writing = deque()
     try:
         while True:
-            if ready is not None and len(writing) < max(consumer.writes, 1):
+            if ready is not None and len(writing) < consumer.writes:
                 writing.append((ready, asyncio.ensure_future(consumer.write(ready))))
                 ready = None
             if receiving is None and ready is None and not consumer.stopping.is_set():
@@ -62,7 +63,7 @@ async def run_consumer(
                         break
             while writing and writing[0][1].done():
                 received, task = writing.popleft()
-                totals = _add(totals, await consumer.finish(received, task.result()))
+                totals = add_up(totals, await consumer.finish(received, task.result()))
     except BaseException:
         await _abandon(receiving, writing)
         raise
@@ -77,14 +78,9 @@ async def _abandon(receiving: asyncio.Task[Received | None] | None, writing: Wri
     """After a failure: drop the batch being received, and let the writes in flight end
     (each commits or rolls back whole) without acknowledging any of them. Everything not
     acknowledged is delivered again, and history's idempotent insert absorbs it."""
+    pending: list[asyncio.Future[Any]] = [task for _, task in writing]
     if receiving is not None:
         receiving.cancel()
-    pending = [task for _, task in writing]
-    if receiving is not None:
-        pending.append(receiving)  # type: ignore[arg-type]
+        pending.append(receiving)
     with contextlib.suppress(BaseException):
         await asyncio.gather(*pending, return_exceptions=True)
-
-
-def _add(a: ConsumeReport, b: ConsumeReport) -> ConsumeReport:
-    return ConsumeReport(*(x + y for x, y in zip(attrs.astuple(a), attrs.astuple(b), strict=True)))

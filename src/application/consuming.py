@@ -110,17 +110,19 @@ class Consumer:
     stopping: asyncio.Event = attrs.field(factory=asyncio.Event)
     metrics: Metrics = attrs.field(factory=NoMetrics)
     tracing: Tracing = attrs.field(factory=LogContextOnly)
-    writes: int = 1
-    """Batches written at once, each in its own transaction (run_consumer)."""
+    writes: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    """Batches written at once, each in its own transaction (consumer_loop.run_consumer)."""
 
     async def consume_batch(self, timeout: float = 1.0) -> ConsumeReport:
         """Handle one fetched batch and log its canonical line (one per batch)."""
         received = await self.receive(timeout)
-        return ConsumeReport() if received is None else await self.settle(received)
+        if received is None:
+            return ConsumeReport()
+        return await self.finish(received, await self.write(received))
 
     async def receive(self, timeout: float = 1.0) -> Received | None:
         """Fetch a batch and decode it, dead-lettering what cannot be decoded; None when
-        nothing came within `timeout`. Nothing is acknowledged until `settle`."""
+        nothing came within `timeout`. Nothing is acknowledged until `finish`."""
         started = time.perf_counter()
         records = await self.source.fetch(self.batch_size, timeout)
         if not records:
@@ -128,10 +130,6 @@ class Consumer:
         fetched = time.perf_counter()
         decoded = await self._decode_or_dead_letter(records)
         return Received(records, decoded, _ms(started, fetched), _ms(fetched))
-
-    async def settle(self, received: Received) -> ConsumeReport:
-        """Persist a received batch in one transaction, then acknowledge it."""
-        return await self.finish(received, await self.write(received))
 
     async def write(self, received: Received) -> Written:
         """Persist a received batch in one transaction (records the database refuses for
@@ -299,4 +297,6 @@ def _conflict(event_id: str, where: str) -> str:
 
 
 def _ms(started: float, ended: float | None = None) -> float:
-    return round(((ended or time.perf_counter()) - started) * 1000, 2)
+    """Milliseconds from `started` to `ended`, or to now."""
+    end = time.perf_counter() if ended is None else ended
+    return round((end - started) * 1000, 2)

@@ -21,6 +21,7 @@ from application.ports import (
     UnitOfWorkFactory,
     Wakeups,
 )
+from application.tally import add_up
 from application.tracing import TRACEPARENT_HEADER
 from domain import (
     SCHEMA_VERSION,
@@ -288,7 +289,7 @@ async def run_relay(
             log.warning("relay_store_unavailable", error=str(error), retry_in_s=delay)
             await wait_or_stop(stopping, delay)
             continue
-        totals = _add(totals, report)
+        totals = add_up(totals, report)
         if report.claimed and report.retried == report.claimed:
             # Every message of a batch failed: the bus itself is down. Back off as a whole
             # (the rows' own backoff does not grow for an unreachable bus).
@@ -309,7 +310,7 @@ async def run_relay(
         else:
             interval = min(interval * 2, polling.maximum)
     if in_flight is not None:
-        totals = _add(totals, await _settle_on_exit(relay, in_flight))
+        totals = add_up(totals, await _settle_on_exit(relay, in_flight))
     return totals
 
 
@@ -357,7 +358,3 @@ async def run_sweeper(
     every = min(60.0, max(stale_after.total_seconds() / 4, 0.5))
     await repeat("sweep", round_, stopping, every, wait_first=True)
     return swept_total
-
-
-def _add(a: RelayReport, b: RelayReport) -> RelayReport:
-    return RelayReport(*(x + y for x, y in zip(attrs.astuple(a), attrs.astuple(b), strict=True)))

@@ -120,9 +120,8 @@ async def _outcomes(pending: list[asyncio.Future[object] | PublishFailure]) -> l
             continue
         try:
             await item
-        except asyncio.CancelledError:
-            raise
         except Exception as error:  # noqa: BLE001 - every failure is this record's outcome
+            # (a cancellation is no Exception: it propagates)
             results.append(classify(error))
             continue
         results.append(None)
