@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import timedelta
 
 import attrs
 import structlog
 
-from application.chores import repeat, wait_or_stop
-from application.errors import StoreUnavailable
 from application.metrics import Metrics, NoMetrics
-from application.operations import sweep_stale_published
 from application.ports import (
     Clock,
     MessageBus,
     OutgoingRecord,
     UnitOfWork,
     UnitOfWorkFactory,
-    Wakeups,
 )
-from application.tally import add_up
 from application.tracing import TRACEPARENT_HEADER
 from domain import (
     SCHEMA_VERSION,
@@ -249,112 +243,3 @@ def _certain(transition: Transition | None) -> Transition:
     # A freshly claimed row is pending, where every publish outcome changes it.
     assert transition is not None, "a claimed row must be pending"
     return transition
-
-
-@attrs.frozen
-class Polling:
-    """Adaptive polling: the interval doubles while idle, from `minimum` to `maximum`, and
-    snaps back on work or a wake-up. `coalesce` waits a moment after a wake-up so a burst
-    of commits becomes one batch instead of many tiny ones."""
-
-    minimum: float = 0.05
-    maximum: float = 1.0
-    coalesce: float = 0.005
-
-
-async def run_relay(
-    relay: Relay,
-    stopping: asyncio.Event,
-    *,
-    polling: Polling | None = None,
-    wakeups: Wakeups | None = None,
-    once: bool = False,
-    outage_policy: RetryPolicy | None = None,
-) -> RelayReport:
-    """Relay until `stopping` is set (or, with once, until nothing is due). The batch in
-    flight when the stop comes is finished first. An unreachable database is waited out."""
-    polling = polling or Polling()
-    totals = RelayReport()
-    outage = outage_policy or RetryPolicy(cap=timedelta(seconds=30))
-    failures = 0
-    interval = polling.minimum
-    in_flight: Batch | None = None
-    while not stopping.is_set():
-        try:
-            report, in_flight = await relay.step(in_flight)
-        except StoreUnavailable as error:
-            # in_flight is kept: its outcomes are written by the next step that succeeds.
-            failures += 1
-            delay = outage.ceiling(failures).total_seconds()
-            log.warning("relay_store_unavailable", error=str(error), retry_in_s=delay)
-            await wait_or_stop(stopping, delay)
-            continue
-        totals = add_up(totals, report)
-        if report.claimed and report.retried == report.claimed:
-            # Every message of a batch failed: the bus itself is down. Back off as a whole
-            # (the rows' own backoff does not grow for an unreachable bus).
-            failures += 1
-            delay = outage.ceiling(failures).total_seconds()
-            log.warning("relay_bus_unavailable", retry_in_s=delay, batch=report.claimed)
-            await wait_or_stop(stopping, delay)
-        elif report.claimed:
-            failures = 0
-        if in_flight is not None or report.published:
-            interval = polling.minimum
-            continue  # more may be due: the published heads' successors are heads now
-        if once:
-            break
-        if await _idle(stopping, wakeups, interval):
-            interval = polling.minimum
-            await wait_or_stop(stopping, polling.coalesce)
-        else:
-            interval = min(interval * 2, polling.maximum)
-    if in_flight is not None:
-        totals = add_up(totals, await _settle_on_exit(relay, in_flight))
-    return totals
-
-
-async def _settle_on_exit(relay: Relay, batch: Batch) -> RelayReport:
-    try:
-        return await relay.settle(batch)
-    except StoreUnavailable as error:
-        # Not lost: the rows stay leased, and a relay publishes them again after the lease.
-        log.error("relay_outcomes_unwritten", error=str(error), rows=len(batch.claimed))
-        return RelayReport()
-
-
-async def _idle(stopping: asyncio.Event, wakeups: Wakeups | None, timeout: float) -> bool:
-    """Wait for a wake-up, the stop, or the timeout; True when something woke us."""
-    if wakeups is None:
-        await wait_or_stop(stopping, timeout)
-        return False
-    woken = asyncio.ensure_future(wakeups.wait(timeout))
-    stop = asyncio.ensure_future(stopping.wait())
-    done, pending = await asyncio.wait({woken, stop}, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    return woken in done and woken.result()
-
-
-async def run_sweeper(
-    uow: UnitOfWorkFactory,
-    clock: Clock,
-    stopping: asyncio.Event,
-    *,
-    stale_after: timedelta,
-) -> int:
-    """Every so often, send rows published but never consumed back to pending, so a broker
-    that lost data is recovered from. Several relays may sweep at once: writes are guarded."""
-    swept_total = 0
-
-    async def round_() -> None:
-        nonlocal swept_total
-        swept = await sweep_stale_published(uow, clock, clock.now() - stale_after)
-        swept_total += swept
-        if swept:
-            stale_after_s = stale_after.total_seconds()
-            log.warning("stale_published_swept", rows=swept, stale_after_s=stale_after_s)
-
-    every = min(60.0, max(stale_after.total_seconds() / 4, 0.5))
-    await repeat("sweep", round_, stopping, every, wait_first=True)
-    return swept_total

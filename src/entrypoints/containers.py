@@ -24,7 +24,8 @@ from application.consuming import Consumer, HistoryWriter
 from application.health import always_ready
 from application.metrics import Metrics
 from application.recording import RecordChatMessage
-from application.relaying import Polling, Relay
+from application.relay_loop import Polling
+from application.relaying import Relay
 from entrypoints.config import Settings
 from entrypoints.injection import containers, providers
 

@@ -24,7 +24,7 @@ from application import operations
 from application.consumer_loop import run_consumer
 from application.ports import Clock, UnitOfWorkFactory
 from application.recording import RecordChatMessage
-from application.relaying import run_relay
+from application.relay_loop import run_relay
 from domain import ChatMessage, OutboxStatus, Role
 from entrypoints.commands import cli_container, stats_document
 from entrypoints.config import PREFIX, Settings

@@ -15,7 +15,7 @@ import structlog
 from adapters.sql import ensure_migrated
 from application.consumer_loop import run_consumer
 from application.metrics import run_gauge_refresher
-from application.relaying import run_relay, run_sweeper
+from application.relay_loop import run_relay, run_sweeper
 from application.retention import run_purger
 from entrypoints.config import ConfigError, Settings
 from entrypoints.containers import ConsumerContainer, RelayContainer, resources

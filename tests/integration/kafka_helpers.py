@@ -20,7 +20,8 @@ from adapters.sql.tables import chat_history, outbox_messages
 from application.consumer_loop import run_consumer
 from application.consuming import Consumer, ConsumeReport
 from application.recording import record_chat_message
-from application.relaying import Polling, Relay, RelayReport, run_relay
+from application.relay_loop import Polling, run_relay
+from application.relaying import Relay, RelayReport
 from domain import ChatMessage, Role
 
 KAFKA_BACKENDS = ("sqlite", "postgresql")

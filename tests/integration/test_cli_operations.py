@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.clock import SystemClock
 from adapters.memory import InMemoryBus
 from adapters.sql import SqlUnitOfWorkFactory
-from application.relaying import Relay, run_relay
+from application.relay_loop import run_relay
+from application.relaying import Relay
 from domain import Envelope, OutboxStatus
 from tests.integration.databases import fresh_migrated_engine
 from tests.integration.test_cli import chat_outbox

@@ -14,7 +14,8 @@ from adapters.kafka.local_broker import LocalBroker
 from adapters.sql import SqlUnitOfWorkFactory
 from application.consumer_loop import run_consumer
 from application.consuming import Consumer, HistoryWriter
-from application.relaying import Relay, run_relay, run_sweeper
+from application.relay_loop import run_relay, run_sweeper
+from application.relaying import Relay
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (
     FAST_POLLING,

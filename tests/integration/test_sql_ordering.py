@@ -14,7 +14,8 @@ import pytest
 from adapters.clock import ManualClock, SystemClock
 from adapters.sql import SqlUnitOfWorkFactory
 from application.ports import MessageBus, OutgoingRecord, PublishResult
-from application.relaying import Relay, run_relay
+from application.relay_loop import run_relay
+from application.relaying import Relay
 from domain import Envelope, PublishFailure, RetryPolicy
 from tests.integration.test_sql_relays import record_many
 

@@ -18,7 +18,8 @@ from adapters.sql import SqlUnitOfWorkFactory
 from adapters.sql.wakeups import wakeups_for
 from application.ports import MessageBus, OutgoingRecord, PublishResult
 from application.recording import RecordChatMessage
-from application.relaying import Polling, Relay, run_relay
+from application.relay_loop import Polling, run_relay
+from application.relaying import Relay
 from domain import ChatMessage, Envelope, OutboxStatus
 from tests.integration.test_sql_outbox import outbox_row
 

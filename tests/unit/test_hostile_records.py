@@ -13,7 +13,7 @@ import pytest
 
 from application.consuming import HistoryWriter, Persisted
 from application.operations import read_history
-from application.relaying import run_relay
+from application.relay_loop import run_relay
 from domain import ChatMessage, Envelope
 from tests.unit.conftest import Harness
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from application.relaying import run_relay
+from application.relay_loop import run_relay
 from domain import OutboxStatus, PublishFailure, RetryPolicy
 from tests.unit.conftest import Harness
 

@@ -15,7 +15,7 @@ import structlog
 from adapters.memory import InMemoryUnitOfWork
 from application.operations import list_dead, purge_consumed, requeue_dead
 from application.ports import DeadSelector
-from application.relaying import run_relay
+from application.relay_loop import run_relay
 from application.retention import run_purger
 from domain import OutboxStatus, PublishFailure
 from entrypoints.audit import Progress, audited

@@ -14,7 +14,7 @@ import structlog
 from adapters.memory import InMemoryUnitOfWork
 from application.metrics import NoMetrics, run_gauge_refresher
 from application.ports import OutboxStats, UnitOfWork
-from application.relaying import run_sweeper
+from application.relay_loop import run_sweeper
 from application.retention import run_purger
 from domain import OutboxStatus
 from tests.unit.conftest import Harness

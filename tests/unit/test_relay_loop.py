@@ -11,7 +11,7 @@ import pytest
 from adapters.wakeups import LocalWakeups
 from application.ports import Wakeups
 from application.recording import RecordChatMessage
-from application.relaying import Polling, run_relay, run_sweeper
+from application.relay_loop import Polling, run_relay, run_sweeper
 from domain import OutboxStatus
 from tests.unit.conftest import TOPIC, Harness, chat
 

@@ -21,7 +21,8 @@ from application.operations import (
 )
 from application.ports import DeadSelector, NewOutboxMessage
 from application.recording import RecordChatMessage, idempotent_event_id, record_chat_message
-from application.relaying import Relay, run_relay
+from application.relay_loop import run_relay
+from application.relaying import Relay
 from domain import ChatMessage, Envelope, OutboxStatus, PublishFailure, Role
 from tests.unit.conftest import (
     T0,
