@@ -62,10 +62,12 @@ async def run_consumer(
                         log.info("consumer_idle_exit", idle_s=idle_exit)
                         break
             while writing and writing[0][1].done():
-                received, task = writing.popleft()
-                totals = add_up(totals, await consumer.finish(received, task.result()))
+                received, task = writing[0]
+                written = task.result()  # a failed write stays in `writing`, unacknowledged
+                writing.popleft()
+                totals = add_up(totals, await consumer.finish(received, written))
     except BaseException:
-        await _abandon(receiving, writing)
+        await _abandon(receiving, writing, ready)
         raise
     return totals
 
@@ -74,13 +76,26 @@ def _oldest(writing: Writing) -> asyncio.Task[Written] | None:
     return writing[0][1] if writing else None
 
 
-async def _abandon(receiving: asyncio.Task[Received | None] | None, writing: Writing) -> None:
-    """After a failure: drop the batch being received, and let the writes in flight end
-    (each commits or rolls back whole) without acknowledging any of them. Everything not
-    acknowledged is delivered again, and history's idempotent insert absorbs it."""
+async def _abandon(
+    receiving: asyncio.Task[Received | None] | None, writing: Writing, ready: Received | None
+) -> None:
+    """After a failure: drop the batch being received and the one waiting, and let the
+    writes in flight end (each commits or rolls back whole) without acknowledging any of
+    them. Everything not acknowledged is delivered again, and history's idempotent insert
+    absorbs it."""
     pending: list[asyncio.Future[Any]] = [task for _, task in writing]
     if receiving is not None:
         receiving.cancel()
         pending.append(receiving)
-    with contextlib.suppress(BaseException):
-        await asyncio.gather(*pending, return_exceptions=True)
+    outcomes: list[Any] = []
+    with contextlib.suppress(BaseException):  # a second cancellation: the first error stands
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+    errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    dropped = len(writing) + (ready is not None)
+    if dropped:
+        log.warning(
+            "consumer_batches_unacknowledged",
+            batches=dropped,
+            failed=len(errors),
+            first_error=str(errors[0])[:500] if errors else None,
+        )

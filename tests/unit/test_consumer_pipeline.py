@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import attrs
 import pytest
+from structlog.testing import capture_logs
 
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
@@ -106,9 +107,11 @@ async def test_a_batch_fetched_during_a_failed_write_is_not_acknowledged() -> No
     """When a write fails, the batch fetched meanwhile is dropped unacknowledged: both are
     delivered again to whoever consumes next."""
     consumer, bus = consumer_of(3, fail_on=1)
-    with pytest.raises(Crash):
+    with capture_logs() as logs, pytest.raises(Crash):
         await run_consumer(consumer, idle_exit=0.05, poll_timeout=0.01)
     assert bus.acknowledged == 0
+    dropped = [line for line in logs if line["event"] == "consumer_batches_unacknowledged"]
+    assert [line["batches"] for line in dropped] == [2]  # the failed batch and the next
     bus.crash_consumer()
     assert [record.offset for record in await bus.fetch(10, 0.01)] == list(range(6))
 
