@@ -89,12 +89,15 @@ class OutboxRepository(Protocol):
     async def claim_due(
         self, now: datetime, limit: int, lease: timedelta | None
     ) -> list[OutboxMessage]:
-        """Take up to `limit` conversation heads (see domain.holds_back_later_messages) that
-        are pending and due, in recording (id) order, and lease them: next_retry_at moves to
-        now + lease, hiding them from other relays; their conversations stay held meanwhile.
-        With no lease the rows are locked instead (FOR UPDATE SKIP LOCKED), and stay hidden
-        only while the caller's unit of work is open: it must write their outcomes itself.
-        Never two rows of one conversation, so a batch can be published all at once."""
+        """Take up to `limit` due pending rows in recording (id) order, each only when every
+        earlier pending or dead row of its conversation is taken with it (invariant 6; see
+        domain.holds_back_later_messages).
+        With a lease, only conversation heads, one row per conversation: next_retry_at moves
+        to now + lease, hiding them from other relays, and their conversations stay held.
+        With no lease the rows are locked instead (FOR UPDATE SKIP LOCKED) and stay hidden
+        only while the caller's unit of work is open, which must write their outcomes
+        itself; a locked claim takes a conversation's run of due rows, so a conversation's
+        later rows follow its earlier ones in the list and must be published after them."""
         ...
 
     async def apply(self, transitions: Sequence[Transition]) -> int:

@@ -39,6 +39,8 @@ class RelayReport:
     dead: int = 0
     unchanged: int = 0
     """Outcomes the guarded write refused: the row had moved on (for example, consumed)."""
+    deferred: int = 0
+    """Claimed but not sent: an earlier message of its conversation failed in this batch."""
 
 
 _SCHEMA_VERSION_HEADER = ("schema_version", str(SCHEMA_VERSION).encode())
@@ -80,6 +82,7 @@ class Batch:
             retried=by_status[OutboxStatus.PENDING],
             dead=by_status[OutboxStatus.DEAD],
             unchanged=len(self.transitions) - applied,
+            deferred=len(self.claimed) - len(self.transitions),
         )
 
 
@@ -155,26 +158,36 @@ class Relay:
         return report
 
     async def _publish(self, claimed: list[OutboxMessage], claim_ms: float) -> Batch:
-        """Publish the whole batch at once (claims hold one message per conversation) and
-        decide each message's transition from its own outcome."""
+        """Publish the batch in waves, the nth wave holding each conversation's nth message,
+        and decide each message's transition from its own outcome. A conversation whose
+        message failed sends nothing more this batch: its later rows stay pending, behind it."""
         transitions: list[Transition] = []
-        sendable: list[tuple[OutboxMessage, OutgoingRecord]] = []
-        for message in claimed:
-            record = self._record_for(message, transitions)
-            if record is not None:
-                sendable.append((message, record))
+        stopped: set[str] = set()
         started = time.perf_counter()
-        results = await self.bus.publish([record for _, record in sendable])
-        publish_ms = _ms_since(started)
-        at = self.clock.now()
-        for (message, _), result in zip(sendable, results, strict=True):
-            if result is None:
-                transitions.append(_certain(message.mark_published(at)))
+        for wave in _waves(claimed):
+            sendable: list[tuple[OutboxMessage, OutgoingRecord]] = []
+            for message in wave:
+                if message.message_key in stopped:
+                    continue
+                record = self._record_for(message, transitions)
+                if record is None:
+                    stopped.add(message.message_key)
+                else:
+                    sendable.append((message, record))
+            if not sendable:
                 continue
-            transitions.append(_certain(message.record_publish_failure(result, at, self.policy)))
-            _log_failure(message, result)
+            results = await self.bus.publish([record for _, record in sendable])
+            at = self.clock.now()
+            for (message, _), result in zip(sendable, results, strict=True):
+                if result is None:
+                    transitions.append(_certain(message.mark_published(at)))
+                    continue
+                stopped.add(message.message_key)
+                failed = message.record_publish_failure(result, at, self.policy)
+                transitions.append(_certain(failed))
+                _log_failure(message, result)
         self._observe(claimed, transitions)
-        return Batch(claimed, transitions, claim_ms, publish_ms)
+        return Batch(claimed, transitions, claim_ms, _ms_since(started))
 
     def _observe(self, claimed: list[OutboxMessage], transitions: list[Transition]) -> None:
         created = {message.id: message.created_at for message in claimed}
@@ -202,6 +215,20 @@ class Relay:
             log.error("outbox_row_unreadable", outbox_id=message.id, error=str(error))
             return None
         return OutgoingRecord(message.topic, message.message_key, value, headers_for(message))
+
+
+def _waves(claimed: list[OutboxMessage]) -> list[list[OutboxMessage]]:
+    """The nth list holds each conversation's nth message, in claim (id) order. Heads-only
+    claims make one wave, and so one publish, per batch."""
+    waves: list[list[OutboxMessage]] = []
+    depth: dict[str, int] = {}
+    for message in claimed:
+        n = depth.get(message.message_key, 0)
+        depth[message.message_key] = n + 1
+        if n == len(waves):
+            waves.append([])
+        waves[n].append(message)
+    return waves
 
 
 def _log_failure(message: OutboxMessage, failure: PublishFailure) -> None:

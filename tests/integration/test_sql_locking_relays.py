@@ -12,13 +12,14 @@ import attrs
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import SystemClock
+from adapters.clock import SystemClock, uuid4_event_id
 from adapters.memory import InMemoryBus
 from adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrade
 from application.errors import StoreUnavailable
 from application.ports import MessageBus, OutgoingRecord, PublishResult
+from application.recording import RecordChatMessage
 from application.relaying import Relay
-from domain import Envelope, OutboxStatus
+from domain import ChatMessage, Envelope, OutboxStatus, PublishFailure, RetryPolicy
 from tests.integration.databases import ensure_database, truncate, url_for
 from tests.integration.test_sql_outbox import outbox_row
 from tests.integration.test_sql_relays import race_two_relays, record_many
@@ -89,3 +90,52 @@ async def test_a_hung_locking_relays_rows_are_taken_over_once_the_database_ends_
         assert record.value is not None
         row = await outbox_row(engine, Envelope.decode(record.value).outbox_id)
         assert row["status"] == OutboxStatus.PUBLISHED.value
+
+
+async def claimed_keys(uow: SqlUnitOfWorkFactory, limit: int) -> list[tuple[str, int]]:
+    """One locked claim, rolled back: (conversation, message number) of each row."""
+    async with uow() as unit:
+        claimed = await unit.outbox.claim_due(SystemClock().now(), limit, None)
+    texts = [Envelope.for_outbox_message(m).payload.message for m in claimed]
+    return [(m.message_key, int(text[1:])) for m, text in zip(claimed, texts, strict=True)]
+
+
+async def test_a_locked_claim_takes_each_conversations_run_of_due_rows_in_order(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    await record_many(uow, 6, 2)  # c0: m0 m2 m4, c1: m1 m3 m5
+    assert await claimed_keys(uow, 10) == [
+        ("c0", 0), ("c1", 1), ("c0", 2), ("c1", 3), ("c0", 4), ("c1", 5),
+    ]  # fmt: skip
+
+
+async def test_a_second_locked_claim_leaves_the_rows_behind_another_claims_run(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    """The first claim holds c0's m0 and m1; the second skips them and must not take c0's m3
+    (it would overtake them), yet takes c1's run."""
+    record = RecordChatMessage(uow, SystemClock(), uuid4_event_id, "t")
+    for conversation, n in (("c0", 0), ("c0", 1), ("c1", 2), ("c0", 3), ("c1", 4)):
+        chat = ChatMessage.create(
+            user_id=1, conversation_id=conversation, role="user", message=f"m{n}"
+        )
+        await record(chat)
+    async with uow() as first:
+        mine = await first.outbox.claim_due(SystemClock().now(), 2, None)
+        assert [m.message_key for m in mine] == ["c0", "c0"]
+        assert await claimed_keys(uow, 10) == [("c1", 2), ("c1", 4)]
+
+
+async def test_a_locked_claim_stops_a_run_at_a_row_waiting_for_its_retry(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    """c0's head failed and waits: none of c0 is claimed, and c1 is not delayed."""
+    await record_many(uow, 6, 2)
+    clock = SystemClock()
+    async with uow() as unit:
+        [head, *_] = await unit.outbox.claim_due(clock.now(), 1, None)
+        failed = head.record_publish_failure(PublishFailure("down"), clock.now(), RetryPolicy())
+        assert failed is not None
+        await unit.outbox.apply([failed])
+        await unit.commit()
+    assert await claimed_keys(uow, 10) == [("c1", 1), ("c1", 3), ("c1", 5)]

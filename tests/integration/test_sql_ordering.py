@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import attrs
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.clock import ManualClock, SystemClock
 from adapters.sql import SqlUnitOfWorkFactory
@@ -17,17 +18,22 @@ from application.ports import MessageBus, OutgoingRecord, PublishResult
 from application.relay_loop import run_relay
 from application.relaying import Relay
 from domain import Envelope, PublishFailure, RetryPolicy
+from tests.integration.databases import truncate
 from tests.integration.test_sql_relays import record_many
 
 pytestmark = pytest.mark.integration
 
+LEASE = timedelta(seconds=60)
+
 
 @attrs.define
 class FlakyConversationBus(MessageBus):
-    """Refuses the first `failures` attempts for one conversation; numbers what it accepts."""
+    """Refuses `failures` attempts for one conversation after accepting its first
+    `accept_first` records; numbers what it accepts."""
 
     flaky: str
     failures: int
+    accept_first: int = 0
     sequence: itertools.count[int] = attrs.field(factory=itertools.count)
     accepted: list[tuple[int, str, int]] = attrs.field(factory=list)
     refused: int = 0
@@ -35,7 +41,9 @@ class FlakyConversationBus(MessageBus):
     async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
         results: list[PublishResult] = []
         for record in records:
-            if record.key == self.flaky and self.refused < self.failures:
+            flaky = record.key == self.flaky
+            passed = sum(1 for _, key, _ in self.accepted if key == self.flaky)
+            if flaky and passed >= self.accept_first and self.refused < self.failures:
                 self.refused += 1
                 results.append(PublishFailure("injected: broker said not now"))
                 continue
@@ -45,15 +53,38 @@ class FlakyConversationBus(MessageBus):
         return results
 
 
+def claim_modes(engine: AsyncEngine) -> list[timedelta | None]:
+    """Leases everywhere; row locks (runs per conversation) where the database has them."""
+    return [LEASE] if engine.dialect.name == "sqlite" else [LEASE, None]
+
+
 async def test_failures_in_one_conversation_keep_its_order_and_delay_no_other(
-    uow: SqlUnitOfWorkFactory,
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
 ) -> None:
     """c0's first message fails three times: c0 still goes out in recording order, and every
     other conversation's messages were all published before c0's first one got through."""
+    for lease in claim_modes(engine):
+        await truncate(engine)
+        await publish_with_a_flaky_conversation(uow, lease)
+
+
+async def test_a_failure_mid_run_keeps_the_conversations_order(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    """c0's second message fails (its first got through in the same round): c0 still goes
+    out in recording order."""
+    for lease in claim_modes(engine):
+        await truncate(engine)
+        await publish_with_a_flaky_conversation(uow, lease, accept_first=1)
+
+
+async def publish_with_a_flaky_conversation(
+    uow: SqlUnitOfWorkFactory, lease: timedelta | None, accept_first: int = 0
+) -> None:
     await record_many(uow, 50, 10)  # c0..c9, five messages each, interleaved
-    bus = FlakyConversationBus(flaky="c0", failures=3)
+    bus = FlakyConversationBus(flaky="c0", failures=3, accept_first=accept_first)
     clock = ManualClock(SystemClock().now())  # c0's retry is due only when we say so
-    relay = Relay(uow, bus, clock, RetryPolicy(rand=lambda: 1.0))
+    relay = Relay(uow, bus, clock, RetryPolicy(rand=lambda: 1.0), lease=lease)
     for _ in range(10):
         await run_relay(relay, asyncio.Event(), once=True)
         if len(bus.accepted) == 50:
@@ -64,4 +95,4 @@ async def test_failures_in_one_conversation_keep_its_order_and_delay_no_other(
     flaky = [(seq, outbox_id) for seq, key, outbox_id in bus.accepted if key == "c0"]
     others = [seq for seq, key, _ in bus.accepted if key != "c0"]
     assert [outbox_id for _, outbox_id in flaky] == sorted(outbox_id for _, outbox_id in flaky)
-    assert max(others) < min(seq for seq, _ in flaky)
+    assert max(others) < min(seq for seq, _ in flaky[accept_first:])

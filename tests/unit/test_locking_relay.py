@@ -26,10 +26,10 @@ async def test_a_locking_round_publishes_and_writes_outcomes_in_one_go(harness: 
 async def test_once_with_locks_drains_a_conversation_longer_than_one_round(
     harness: Harness,
 ) -> None:
-    """Each round publishes one head per conversation; `--once` keeps going until the whole
-    conversation is out, in order."""
+    """Rounds of two rows each; `--once` keeps going until the whole conversation is out,
+    in order."""
     rows = [await harness.record("long", f"m{n}") for n in range(4)]
-    report = await run_relay(harness.relay(lease=None), asyncio.Event(), once=True)
+    report = await run_relay(harness.relay(batch_size=2, lease=None), asyncio.Event(), once=True)
     assert report.published == 4
     assert harness.published_event_ids() == [row.event_id for row in rows]
 

@@ -68,17 +68,20 @@ class InMemoryOutboxRepository(OutboxRepository):
     async def claim_due(
         self, now: datetime, limit: int, lease: timedelta | None
     ) -> list[OutboxMessage]:
-        held: set[str] = set()
+        closed: set[str] = set()  # conversations whose later rows must wait
         due: list[OutboxMessage] = []
         for row in sorted(self.rows.values(), key=lambda r: r.id):
-            if row.message_key in held or row.biz_type != BIZ_TYPE_CHAT_HISTORY:
+            if row.message_key in closed or row.biz_type != BIZ_TYPE_CHAT_HISTORY:
                 continue
-            if holds_back_later_messages(row):
-                held.add(row.message_key)
-                if row.status is OutboxStatus.PENDING and row.next_retry_at <= now:
-                    due.append(row)
+            if not holds_back_later_messages(row):
+                continue
             if len(due) == limit:
                 break
+            if row.status is OutboxStatus.PENDING and row.next_retry_at <= now:
+                due.append(row)
+                if lease is None:  # a locked claim takes the conversation's whole due run
+                    continue
+            closed.add(row.message_key)
         if lease is not None:  # unleased claims are row locks, which the fake does not model
             for row in due:
                 row.next_retry_at = now + lease

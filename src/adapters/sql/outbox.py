@@ -24,6 +24,7 @@ from adapters.sql.statements import (
     LEASE_HEADS,
     LEASE_IDS,
     LOCK_HEADS,
+    LOCK_RUNS,
     outcome_update,
 )
 from adapters.sql.tables import outbox_messages as t
@@ -76,8 +77,7 @@ class SqlOutboxRepository(OutboxRepository):
         if lease is None:
             # Locked, not leased: the caller's transaction stays open through the publish.
             assert dialect != "sqlite", "SQLite has no row locks; claim with a lease"
-            rows = (await self._conn.execute(LOCK_HEADS, params)).all()
-            return [claimed_message(row) for row in rows]
+            return await self._claim_runs(params)
         lease_until = now + lease
         if dialect in LEASE_HEADS:
             params["lease_until"] = lease_until
@@ -87,6 +87,17 @@ class SqlOutboxRepository(OutboxRepository):
         for chunk in _chunks([row.id for row in rows]):
             await self._conn.execute(LEASE_IDS, {"ids": list(chunk), "lease_until": lease_until})
         return [claimed_message(row, next_retry_at=lease_until) for row in rows]
+
+    async def _claim_runs(self, params: dict[str, Any]) -> list[OutboxMessage]:
+        """LOCK_RUNS, keeping a row when it heads its conversation or follows a kept row (a
+        row another relay holds was skipped, and breaks the run)."""
+        kept: set[int] = set()
+        claimed: list[OutboxMessage] = []
+        for row in await self._conn.execute(LOCK_RUNS, params):
+            if row.previous is None or row.previous in kept:
+                kept.add(row.id)
+                claimed.append(claimed_message(row[:-1]))
+        return claimed
 
     async def apply(self, transitions: Sequence[Transition]) -> int:
         groups: defaultdict[tuple[Any, ...], list[int]] = defaultdict(list)

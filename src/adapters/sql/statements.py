@@ -15,11 +15,14 @@ from sqlalchemy import (
     Integer,
     Select,
     Update,
+    and_,
     any_,
     bindparam,
     exists,
+    func,
     insert,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -86,6 +89,57 @@ LEASE_HEADS = {
 """Claim by lease. Parameters: now, limit, lease_until."""
 LEASE_IDS = update(t).where(t.c.id.in_(bindparam("ids", expanding=True))).values(_lease)
 """MariaDB's lease, after LOCK_HEADS (it cannot UPDATE ... RETURNING)."""
+
+_HOLDING = tuple(status.value for status in HOLDING_STATUSES)
+
+
+def _runs() -> Select[Any]:
+    """Due pending rows, oldest first, locked, except rows behind a dead or not yet due row
+    of their conversation; each with `previous`, the id of its conversation's latest
+    earlier pending or dead row. A row whose previous row is in the claim extends its
+    conversation's run; one behind another relay's row (skipped as locked) does not.
+    Parameters: now, limit. Rows come back as adapters.sql.claimed maps them, `previous`
+    last. (max, not count: a backward index scan that stops at the first live entry.)"""
+    earlier = t.alias("earlier")
+    now = bindparam("now", type_=t.c.next_retry_at.type)
+    waiting = exists().where(
+        earlier.c.message_key == t.c.message_key,
+        is_one_of(earlier.c.status, _HOLDING),
+        earlier.c.id < t.c.id,
+        or_(
+            earlier.c.status == constant(OutboxStatus.DEAD.value),
+            and_(
+                earlier.c.status == constant(OutboxStatus.PENDING.value),
+                earlier.c.next_retry_at > now,
+            ),
+        ),
+    )
+    before = t.alias("before")
+    previous = (
+        select(func.max(before.c.id))
+        .where(
+            before.c.message_key == t.c.message_key,
+            is_one_of(before.c.status, _HOLDING),
+            before.c.id < t.c.id,
+        )
+        .scalar_subquery()
+    )
+    return (
+        select(*claimed_columns(t), previous.label("previous"))
+        .where(
+            t.c.status == constant(OutboxStatus.PENDING.value),
+            t.c.next_retry_at <= now,
+            t.c.biz_type == constant(BIZ_TYPE_CHAT_HISTORY),
+            ~waiting,
+        )
+        .order_by(t.c.id)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(skip_locked=True, of=t)
+    )
+
+
+LOCK_RUNS = _runs()
+"""Claim runs by row lock (PostgreSQL, MariaDB). Parameters: now, limit."""
 
 
 @cache

@@ -1,0 +1,109 @@
+"""A locking relay claims each conversation's run of due messages and publishes it in
+waves: the nth wave holds each conversation's nth message, and a failure stops its
+conversation for the rest of the round."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+import pytest
+
+from adapters.memory import InMemoryBus
+from adapters.memory.bus import FailureInjector
+from application.ports import OutgoingRecord, PublishResult
+from domain import Envelope, OutboxStatus, PublishFailure
+from tests.unit.conftest import Harness
+
+pytestmark = pytest.mark.unit
+
+
+@attrs.define
+class WaveBus(InMemoryBus):
+    """Remembers which outbox ids each publish call carried."""
+
+    calls: list[list[int]] = attrs.field(factory=list)
+
+    async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
+        self.calls.append([Envelope.decode(record.value).outbox_id for record in records])
+        return await super().publish(records)
+
+
+def failing_ids(*outbox_ids: int, fatal: bool = False) -> FailureInjector:
+    def fail(record: OutgoingRecord) -> PublishFailure | None:
+        if Envelope.decode(record.value).outbox_id not in outbox_ids:
+            return None
+        return PublishFailure.fatal("injected") if fatal else PublishFailure("injected")
+
+    return fail
+
+
+@pytest.fixture
+def bus(harness: Harness) -> WaveBus:
+    harness.bus = WaveBus()
+    return harness.bus
+
+
+async def test_a_locking_round_publishes_each_conversations_run_in_waves(
+    harness: Harness, bus: WaveBus
+) -> None:
+    a0, b0, a1, a2, b1 = [await harness.record(c, c) for c in ("a", "b", "a", "a", "b")]
+    report = await harness.relay(lease=None).relay_due()
+    assert (report.claimed, report.published, report.deferred) == (5, 5, 0)
+    assert bus.calls == [[a0.id, b0.id], [a1.id, b1.id], [a2.id]]
+
+
+async def test_a_leasing_round_claims_heads_only_and_publishes_once(
+    harness: Harness, bus: WaveBus
+) -> None:
+    a0, b0, _, _ = [await harness.record(c, c) for c in ("a", "b", "a", "b")]
+    report = await harness.relay().relay_due()
+    assert report.claimed == 2
+    assert bus.calls == [[a0.id, b0.id]]
+
+
+async def test_a_failed_message_defers_its_conversations_later_messages_only(
+    harness: Harness, bus: WaveBus
+) -> None:
+    """a1 fails: a2, claimed behind it, is not sent and stays untouched; b goes on."""
+    a0, a1, b0, a2, b1 = [await harness.record(c, c) for c in ("a", "a", "b", "a", "b")]
+    bus.fail_with = failing_ids(a1.id)
+    report = await harness.relay(lease=None).relay_due()
+    assert (report.published, report.retried, report.deferred) == (3, 1, 1)
+    assert bus.calls == [[a0.id, b0.id], [a1.id, b1.id]]
+    assert harness.status(a1.id) is OutboxStatus.PENDING
+    assert harness.row(a1.id).retry_count == 1
+    assert harness.row(a2.id) == a2  # untouched: still pending, due, never tried
+    assert harness.published_event_ids() == [a0.event_id, b0.event_id, b1.event_id]
+
+
+async def test_a_message_gone_dead_mid_run_holds_its_conversations_later_messages(
+    harness: Harness, bus: WaveBus
+) -> None:
+    a0, a1, a2 = [await harness.record("a", f"m{n}") for n in range(3)]
+    bus.fail_with = failing_ids(a0.id, fatal=True)
+    report = await harness.relay(lease=None).relay_due()
+    assert (report.dead, report.deferred) == (1, 2)
+    assert bus.calls == [[a0.id]]
+    assert [harness.status(row.id) for row in (a0, a1, a2)] == [
+        OutboxStatus.DEAD,
+        OutboxStatus.PENDING,
+        OutboxStatus.PENDING,
+    ]
+    assert (await harness.relay(lease=None).relay_due()).claimed == 0  # held behind a0
+
+
+async def test_a_run_is_claimed_only_up_to_a_message_waiting_for_its_retry(
+    harness: Harness, bus: WaveBus
+) -> None:
+    """a0 waits for its retry: a1 and a2 are not claimed, b is."""
+    a0, _, _ = [await harness.record("a", f"m{n}") for n in range(3)]
+    b0 = await harness.record("b", "b0")
+    bus.fail_with = failing_ids(a0.id)
+    await harness.relay(lease=None).relay_due()
+    bus.fail_with = None
+    b1 = await harness.record("b", "b1")
+    report = await harness.relay(lease=None).relay_due()
+    assert report.claimed == 1
+    assert bus.calls[-1] == [b1.id]
+    assert harness.status(b0.id) is OutboxStatus.PUBLISHED
