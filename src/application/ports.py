@@ -79,6 +79,19 @@ class DeadSelector:
         }
 
 
+@attrs.frozen
+class Shard:
+    """The conversations one of `count` relays claims: those whose key hashes to `index`.
+    A preference, not a guarantee: two relays with different views of who is alive may
+    claim from one conversation for a moment, which the claim's row locks make safe."""
+
+    index: int = 0
+    count: int = 1
+
+
+EVERY_CONVERSATION = Shard()
+
+
 class OutboxRepository(Protocol):
     async def add(self, message: NewOutboxMessage) -> OutboxMessage:
         """Raises DuplicateEvent when a row with the message's event id exists."""
@@ -87,7 +100,7 @@ class OutboxRepository(Protocol):
     async def by_event_id(self, event_id: str) -> OutboxMessage | None: ...
 
     async def claim_due(
-        self, now: datetime, limit: int, lease: timedelta | None
+        self, now: datetime, limit: int, lease: timedelta | None, shard: Shard = EVERY_CONVERSATION
     ) -> list[OutboxMessage]:
         """Take up to `limit` due pending rows in recording (id) order, each only when every
         earlier pending or dead row of its conversation is taken with it (invariant 6; see
@@ -97,7 +110,8 @@ class OutboxRepository(Protocol):
         With no lease the rows are locked instead (FOR UPDATE SKIP LOCKED) and stay hidden
         only while the caller's unit of work is open, which must write their outcomes
         itself; a locked claim takes a conversation's run of due rows, so a conversation's
-        later rows follow its earlier ones in the list and must be published after them."""
+        later rows follow its earlier ones in the list and must be published after them.
+        `shard` narrows a locked claim to a share of the conversations."""
         ...
 
     async def apply(self, transitions: Sequence[Transition]) -> int:
@@ -145,11 +159,23 @@ class ChatHistoryRepository(Protocol):
         ...
 
 
+class RelayRoster(Protocol):
+    """Which relays are alive."""
+
+    async def beat(self, member: str, now: datetime, alive_until: datetime) -> list[str]:
+        """Record that `member` is alive until `alive_until`; return the members alive at
+        `now`, itself included, sorted."""
+        ...
+
+    async def leave(self, member: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the block without commit() rolls everything back."""
 
     outbox: OutboxRepository
     history: ChatHistoryRepository
+    relays: RelayRoster
 
     async def __aenter__(self) -> Self: ...
 

@@ -14,6 +14,7 @@ from application.errors import StoreUnavailable
 from application.operations import sweep_stale_published
 from application.ports import Clock, UnitOfWorkFactory, Wakeups
 from application.relaying import Batch, Relay, RelayReport
+from application.sharing import RelayShares
 from application.tally import add_up
 from domain import RetryPolicy
 
@@ -80,7 +81,17 @@ async def run_relay(
             interval = min(interval * 2, polling.maximum)
     if in_flight is not None:
         totals = add_up(totals, await _settle_on_exit(relay, in_flight))
+    if relay.shares is not None:
+        await _leave(relay.shares)
     return totals
+
+
+async def _leave(shares: RelayShares) -> None:
+    try:
+        await shares.leave()
+    except StoreUnavailable as error:
+        # The others take this relay's share once its roster entry runs out.
+        log.warning("relay_roster_leave_failed", error=str(error))
 
 
 async def _settle_on_exit(relay: Relay, batch: Batch) -> RelayReport:

@@ -10,12 +10,14 @@ import structlog
 
 from application.metrics import Metrics, NoMetrics
 from application.ports import (
+    EVERY_CONVERSATION,
     Clock,
     MessageBus,
     OutgoingRecord,
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from application.sharing import RelayShares
 from application.tracing import TRACEPARENT_HEADER
 from domain import (
     SCHEMA_VERSION,
@@ -102,6 +104,8 @@ class Relay:
     transaction held open through the publish (PostgreSQL, MariaDB); the database ends a
     hung relay's transaction (idle_in_transaction_session_timeout), releasing its rows."""
     metrics: Metrics = attrs.field(factory=NoMetrics)
+    shares: RelayShares | None = None
+    """Locking relays only: share the conversations with the other live relays."""
 
     async def relay_due(self) -> RelayReport:
         """One claim-publish-write round."""
@@ -134,9 +138,10 @@ class Relay:
     async def _locked_round(self) -> RelayReport:
         """Claim (row locks), publish and write the outcomes in one transaction: one
         statement fewer per batch than a lease, and a crashed relay's rows free at once."""
+        shard = await self.shares.shard() if self.shares else EVERY_CONVERSATION
         async with self.uow() as uow:
             started = time.perf_counter()
-            claimed = await uow.outbox.claim_due(self.clock.now(), self.batch_size, None)
+            claimed = await uow.outbox.claim_due(self.clock.now(), self.batch_size, None, shard)
             if not claimed:
                 return RelayReport()
             batch = await self._publish(claimed, _ms_since(started))

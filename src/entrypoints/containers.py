@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -26,6 +29,7 @@ from application.metrics import Metrics
 from application.recording import RecordChatMessage
 from application.relay_loop import Polling
 from application.relaying import Relay
+from application.sharing import RelayShares
 from entrypoints.config import Settings
 from entrypoints.injection import containers, providers
 
@@ -126,11 +130,24 @@ def _relay(
         batch_size=settings.provided.relay_batch_size,
         lease=providers.Callable(_relay_lease, settings),
         metrics=core.metrics,
+        shares=providers.Callable(_relay_shares, settings, core.uow, core.clock),
     )
 
 
 def _relay_lease(settings: Settings) -> timedelta | None:
     return None if settings.relay_locks_claims else timedelta(seconds=settings.relay_lease_seconds)
+
+
+def _relay_shares(
+    settings: Settings, uow: SqlUnitOfWorkFactory, clock: SystemClock
+) -> RelayShares | None:
+    """Locking relays share the conversations; leasing ones claim heads from all of them.
+    A member counts as alive for a few of its idle polls, so an idle relay stays in."""
+    if not settings.relay_locks_claims:
+        return None
+    member = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    alive_for = timedelta(seconds=max(5.0, 3 * settings.relay_max_poll_interval))
+    return RelayShares(uow, clock, member, alive_for=alive_for)
 
 
 def _consumer(

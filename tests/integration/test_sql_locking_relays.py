@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import attrs
@@ -16,7 +16,7 @@ from adapters.clock import SystemClock, uuid4_event_id
 from adapters.memory import InMemoryBus
 from adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrade
 from application.errors import StoreUnavailable
-from application.ports import MessageBus, OutgoingRecord, PublishResult
+from application.ports import MessageBus, OutgoingRecord, PublishResult, Shard
 from application.recording import RecordChatMessage
 from application.relaying import Relay
 from domain import ChatMessage, Envelope, OutboxStatus, PublishFailure, RetryPolicy
@@ -139,3 +139,50 @@ async def test_a_locked_claim_stops_a_run_at_a_row_waiting_for_its_retry(
         await unit.outbox.apply([failed])
         await unit.commit()
     assert await claimed_keys(uow, 10) == [("c1", 1), ("c1", 3), ("c1", 5)]
+
+
+async def test_two_locking_relays_sharing_the_conversations_publish_every_row_once_in_order(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    """With a roster, each relay claims only its share of the conversations; every row is
+    still published once and in order, and both relays did part of the work."""
+    reports = await race_two_relays(uow, lease=None, shared=True)
+    assert all(report.published for report in reports)
+
+
+async def test_the_shards_of_a_locked_claim_split_the_conversations_between_them(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    await record_many(uow, 60, 20)
+    now = SystemClock().now()
+    shares: list[set[str]] = []
+    for index in range(3):
+        async with uow() as unit:
+            claimed = await unit.outbox.claim_due(now, 100, None, Shard(index, 3))
+        shares.append({message.message_key for message in claimed})
+        assert len(claimed) == 3 * len(shares[-1])  # whole runs of its conversations
+    assert all(shares)
+    assert set.union(*shares) == {f"c{n}" for n in range(20)}
+    assert sum(len(share) for share in shares) == 20  # no conversation in two shards
+
+
+async def test_the_roster_lists_live_relays_and_forgets_expired_and_departed_ones(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    now = SystemClock().now()
+    second = timedelta(seconds=1)
+
+    async def beat(member: str, at: datetime, alive: timedelta) -> list[str]:
+        async with uow() as unit:
+            members = await unit.relays.beat(member, at, at + alive)
+            await unit.commit()
+        return members
+
+    assert await beat("b", now, 5 * second) == ["b"]
+    assert await beat("a", now, second) == ["a", "b"]
+    assert await beat("b", now + 2 * second, 5 * second) == ["b"]  # a expired
+    assert await beat("c", now + 2 * second, 5 * second) == ["b", "c"]
+    async with uow() as unit:
+        await unit.relays.leave("b")
+        await unit.commit()
+    assert await beat("c", now + 3 * second, 5 * second) == ["c"]

@@ -19,7 +19,8 @@ from adapters.sql.wakeups import wakeups_for
 from application.ports import MessageBus, OutgoingRecord, PublishResult
 from application.recording import RecordChatMessage
 from application.relay_loop import Polling, run_relay
-from application.relaying import Relay
+from application.relaying import Relay, RelayReport
+from application.sharing import RelayShares
 from domain import ChatMessage, Envelope, OutboxStatus
 from tests.integration.test_sql_outbox import outbox_row
 
@@ -50,10 +51,16 @@ async def record_many(uow: SqlUnitOfWorkFactory, count: int, conversations: int)
         )
 
 
-async def race_two_relays(uow: SqlUnitOfWorkFactory, lease: timedelta | None) -> None:
-    """Two relays racing over 300 rows in 10 conversations; asserts each row was published
-    exactly once, and within each conversation in recording order."""
+async def race_two_relays(
+    uow: SqlUnitOfWorkFactory, lease: timedelta | None, shared: bool = False
+) -> list[RelayReport]:
+    """Two relays racing over 300 rows in 10 conversations, sharing them out when `shared`;
+    asserts each row was published exactly once, and within each conversation in recording
+    order."""
     await record_many(uow, 300, 10)
+    shares = [RelayShares(uow, SystemClock(), f"relay-{n}", refresh=timedelta(0)) for n in "ab"]
+    for share in shares if shared else ():
+        await share.shard()  # both on the roster before either claims
     sent: list[tuple[int, OutgoingRecord]] = []
     counter = itertools.count()
     stopping = asyncio.Event()
@@ -66,12 +73,13 @@ async def race_two_relays(uow: SqlUnitOfWorkFactory, lease: timedelta | None) ->
                     SystemClock(),
                     batch_size=20,
                     lease=lease,
+                    shares=share if shared else None,
                 ),
                 stopping,
                 polling=Polling(minimum=0.01, maximum=0.05, coalesce=0),
             )
         )
-        for _ in range(2)
+        for share in shares
     ]
     for _ in range(1000):
         if len(sent) >= 300:
@@ -87,6 +95,7 @@ async def race_two_relays(uow: SqlUnitOfWorkFactory, lease: timedelta | None) ->
         by_conversation.setdefault(record.key, []).append(Envelope.decode(record.value).outbox_id)
     for conversation, ids in by_conversation.items():
         assert ids == sorted(ids), f"{conversation} published out of order"
+    return reports
 
 
 async def test_two_relays_publish_every_row_once_and_keep_each_conversation_in_order(

@@ -22,6 +22,7 @@ from application.ports import (
     OutboxRepository,
     OutgoingRecord,
     PublishResult,
+    RelayRoster,
     UnitOfWork,
 )
 from application.recording import RecordChatMessage
@@ -166,6 +167,7 @@ class FlakyUnitOfWork:
 
     outbox: OutboxRepository
     history: ChatHistoryRepository
+    relays: RelayRoster
 
     def __init__(self, inner: InMemoryUnitOfWork, commits: FlakyCommits) -> None:
         self._inner = inner
@@ -175,6 +177,7 @@ class FlakyUnitOfWork:
         await self._inner.__aenter__()
         self.outbox = self._inner.outbox
         self.history = self._inner.history
+        self.relays = self._inner.relays
         return self
 
     async def __aexit__(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import zlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -12,11 +13,14 @@ import attrs
 
 from application.errors import DuplicateEvent
 from application.ports import (
+    EVERY_CONVERSATION,
     ChatHistoryRepository,
     DeadSelector,
     NewOutboxMessage,
     OutboxRepository,
     OutboxStats,
+    RelayRoster,
+    Shard,
     UnitOfWork,
 )
 from domain import (
@@ -36,6 +40,8 @@ class InMemoryStore:
 
     outbox: dict[int, OutboxMessage] = attrs.field(factory=dict)
     history: dict[str, HistoryEntry] = attrs.field(factory=dict)
+    relays: dict[str, datetime] = attrs.field(factory=dict)
+    """Live relays: member id -> alive until."""
     commits: int = 0
     ids: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
 
@@ -66,12 +72,14 @@ class InMemoryOutboxRepository(OutboxRepository):
         return attrs.evolve(row)
 
     async def claim_due(
-        self, now: datetime, limit: int, lease: timedelta | None
+        self, now: datetime, limit: int, lease: timedelta | None, shard: Shard = EVERY_CONVERSATION
     ) -> list[OutboxMessage]:
         closed: set[str] = set()  # conversations whose later rows must wait
         due: list[OutboxMessage] = []
         for row in sorted(self.rows.values(), key=lambda r: r.id):
             if row.message_key in closed or row.biz_type != BIZ_TYPE_CHAT_HISTORY:
+                continue
+            if zlib.crc32(row.message_key.encode()) % shard.count != shard.index:
                 continue
             if not holds_back_later_messages(row):
                 continue
@@ -201,6 +209,20 @@ class InMemoryChatHistoryRepository(ChatHistoryRepository):
 
 
 @attrs.define
+class InMemoryRelayRoster(RelayRoster):
+    members: dict[str, datetime]
+
+    async def beat(self, member: str, now: datetime, alive_until: datetime) -> list[str]:
+        self.members[member] = alive_until
+        for gone in [m for m, until in self.members.items() if until <= now]:
+            del self.members[gone]
+        return sorted(self.members)
+
+    async def leave(self, member: str) -> None:
+        self.members.pop(member, None)
+
+
+@attrs.define
 class InMemoryUnitOfWork(UnitOfWork):
     """Works on copies of the store's rows; commit() publishes them, anything else discards.
     Commits replace the store wholesale (last writer wins), so overlapping units of work are
@@ -210,11 +232,13 @@ class InMemoryUnitOfWork(UnitOfWork):
     committed: bool = False
     outbox: InMemoryOutboxRepository = attrs.field(init=False)
     history: InMemoryChatHistoryRepository = attrs.field(init=False)
+    relays: InMemoryRelayRoster = attrs.field(init=False)
 
     async def __aenter__(self) -> Self:
         rows = {key: attrs.evolve(row) for key, row in self.store.outbox.items()}
         self.outbox = InMemoryOutboxRepository(rows, self.store.ids)
         self.history = InMemoryChatHistoryRepository(dict(self.store.history))
+        self.relays = InMemoryRelayRoster(dict(self.store.relays))
         self.committed = False
         return self
 
@@ -229,5 +253,6 @@ class InMemoryUnitOfWork(UnitOfWork):
     async def commit(self) -> None:
         self.store.outbox = self.outbox.rows
         self.store.history = self.history.entries
+        self.store.relays = self.relays.members
         self.store.commits += 1
         self.committed = True

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0007"
+HEAD = "0008"
 """The newest migration's revision; a unit test checks it against the scripts."""
 VERSION_TABLE = "alembic_version"
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     and_,
     delete,
     exists,
@@ -25,11 +26,19 @@ from adapters.sql.statements import (
     LEASE_IDS,
     LOCK_HEADS,
     LOCK_RUNS,
+    lock_runs_of_shard,
     outcome_update,
 )
 from adapters.sql.tables import outbox_messages as t
 from application.errors import DuplicateEvent
-from application.ports import DeadSelector, NewOutboxMessage, OutboxRepository, OutboxStats
+from application.ports import (
+    EVERY_CONVERSATION,
+    DeadSelector,
+    NewOutboxMessage,
+    OutboxRepository,
+    OutboxStats,
+    Shard,
+)
 from domain import (
     OutboxEvent,
     OutboxMessage,
@@ -70,14 +79,17 @@ class SqlOutboxRepository(OutboxRepository):
         return _message({**values, "id": outbox_id})
 
     async def claim_due(
-        self, now: datetime, limit: int, lease: timedelta | None
+        self, now: datetime, limit: int, lease: timedelta | None, shard: Shard = EVERY_CONVERSATION
     ) -> list[OutboxMessage]:
         dialect = self._conn.dialect.name
         params: dict[str, Any] = {"now": now, "limit": limit}
         if lease is None:
             # Locked, not leased: the caller's transaction stays open through the publish.
             assert dialect != "sqlite", "SQLite has no row locks; claim with a lease"
-            return await self._claim_runs(params)
+            if shard.count == 1:
+                return await self._claim_runs(LOCK_RUNS, params)
+            params.update(shard_index=shard.index, shard_count=shard.count)
+            return await self._claim_runs(lock_runs_of_shard(dialect), params)
         lease_until = now + lease
         if dialect in LEASE_HEADS:
             params["lease_until"] = lease_until
@@ -88,12 +100,12 @@ class SqlOutboxRepository(OutboxRepository):
             await self._conn.execute(LEASE_IDS, {"ids": list(chunk), "lease_until": lease_until})
         return [claimed_message(row, next_retry_at=lease_until) for row in rows]
 
-    async def _claim_runs(self, params: dict[str, Any]) -> list[OutboxMessage]:
+    async def _claim_runs(self, claim: Select[Any], params: dict[str, Any]) -> list[OutboxMessage]:
         """LOCK_RUNS, keeping a row when it heads its conversation or follows a kept row (a
         row another relay holds was skipped, and breaks the run)."""
         kept: set[int] = set()
         claimed: list[OutboxMessage] = []
-        for row in await self._conn.execute(LOCK_RUNS, params):
+        for row in await self._conn.execute(claim, params):
             if row.previous is None or row.previous in kept:
                 kept.add(row.id)
                 claimed.append(claimed_message(row[:-1]))

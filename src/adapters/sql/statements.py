@@ -143,6 +143,20 @@ LOCK_RUNS = _runs()
 
 
 @cache
+def lock_runs_of_shard(dialect: str) -> Select[Any]:
+    """LOCK_RUNS over one shard of the conversations: those whose key hashes to
+    `shard_index` modulo `shard_count` (extra parameters). Every relay on one database uses
+    the same hash, so the shards never overlap."""
+    hashed: ColumnElement[Any]
+    if dialect == "postgresql":
+        hashed = func.hashtext(t.c.message_key).op("&")(0x7FFFFFFF)
+    else:  # MariaDB, MySQL
+        hashed = func.crc32(t.c.message_key)
+    count = bindparam("shard_count", type_=Integer)
+    return LOCK_RUNS.where(hashed % count == bindparam("shard_index", type_=Integer))
+
+
+@cache
 def outcome_update(dialect: str, guard: tuple[str, ...], columns: tuple[str, ...]) -> Update:
     """Set `columns` (parameters named v_<column>) on the rows in `ids` whose status is in
     `guard`. PostgreSQL binds the ids as one array: an IN list of 500 is re-rendered on

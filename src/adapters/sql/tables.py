@@ -125,3 +125,13 @@ chat_history = Table(
     Index("idx_history_conversation", "conversation_id", "outbox_id"),
     **MYSQL,
 )
+
+# Live relays (migration 0008): each refreshes its row while it works, and the members
+# alive share the conversations between them (application.sharing).
+relay_members = Table(
+    "chat_outbox_relays",
+    metadata,
+    Column("member_id", String(64), primary_key=True),
+    Column("alive_until", UtcDateTime, nullable=False),
+    **MYSQL,
+)

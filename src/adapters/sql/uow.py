@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from adapters.sql.engine import is_transient, unavailable
 from adapters.sql.history import SqlChatHistoryRepository
 from adapters.sql.outbox import SqlOutboxRepository
+from adapters.sql.roster import SqlRelayRoster
 from application.ports import UnitOfWork
 
 
@@ -19,6 +20,7 @@ class SqlUnitOfWork(UnitOfWork):
 
     outbox: SqlOutboxRepository
     history: SqlChatHistoryRepository
+    relays: SqlRelayRoster
     connection: AsyncConnection
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -35,6 +37,7 @@ class SqlUnitOfWork(UnitOfWork):
             raise
         self.outbox = SqlOutboxRepository(self.connection)
         self.history = SqlChatHistoryRepository(self.connection)
+        self.relays = SqlRelayRoster(self.connection)
         self._committed = False
         return self
 

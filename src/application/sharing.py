@@ -1,0 +1,51 @@
+"""Relays that lock their claims share the conversations between them: each claims only
+the conversations whose key hashes to its own shard, so one relay's claim never has to
+step over another's rows. Who is alive comes from a roster each relay refreshes while it
+works; a relay that stops refreshing drops out and the others cover its share."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import attrs
+import structlog
+
+from application.ports import EVERY_CONVERSATION, Clock, Shard, UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
+
+
+@attrs.define
+class RelayShares:
+    uow: UnitOfWorkFactory
+    clock: Clock
+    member: str
+    refresh: timedelta = timedelta(seconds=1)
+    """How often the roster is refreshed (at most once per claim)."""
+    alive_for: timedelta = timedelta(seconds=5)
+    """How long a member counts as alive after its last refresh."""
+    _shard: Shard = EVERY_CONVERSATION
+    _next_refresh: datetime | None = None
+
+    async def shard(self) -> Shard:
+        """This relay's shard, refreshing its roster entry when due."""
+        now = self.clock.now()
+        if self._next_refresh is not None and now < self._next_refresh:
+            return self._shard
+        async with self.uow() as uow:
+            members = await uow.relays.beat(self.member, now, now + self.alive_for)
+            await uow.commit()
+        shard = Shard(members.index(self.member), len(members))
+        if shard != self._shard:
+            log.info("relay_shard_changed", member=self.member, shard=shard.index, of=shard.count)
+        self._shard = shard
+        self._next_refresh = now + self.refresh
+        return shard
+
+    async def leave(self) -> None:
+        """Drop out of the roster, so the others take this relay's share at their next
+        refresh instead of after `alive_for`."""
+        async with self.uow() as uow:
+            await uow.relays.leave(self.member)
+            await uow.commit()
+        self._shard, self._next_refresh = EVERY_CONVERSATION, None

@@ -1,0 +1,79 @@
+"""Locking relays share the conversations out by a roster of live relays."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import attrs
+import pytest
+
+from application.relay_loop import run_relay
+from application.sharing import RelayShares
+from domain import OutboxStatus
+from tests.unit.conftest import Harness
+
+pytestmark = pytest.mark.unit
+
+ALIVE = timedelta(seconds=5)
+
+
+def shares(harness: Harness, member: str, refresh: timedelta = timedelta(0)) -> RelayShares:
+    return RelayShares(harness.uow, harness.clock, member, refresh=refresh, alive_for=ALIVE)
+
+
+async def test_relays_on_one_roster_take_distinct_shards(harness: Harness) -> None:
+    a, b = shares(harness, "a"), shares(harness, "b")
+    assert (await a.shard()).count == 1
+    await b.shard()
+    assert [(s.index, s.count) for s in (await a.shard(), await b.shard())] == [(0, 2), (1, 2)]
+
+
+async def test_a_relay_that_stops_refreshing_drops_out_and_its_share_is_taken_over(
+    harness: Harness,
+) -> None:
+    a, b = shares(harness, "a"), shares(harness, "b")
+    await a.shard()
+    await b.shard()
+    harness.clock.advance(ALIVE)
+    assert (await b.shard()).count == 1
+    assert sorted(harness.store.relays) == ["b"]
+
+
+async def test_a_relay_that_leaves_hands_its_share_over_at_the_next_refresh(
+    harness: Harness,
+) -> None:
+    a, b = shares(harness, "a"), shares(harness, "b")
+    await a.shard()
+    await b.shard()
+    await a.leave()
+    assert (await b.shard()).count == 1
+
+
+async def test_the_roster_is_refreshed_at_most_once_per_interval(harness: Harness) -> None:
+    a = shares(harness, "a", refresh=timedelta(seconds=1))
+    for _ in range(3):
+        await a.shard()
+    assert harness.store.commits == 1
+    harness.clock.advance(timedelta(seconds=1))
+    await a.shard()
+    assert harness.store.commits == 2
+
+
+async def test_a_sharing_relay_claims_only_its_share_and_leaves_the_roster_on_exit(
+    harness: Harness,
+) -> None:
+    rows = [await harness.record(f"c{n % 8}", f"m{n}") for n in range(32)]
+    other = shares(harness, "a")
+    await other.shard()  # another relay is alive, and never claims here
+    relay = attrs.evolve(harness.relay(lease=None), shares=shares(harness, "b"))
+    report = await run_relay(relay, asyncio.Event(), once=True)
+    published = [row for row in rows if harness.status(row.id) is OutboxStatus.PUBLISHED]
+    assert 0 < report.published == len(published) < len(rows)
+    mine = {row.message_key for row in published}
+    assert all(
+        harness.status(row.id) is OutboxStatus.PENDING
+        for row in rows
+        if row.message_key not in mine
+    )
+    assert sorted(harness.store.relays) == ["a"]
