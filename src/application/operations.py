@@ -64,8 +64,8 @@ async def requeue_dead(
     progress: Progress = _no_progress,
 ) -> int:
     """Dead rows back to pending with retries reset, oldest first, a batch per transaction.
-    Order is safe whatever is selected: the claim takes only a conversation's head, so a
-    requeued row waits behind any earlier row of its conversation still pending or dead.
+    Order is safe whatever is selected: a claim takes a row only behind its conversation's
+    earlier ones, so a requeued row waits behind any earlier row still pending or dead.
     Each row is requeued at most once, and only rows recorded before the requeue began:
     one that a relay kills again meanwhile waits for the next requeue, so this ends."""
     pages = _DeadPages(selector, batch)

@@ -71,7 +71,7 @@ async def run_relay(
             failures = 0
         if in_flight is not None or report.published:
             interval = polling.minimum
-            continue  # more may be due: the published heads' successors are heads now
+            continue  # more may be due: the published rows' successors are claimable now
         if once:
             break
         if await _idle(stopping, wakeups, interval):

@@ -197,8 +197,8 @@ HOLDING_STATUSES = frozenset({OutboxStatus.PENDING, OutboxStatus.DEAD})
 
 def holds_back_later_messages(message: OutboxMessage) -> bool:
     """Invariant 6: until a message is published (or consumed), its conversation's later
-    messages wait. So only a conversation's head, its earliest pending or dead message, is
-    ever claimed, and only when it is pending and due."""
+    messages wait. So a claim starts a conversation at its head, its earliest pending or
+    dead message, only when that one is pending and due, and publishes later ones after it."""
     return message.status in HOLDING_STATUSES
 
 
