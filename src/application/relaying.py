@@ -170,29 +170,35 @@ class Relay:
         stopped: set[str] = set()
         started = time.perf_counter()
         for wave in _waves(claimed):
-            sendable: list[tuple[OutboxMessage, OutgoingRecord]] = []
-            for message in wave:
-                if message.message_key in stopped:
-                    continue
-                record = self._record_for(message, transitions)
-                if record is None:
-                    stopped.add(message.message_key)
-                else:
-                    sendable.append((message, record))
-            if not sendable:
-                continue
-            results = await self.bus.publish([record for _, record in sendable])
-            at = self.clock.now()
-            for (message, _), result in zip(sendable, results, strict=True):
-                if result is None:
-                    transitions.append(_certain(message.mark_published(at)))
-                    continue
-                stopped.add(message.message_key)
-                failed = message.record_publish_failure(result, at, self.policy)
-                transitions.append(_certain(failed))
-                _log_failure(message, result)
+            await self._publish_wave(wave, stopped, transitions)
         self._observe(claimed, transitions)
         return Batch(claimed, transitions, claim_ms, _ms_since(started))
+
+    async def _publish_wave(
+        self, wave: list[OutboxMessage], stopped: set[str], transitions: list[Transition]
+    ) -> None:
+        """Send one wave, skipping the `stopped` conversations; a message that cannot be
+        encoded or fails stops its conversation."""
+        sendable: list[tuple[OutboxMessage, OutgoingRecord]] = []
+        for message in wave:
+            if message.message_key in stopped:
+                continue
+            record = self._record_for(message, transitions)
+            if record is None:
+                stopped.add(message.message_key)
+            else:
+                sendable.append((message, record))
+        if not sendable:
+            return
+        results = await self.bus.publish([record for _, record in sendable])
+        at = self.clock.now()
+        for (message, _), result in zip(sendable, results, strict=True):
+            if result is None:
+                transitions.append(_certain(message.mark_published(at)))
+                continue
+            stopped.add(message.message_key)
+            transitions.append(_certain(message.record_publish_failure(result, at, self.policy)))
+            _log_failure(message, result)
 
     def _observe(self, claimed: list[OutboxMessage], transitions: list[Transition]) -> None:
         created = {message.id: message.created_at for message in claimed}

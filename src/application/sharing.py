@@ -24,8 +24,8 @@ class RelayShares:
     """How often the roster is refreshed (at most once per claim)."""
     alive_for: timedelta = timedelta(seconds=5)
     """How long a member counts as alive after its last refresh."""
-    _shard: Shard = EVERY_CONVERSATION
-    _next_refresh: datetime | None = None
+    _shard: Shard = attrs.field(default=EVERY_CONVERSATION, init=False)
+    _next_refresh: datetime | None = attrs.field(default=None, init=False)
 
     async def shard(self) -> Shard:
         """This relay's shard, refreshing its roster entry when due."""

@@ -74,6 +74,7 @@ class InMemoryOutboxRepository(OutboxRepository):
     async def claim_due(
         self, now: datetime, limit: int, lease: timedelta | None, shard: Shard = EVERY_CONVERSATION
     ) -> list[OutboxMessage]:
+        assert lease is None or shard == EVERY_CONVERSATION, "shards narrow locked claims only"
         closed: set[str] = set()  # conversations whose later rows must wait
         due: list[OutboxMessage] = []
         for row in sorted(self.rows.values(), key=lambda r: r.id):

@@ -81,6 +81,7 @@ class SqlOutboxRepository(OutboxRepository):
     async def claim_due(
         self, now: datetime, limit: int, lease: timedelta | None, shard: Shard = EVERY_CONVERSATION
     ) -> list[OutboxMessage]:
+        assert lease is None or shard == EVERY_CONVERSATION, "shards narrow locked claims only"
         dialect = self._conn.dialect.name
         params: dict[str, Any] = {"now": now, "limit": limit}
         if lease is None:

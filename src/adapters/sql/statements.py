@@ -46,6 +46,9 @@ def is_one_of(column: ColumnElement[Any], values: Iterable[str]) -> ColumnElemen
     return column.in_([constant(value) for value in sorted(values)])
 
 
+_HOLDING = tuple(status.value for status in HOLDING_STATUSES)
+
+
 def _heads(table: FromClause) -> Select[Any]:
     """Due pending rows that head their conversation, oldest first. Heads only: another
     relay's in-flight head is still pending in every committed snapshot, so its successor
@@ -54,7 +57,7 @@ def _heads(table: FromClause) -> Select[Any]:
     earlier = t.alias("earlier")
     held_back = exists().where(
         earlier.c.message_key == table.c.message_key,
-        is_one_of(earlier.c.status, (status.value for status in HOLDING_STATUSES)),
+        is_one_of(earlier.c.status, _HOLDING),
         earlier.c.id < table.c.id,
     )
     return (
@@ -89,8 +92,6 @@ LEASE_HEADS = {
 """Claim by lease. Parameters: now, limit, lease_until."""
 LEASE_IDS = update(t).where(t.c.id.in_(bindparam("ids", expanding=True))).values(_lease)
 """MariaDB's lease, after LOCK_HEADS (it cannot UPDATE ... RETURNING)."""
-
-_HOLDING = tuple(status.value for status in HOLDING_STATUSES)
 
 
 def _runs() -> Select[Any]:
