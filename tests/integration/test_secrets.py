@@ -31,10 +31,16 @@ def run(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProce
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_OUTBOX_")}
     environment.update({"CHAT_OUTBOX_LOG_FORMAT": "json", "CHAT_OUTBOX_LOG_LEVEL": "debug"})
     environment.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "entrypoints", *args],
-        cwd=cwd, env=environment, capture_output=True, text=True, timeout=90,
-    )  # fmt: skip
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "entrypoints", *args],
+            cwd=cwd, env=environment, capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as hung:
+        # Say where it hung: the process's last log lines, not only that it timed out.
+        tail = (hung.stderr or b"")[-3000:]
+        text = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
+        raise AssertionError(f"{' '.join(args)} hung for 90 s; stderr ends:\n{text}") from None
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c[:2]) for c in COMMANDS])
