@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
-from adapters.sql.statements import LEASE_HEADS, LOCK_HEADS, LOCK_RUNS
+from adapters.sql.statements import LEASE_HEADS, LOCK_HEADS, LOCK_RUNS, lock_runs_of_shard
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +50,7 @@ async def stale_statistics(engine: AsyncEngine, at: datetime) -> None:
 async def claim_plan(conn: AsyncConnection, at: datetime, claim: ClauseElement) -> str:
     dialect = conn.dialect
     values: dict[str, Any] = {"now": at, "limit": 500, "lease_until": at}
+    values.update(shard_index=1, shard_count=2)
     compiled = cast(SQLCompiler, claim.compile(dialect=dialect))
     if dialect.name == "sqlite":
         params = compiled.construct_params(values)
@@ -69,8 +70,11 @@ async def test_the_claim_uses_the_narrowest_indexes_of_its_database(engine: Asyn
     at = datetime.now(UTC).replace(tzinfo=None)
     if engine.dialect.name == "postgresql":
         await stale_statistics(engine, at)
-    # Locking relays claim runs; MariaDB's leasing relays lock heads first.
+    # Locking relays claim runs, of their shard when they share; MariaDB's leasing relays
+    # lock heads first.
     claims: tuple[ClauseElement, ...] = (LOCK_HEADS, LOCK_RUNS)
+    if engine.dialect.name != "sqlite":
+        claims = (*claims, lock_runs_of_shard(engine.dialect.name))
     if engine.dialect.name == "sqlite":
         claims = (LEASE_HEADS["sqlite"],)
     for claim in claims:
@@ -79,3 +83,6 @@ async def test_the_claim_uses_the_narrowest_indexes_of_its_database(engine: Asyn
         for index in EXPECTED[engine.dialect.name]:
             assert index in plan, plan
         assert "pkey" not in plan, plan
+        # Walks the id index to its limit: no reading and sorting of the whole backlog.
+        assert "Sort" not in plan, plan
+        assert "filesort" not in plan, plan

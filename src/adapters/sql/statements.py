@@ -148,13 +148,16 @@ def lock_runs_of_shard(dialect: str) -> Select[Any]:
     """LOCK_RUNS over one shard of the conversations: those whose key hashes to
     `shard_index` modulo `shard_count` (extra parameters). Every relay on one database uses
     the same hash, so the shards never overlap."""
-    hashed: ColumnElement[Any]
-    if dialect == "postgresql":
-        hashed = func.hashtext(t.c.message_key).op("&")(0x7FFFFFFF)
-    else:  # MariaDB, MySQL
-        hashed = func.crc32(t.c.message_key)
     count = bindparam("shard_count", type_=Integer)
-    return LOCK_RUNS.where(hashed % count == bindparam("shard_index", type_=Integer))
+    index = bindparam("shard_index", type_=Integer)
+    if dialect == "postgresql":
+        hashed = func.hashtext(t.c.message_key).op("&")(0x7FFFFFFF) % count
+        # int4eq(), not `=`: the planner guesses that `expression = value` keeps 0.5% of the
+        # rows, and would read and sort the whole backlog rather than walk the id index
+        # (90 ms instead of 3 per claim at 100k pending); a boolean function keeps a third.
+        return LOCK_RUNS.where(func.int4eq(hashed, index))
+    # MariaDB, MySQL
+    return LOCK_RUNS.where(func.crc32(t.c.message_key) % count == index)
 
 
 @cache
