@@ -4,6 +4,7 @@ them (a wake-up or an adaptive poll), and the stale-published sweep that runs be
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 
 import attrs
@@ -83,6 +84,34 @@ async def run_relay(
         totals = add_up(totals, await _settle_on_exit(relay, in_flight))
     if relay.shares is not None:
         await _leave(relay.shares)
+    return totals
+
+
+async def run_relay_lanes(
+    relays: Sequence[Relay],
+    stopping: asyncio.Event,
+    *,
+    polling: Polling | None = None,
+    wakeups: Wakeups | None = None,
+    once: bool = False,
+) -> RelayReport:
+    """Run each relay as a lane of one process, until `stopping` is set (or, with once,
+    until each finds nothing due). A round mostly waits on the database and the bus; a
+    second lane, with its own transaction and share of the conversations, works meanwhile.
+    Every lane sees every wake-up. If one lane fails, the others are stopped."""
+    waiters = [
+        wakeups if n == 0 or wakeups is None else wakeups.follower() for n in range(len(relays))
+    ]
+    async with asyncio.TaskGroup() as group:
+        lanes = [
+            group.create_task(
+                run_relay(relay, stopping, polling=polling, wakeups=waiter, once=once)
+            )
+            for relay, waiter in zip(relays, waiters, strict=True)
+        ]
+    totals = RelayReport()
+    for lane in lanes:
+        totals = add_up(totals, lane.result())
     return totals
 
 

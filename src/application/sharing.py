@@ -20,8 +20,10 @@ class RelayShares:
     uow: UnitOfWorkFactory
     clock: Clock
     member: str
-    refresh: timedelta = timedelta(seconds=1)
-    """How often the roster is refreshed (at most once per claim)."""
+    refresh: timedelta = timedelta(seconds=0.25)
+    """How often the roster is refreshed (at most once per claim). Until every relay has
+    seen a newcomer, the shares overlap and claims step over each other's rows: at a
+    quarter second a 2-relay drain's first batches still run half full."""
     alive_for: timedelta = timedelta(seconds=5)
     """How long a member counts as alive after its last refresh."""
     _shard: Shard = attrs.field(default=EVERY_CONVERSATION, init=False)

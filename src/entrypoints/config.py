@@ -18,6 +18,7 @@ PREFIX = "CHAT_OUTBOX_"
 BUSES = ("kafka", "rabbitmq", "memory")
 LOG_FORMATS = ("json", "console", "auto")
 RELAY_CLAIMS = ("auto", "lock", "lease")
+MAX_RELAY_LANES = 8
 SECRET_QUERY_PARAMETER = re.compile(
     r"([?&][^=&#]*(?:password|passwd|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE
 )
@@ -61,6 +62,9 @@ class Settings:
     relay_claim: str = "auto"
     """lock: row locks held through the publish; lease: short claims; auto: lock on
     PostgreSQL, lease elsewhere."""
+    relay_lanes: int | None = None
+    """Relay loops in one process, each with its own connection and share of the
+    conversations; None (auto): 2 when claims lock, else 1."""
     consumer_batch_size: int = 500
     consumer_writes: int | None = None
     """Batches a consumer writes at once, each in its own transaction; None (auto): 3,
@@ -108,6 +112,12 @@ class Settings:
         return self.relay_claim == "lock"
 
     @property
+    def relay_lanes_at_once(self) -> int:
+        if self.relay_lanes is not None:
+            return self.relay_lanes
+        return 2 if self.relay_locks_claims else 1
+
+    @property
     def consumer_writes_at_once(self) -> int:
         if self.consumer_writes is not None:
             return self.consumer_writes
@@ -153,6 +163,7 @@ class Settings:
                 "relay_lease_seconds", _positive_float, defaults.relay_lease_seconds
             ),
             relay_claim=get("relay_claim", _choice(RELAY_CLAIMS), defaults.relay_claim),
+            relay_lanes=get("relay_lanes", _auto_or_positive_int, defaults.relay_lanes),
             consumer_batch_size=get(
                 "consumer_batch_size", _positive_int, defaults.consumer_batch_size
             ),
@@ -208,6 +219,11 @@ class Settings:
         )
         if settings.relay_locks_claims:
             _check_lock_claims(settings)
+        if settings.relay_lanes_at_once > MAX_RELAY_LANES:
+            raise ConfigError(
+                f"{PREFIX}RELAY_LANES must be at most {MAX_RELAY_LANES} (each lane holds a "
+                f"database connection); run more relay processes instead"
+            )
         return settings
 
 

@@ -25,7 +25,7 @@ from adapters.sql.wakeups import wakeups_for
 from adapters.tracing import available_tracing
 from application.consuming import Consumer, HistoryWriter
 from application.health import always_ready
-from application.metrics import Metrics
+from application.metrics import Metrics, NoMetrics
 from application.recording import RecordChatMessage
 from application.relay_loop import Polling
 from application.relaying import Relay
@@ -87,6 +87,12 @@ async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+def _scraped(settings: Settings, metrics: PrometheusMetrics) -> Metrics:
+    """The relay's and the consumer's metrics, kept only when a metrics port serves them:
+    unscraped, they cost a histogram observation per message and nothing reads them."""
+    return metrics if settings.metrics_port else NoMetrics()
+
+
 class Core(containers.DeclarativeContainer):
     """What every entrypoint shares: settings, the database, the clock."""
 
@@ -98,6 +104,7 @@ class Core(containers.DeclarativeContainer):
     # A registry per container, not prometheus_client's global one: tests stay independent.
     registry = providers.Singleton(CollectorRegistry)
     metrics = providers.Singleton(PrometheusMetrics, registry)
+    scraped = providers.Singleton(_scraped, settings, metrics)
     tracing = providers.Singleton(available_tracing)
     record = providers.Factory(
         RecordChatMessage,
@@ -129,7 +136,7 @@ def _relay(
         clock=core.clock,
         batch_size=settings.provided.relay_batch_size,
         lease=providers.Callable(_relay_lease, settings),
-        metrics=core.metrics,
+        metrics=core.scraped,
         shares=providers.Callable(_relay_shares, settings, core.uow, core.clock),
     )
 
@@ -162,7 +169,7 @@ def _consumer(
         max_message_bytes=settings.provided.max_message_bytes,
         batch_size=settings.provided.consumer_batch_size,
         writes=settings.provided.consumer_writes_at_once,
-        metrics=core.metrics,
+        metrics=core.scraped,
         tracing=core.tracing,
     )
 
@@ -297,7 +304,7 @@ class ConsumerContainer(containers.DeclarativeContainer):
     core = providers.Container(Core, settings=settings)
     source = providers.Selector(
         settings.provided.bus,
-        kafka=providers.Resource(_kafka_source, settings, core.metrics),
+        kafka=providers.Resource(_kafka_source, settings, core.scraped),
         rabbitmq=providers.Resource(_rabbit_source, settings),
     )
     consumer = _consumer(core, settings, source)

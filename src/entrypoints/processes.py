@@ -15,7 +15,7 @@ import structlog
 from adapters.sql import ensure_migrated
 from application.consumer_loop import run_consumer
 from application.metrics import run_gauge_refresher
-from application.relay_loop import run_relay, run_sweeper
+from application.relay_loop import run_relay_lanes, run_sweeper
 from application.retention import run_purger
 from entrypoints.config import ConfigError, Settings
 from entrypoints.containers import ConsumerContainer, RelayContainer, resources
@@ -51,9 +51,12 @@ async def relay(args: argparse.Namespace, settings: Settings) -> int:
         await ensure_migrated(await container.core.engine.async_())
         stopping = asyncio.Event()
         stop_on_signals(stopping.set)
-        log.info("relay_started", bus=settings.bus, topic=settings.topic, once=args.once)
-        relaying = run_relay(
-            await container.relay.async_(),
+        lanes = settings.relay_lanes_at_once
+        log.info(
+            "relay_started", bus=settings.bus, topic=settings.topic, once=args.once, lanes=lanes
+        )
+        relaying = run_relay_lanes(
+            [await container.relay.async_() for _ in range(lanes)],
             stopping,
             polling=container.polling(),
             wakeups=await container.wakeups.async_(),

@@ -4,6 +4,7 @@ has no row locks and refuses the mode in its configuration)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,11 +19,18 @@ from adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrade
 from application.errors import StoreUnavailable
 from application.ports import MessageBus, OutgoingRecord, PublishResult, Shard
 from application.recording import RecordChatMessage
+from application.relay_loop import Polling, run_relay_lanes
 from application.relaying import Relay
+from application.sharing import RelayShares
 from domain import ChatMessage, Envelope, OutboxStatus, PublishFailure, RetryPolicy
 from tests.integration.databases import ensure_database, truncate, url_for
 from tests.integration.test_sql_outbox import outbox_row
-from tests.integration.test_sql_relays import race_two_relays, record_many
+from tests.integration.test_sql_relays import (
+    SequencedBus,
+    assert_sent_once_in_order,
+    race_two_relays,
+    record_many,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -148,6 +156,40 @@ async def test_two_locking_relays_sharing_the_conversations_publish_every_row_on
     still published once and in order, and both relays did part of the work."""
     reports = await race_two_relays(uow, lease=None, shared=True)
     assert all(report.published for report in reports)
+
+
+async def test_two_lanes_overlap_their_rounds_and_publish_every_row_once_in_order(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    """One relay process's lanes: each publishes while the other's transaction is open."""
+    await record_many(uow, 300, 10)
+    sent: list[tuple[int, OutgoingRecord]] = []
+    bus = SequencedBus(itertools.count(), sent, delay=0.002)
+    lanes = [
+        Relay(
+            uow,
+            bus,
+            SystemClock(),
+            batch_size=20,
+            lease=None,
+            shares=RelayShares(uow, SystemClock(), f"lane-{n}", refresh=timedelta(0)),
+        )
+        for n in range(2)
+    ]
+    for lane in lanes:  # both on the roster before either claims
+        assert lane.shares is not None
+        await lane.shares.shard()
+    stopping = asyncio.Event()
+    polling = Polling(minimum=0.01, maximum=0.05, coalesce=0)
+    running = asyncio.create_task(run_relay_lanes(lanes, stopping, polling=polling))
+    for _ in range(1000):
+        if len(sent) >= 300:
+            break
+        await asyncio.sleep(0.02)
+    stopping.set()
+    assert (await running).published == 300
+    assert_sent_once_in_order(sent, 300)
+    assert bus.most_publishing == 2
 
 
 async def test_the_shards_of_a_locked_claim_split_the_conversations_between_them(

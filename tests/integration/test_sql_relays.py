@@ -34,9 +34,15 @@ class SequencedBus(MessageBus):
     counter: itertools.count[int]
     sent: list[tuple[int, OutgoingRecord]]
     delay: float = 0.0
+    publishing: int = 0
+    most_publishing: int = 0
+    """The most publishes that were waiting on this bus at once."""
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
+        self.publishing += 1
+        self.most_publishing = max(self.most_publishing, self.publishing)
         await asyncio.sleep(self.delay)  # a broker round trip, so relays overlap
+        self.publishing -= 1
         self.sent.extend((next(self.counter), record) for record in records)
         return [None] * len(records)
 
@@ -87,15 +93,20 @@ async def race_two_relays(
         await asyncio.sleep(0.02)
     stopping.set()
     reports = await asyncio.gather(*relays)
-    outbox_ids = [Envelope.decode(record.value).outbox_id for _, record in sent]
-    assert len(outbox_ids) == len(set(outbox_ids)) == 300
     assert sum(report.published for report in reports) == 300
+    assert_sent_once_in_order(sent, 300)
+    return reports
+
+
+def assert_sent_once_in_order(sent: list[tuple[int, OutgoingRecord]], rows: int) -> None:
+    """Each of `rows` rows sent exactly once, each conversation's in recording order."""
+    outbox_ids = [Envelope.decode(record.value).outbox_id for _, record in sent]
+    assert len(outbox_ids) == len(set(outbox_ids)) == rows
     by_conversation: dict[str, list[int]] = {}
     for _, record in sorted(sent, key=lambda pair: pair[0]):
         by_conversation.setdefault(record.key, []).append(Envelope.decode(record.value).outbox_id)
     for conversation, ids in by_conversation.items():
         assert ids == sorted(ids), f"{conversation} published out of order"
-    return reports
 
 
 async def test_two_relays_publish_every_row_once_and_keep_each_conversation_in_order(
@@ -139,3 +150,24 @@ async def test_postgres_wakes_a_listening_relay_on_commit_and_others_poll(
     finally:
         await wakeups.aclose()
     assert woken is (engine.dialect.name == "postgresql")
+
+
+async def test_one_commit_wakes_every_lane_over_one_listening_connection(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    """On PostgreSQL, lanes waiting at once share the leader's LISTEN connection and each is
+    woken; elsewhere every lane polls, on no connection at all."""
+    listens = engine.dialect.name == "postgresql"
+    wakeups = wakeups_for(engine)
+    leader = await anext(wakeups)
+    try:
+        lanes = (leader, leader.follower(), leader.follower())
+        waiting = [asyncio.create_task(lane.wait(0.5)) for lane in lanes]
+        await asyncio.sleep(0.05)
+        listening = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
+        await record_many(uow, 1, 1)
+        woken = await asyncio.wait_for(asyncio.gather(*waiting), 5)
+    finally:
+        await wakeups.aclose()
+    assert woken == [listens] * 3
+    assert listening == (1 if listens else 0)

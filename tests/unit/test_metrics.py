@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry
 from adapters.metrics import PrometheusMetrics
 from application.metrics import refresh_outbox_gauges
 from domain import PublishFailure
+from entrypoints.config import Settings
+from entrypoints.containers import RelayContainer
 from tests.unit.conftest import Harness, failing
 
 pytestmark = pytest.mark.unit
@@ -101,3 +103,14 @@ def test_two_containers_register_the_same_metrics_independently() -> None:
     first.dead_lettered(2)
     assert value(first, "chat_outbox_dlq_records_total") == 2
     assert value(second, "chat_outbox_dlq_records_total") == 0
+
+
+@pytest.mark.parametrize(("port", "kept"), [(0, False), (9464, True)])
+def test_relay_and_consumer_keep_metrics_only_when_a_port_serves_them(
+    port: int, kept: bool
+) -> None:
+    """Unserved, nobody reads them, and each message would pay a histogram observation."""
+    container = RelayContainer(settings=Settings(metrics_port=port))
+    scraped = container.core.scraped()
+    assert isinstance(scraped, PrometheusMetrics) is kept
+    assert (scraped is container.core.metrics()) is kept

@@ -62,3 +62,29 @@ def test_a_lease_too_short_for_a_publish_is_refused_with_lock_claims(
     with pytest.raises(ConfigError, match=f"too short for lock claims.*{timeout_variable}"):
         Settings.from_env(env)
     assert Settings.from_env({**env, "CHAT_OUTBOX_RELAY_CLAIM": "lease"}).relay_lease_seconds == 5
+
+
+@pytest.mark.parametrize(
+    ("url", "lanes", "at_once"),
+    [
+        (POSTGRES, "", 2),
+        (MARIADB, "auto", 1),
+        (SQLITE, "", 1),
+        (POSTGRES, "1", 1),
+        (MARIADB, "3", 3),
+    ],
+)
+def test_a_relay_runs_two_lanes_when_its_claims_lock(url: str, lanes: str, at_once: int) -> None:
+    """auto: two lanes with lock claims (they share the conversations out), one with leases;
+    an explicit number wins."""
+    env = {"CHAT_OUTBOX_DATABASE_URL": url, "CHAT_OUTBOX_RELAY_LANES": lanes}
+    assert Settings.from_env(env).relay_lanes_at_once == at_once
+
+
+@pytest.mark.parametrize(
+    ("lanes", "reason"),
+    [("0", "auto or a positive whole number"), ("two", "auto or a positive"), ("9", "at most 8")],
+)
+def test_a_bad_relay_lanes_value_is_refused_with_the_reason(lanes: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=f"RELAY_LANES must be {reason}"):
+        Settings.from_env({"CHAT_OUTBOX_RELAY_LANES": lanes})
