@@ -77,6 +77,7 @@ def our_env(target: Target) -> dict[str, str]:
             "CHAT_OUTBOX_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
             "CHAT_OUTBOX_LOG_FORMAT": "json",
             "CHAT_OUTBOX_RELAY_POLL_INTERVAL": "0.05",
+            "CHAT_OUTBOX_RELAY_LANES": os.environ.get("BENCH_LANES", "auto"),
         }
     )
     env.update({f"CHAT_OUTBOX_KAFKA_{k.upper()}": str(v) for k, v in KAFKA_TUNING.items()})

@@ -250,11 +250,6 @@ class Wakeups(Protocol):
         """Return True when woken, False when `timeout` seconds passed without a wake-up."""
         ...
 
-    def follower(self) -> Wakeups:
-        """Another waiter on the same wake-ups (a second relay lane): each waiter sees every
-        wake-up, however many wait."""
-        ...
-
 
 class Clock(Protocol):
     def now(self) -> datetime: ...

@@ -41,9 +41,11 @@ async def run_relay(
     wakeups: Wakeups | None = None,
     once: bool = False,
     outage_policy: RetryPolicy | None = None,
+    backlog: Backlog | None = None,
 ) -> RelayReport:
     """Relay until `stopping` is set (or, with once, until nothing is due). The batch in
-    flight when the stop comes is finished first. An unreachable database is waited out."""
+    flight when the stop comes is finished first. An unreachable database is waited out.
+    `backlog` hears how full each round's claim was."""
     polling = polling or Polling()
     totals = RelayReport()
     outage = outage_policy or RetryPolicy(cap=timedelta(seconds=30))
@@ -61,6 +63,8 @@ async def run_relay(
             await wait_or_stop(stopping, delay)
             continue
         totals = add_up(totals, report)
+        if backlog is not None:
+            backlog.saw(report.claimed, relay.batch_size)
         if report.claimed and report.retried == report.claimed:
             # Every message of a batch failed: the bus itself is down. Back off as a whole
             # (the rows' own backoff does not grow for an unreachable bus).
@@ -87,6 +91,23 @@ async def run_relay(
     return totals
 
 
+@attrs.define
+class Backlog:
+    """What the first lane's rounds say about the backlog: `full` after a full batch,
+    `drained` after one under a quarter full (or when the first lane stops)."""
+
+    full: asyncio.Event = attrs.field(factory=asyncio.Event)
+    drained: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    def saw(self, claimed: int, batch_size: int) -> None:
+        if claimed >= batch_size:
+            self.drained.clear()
+            self.full.set()
+        elif claimed < batch_size / 4:
+            self.full.clear()
+            self.drained.set()
+
+
 async def run_relay_lanes(
     relays: Sequence[Relay],
     stopping: asyncio.Event,
@@ -95,20 +116,36 @@ async def run_relay_lanes(
     wakeups: Wakeups | None = None,
     once: bool = False,
 ) -> RelayReport:
-    """Run each relay as a lane of one process, until `stopping` is set (or, with once,
-    until each finds nothing due). A round mostly waits on the database and the bus; a
-    second lane, with its own transaction and share of the conversations, works meanwhile.
-    Every lane sees every wake-up. If one lane fails, the others are stopped."""
-    waiters = [
-        wakeups if n == 0 or wakeups is None else wakeups.follower() for n in range(len(relays))
-    ]
-    async with asyncio.TaskGroup() as group:
-        lanes = [
-            group.create_task(
-                run_relay(relay, stopping, polling=polling, wakeups=waiter, once=once)
+    """Relay with the first relay as run_relay does; the others are extra lanes for a
+    backlog. A round mostly waits on the database and the bus, and a lane, with its own
+    transaction and share of the conversations, works meanwhile. The lanes join when the
+    first relay claims a full batch and leave (handing their shares back) once its batches
+    shrink: at a trickle, one relay is quicker than several splitting each wake-up. With
+    once, the first relay alone. If one lane fails, the others are stopped."""
+    first, *others = relays
+    backlog = Backlog()
+
+    async def lead() -> RelayReport:
+        try:
+            return await run_relay(
+                first, stopping, polling=polling, wakeups=wakeups, once=once, backlog=backlog
             )
-            for relay, waiter in zip(relays, waiters, strict=True)
-        ]
+        finally:
+            backlog.full.set()
+            backlog.drained.set()
+
+    async def help_with_backlog(relay: Relay) -> RelayReport:
+        totals = RelayReport()
+        while not once:
+            await backlog.full.wait()
+            if stopping.is_set():
+                break
+            totals = add_up(totals, await run_relay(relay, backlog.drained, polling=polling))
+        return totals
+
+    async with asyncio.TaskGroup() as group:
+        lanes = [group.create_task(lead())]
+        lanes += [group.create_task(help_with_backlog(relay)) for relay in others]
     totals = RelayReport()
     for lane in lanes:
         totals = add_up(totals, lane.result())

@@ -161,7 +161,8 @@ async def test_two_locking_relays_sharing_the_conversations_publish_every_row_on
 async def test_two_lanes_overlap_their_rounds_and_publish_every_row_once_in_order(
     uow: SqlUnitOfWorkFactory,
 ) -> None:
-    """One relay process's lanes: each publishes while the other's transaction is open."""
+    """One relay process's lanes: a backlog calls the second in, and each publishes while
+    the other's transaction is open."""
     await record_many(uow, 300, 10)
     sent: list[tuple[int, OutgoingRecord]] = []
     bus = SequencedBus(itertools.count(), sent, delay=0.002)
@@ -176,9 +177,6 @@ async def test_two_lanes_overlap_their_rounds_and_publish_every_row_once_in_orde
         )
         for n in range(2)
     ]
-    for lane in lanes:  # both on the roster before either claims
-        assert lane.shares is not None
-        await lane.shares.shard()
     stopping = asyncio.Event()
     polling = Polling(minimum=0.01, maximum=0.05, coalesce=0)
     running = asyncio.create_task(run_relay_lanes(lanes, stopping, polling=polling))
@@ -189,7 +187,11 @@ async def test_two_lanes_overlap_their_rounds_and_publish_every_row_once_in_orde
     stopping.set()
     assert (await running).published == 300
     assert_sent_once_in_order(sent, 300)
-    assert bus.most_publishing == 2
+    # Overlap is held to on PostgreSQL, where lanes are on by default. On MariaDB (leases
+    # by default, one lane) a lane's claims can come back empty while the other holds its
+    # locks, and in about one run in six the lanes only took turns.
+    if uow.engine.dialect.name == "postgresql":
+        assert bus.most_publishing == 2
 
 
 async def test_the_shards_of_a_locked_claim_split_the_conversations_between_them(

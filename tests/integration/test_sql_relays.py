@@ -150,24 +150,3 @@ async def test_postgres_wakes_a_listening_relay_on_commit_and_others_poll(
     finally:
         await wakeups.aclose()
     assert woken is (engine.dialect.name == "postgresql")
-
-
-async def test_one_commit_wakes_every_lane_over_one_listening_connection(
-    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
-) -> None:
-    """On PostgreSQL, lanes waiting at once share the leader's LISTEN connection and each is
-    woken; elsewhere every lane polls, on no connection at all."""
-    listens = engine.dialect.name == "postgresql"
-    wakeups = wakeups_for(engine)
-    leader = await anext(wakeups)
-    try:
-        lanes = (leader, leader.follower(), leader.follower())
-        waiting = [asyncio.create_task(lane.wait(0.5)) for lane in lanes]
-        await asyncio.sleep(0.05)
-        listening = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
-        await record_many(uow, 1, 1)
-        woken = await asyncio.wait_for(asyncio.gather(*waiting), 5)
-    finally:
-        await wakeups.aclose()
-    assert woken == [listens] * 3
-    assert listening == (1 if listens else 0)

@@ -10,11 +10,10 @@ import attrs
 import pytest
 
 from adapters.memory import InMemoryBus
-from adapters.wakeups import LocalWakeups, NoWakeups
 from application.errors import StoreUnavailable
 from application.ports import OutgoingRecord, PublishResult, UnitOfWork
-from application.relay_loop import Polling, run_relay_lanes
-from application.relaying import Relay
+from application.relay_loop import Backlog, Polling, run_relay_lanes
+from application.relaying import Relay, RelayReport
 from application.sharing import RelayShares
 from domain import OutboxStatus
 from tests.unit.conftest import Harness
@@ -24,20 +23,63 @@ pytestmark = pytest.mark.unit
 
 @attrs.define
 class LaneBus:
-    """One lane's way to the shared bus, counting what that lane sent. It does not yield
-    to the loop: the in-memory store does not model overlapping transactions (lanes
-    publishing at once are tested on the real databases)."""
+    """One lane's way to the shared bus, counting what that lane sent; `turns` yields to
+    the loop first, as a network round trip would."""
 
     bus: InMemoryBus
+    turns: bool = False
     sent: int = 0
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
+        if self.turns:
+            await asyncio.sleep(0)
         self.sent += len(records)
         return await self.bus.publish(records)
 
 
-def lanes(harness: Harness, buses: Sequence[LaneBus]) -> list[Relay]:
-    return [
+async def relay_until(harness: Harness, relays: list[Relay], published: int) -> RelayReport:
+    """Run the lanes until `published` records are on the bus, then stop them."""
+    stopping = asyncio.Event()
+    polling = Polling(minimum=0.01, maximum=0.01, coalesce=0)
+    lanes = asyncio.create_task(run_relay_lanes(relays, stopping, polling=polling))
+    for _ in range(500):
+        if len(harness.bus.log) >= published:
+            break
+        await asyncio.sleep(0.01)
+    stopping.set()
+    return await asyncio.wait_for(lanes, 5)
+
+
+def test_the_backlog_calls_lanes_in_when_full_and_out_under_a_quarter() -> None:
+    backlog = Backlog()
+    backlog.saw(100, 100)
+    assert backlog.full.is_set()
+    backlog.saw(30, 100)  # in between: no change
+    assert (backlog.full.is_set(), backlog.drained.is_set()) == (True, False)
+    backlog.saw(24, 100)
+    assert (backlog.full.is_set(), backlog.drained.is_set()) == (False, True)
+
+
+async def test_a_backlog_brings_the_second_lane_in_and_every_message_is_relayed_once(
+    harness: Harness,
+) -> None:
+    """Leased claims publish outside their transaction, so the in-memory store (which does
+    not model overlapping transactions) can run two lanes at once; locked lanes run on the
+    real databases in the integration tests."""
+    rows = [await harness.record(f"c{n % 8}", f"m{n}") for n in range(40)]
+    buses = [LaneBus(harness.bus, turns=True), LaneBus(harness.bus, turns=True)]
+    relays = [attrs.evolve(harness.relay(batch_size=4), bus=bus) for bus in buses]
+    report = await relay_until(harness, relays, published=len(rows))
+    assert report.published == len(rows) == len(harness.bus.log)
+    assert all(harness.status(row.id) is OutboxStatus.PUBLISHED for row in rows)
+    assert all(bus.sent > 0 for bus in buses)
+
+
+async def test_a_trickle_is_relayed_by_the_first_lane_alone(harness: Harness) -> None:
+    """Batches short of full never call the other lanes in (nor onto the roster)."""
+    rows = [await harness.record(f"c{n}", "m") for n in range(3)]
+    buses = [LaneBus(harness.bus), LaneBus(harness.bus)]
+    relays = [
         Relay(
             harness.uow,
             bus,
@@ -48,50 +90,18 @@ def lanes(harness: Harness, buses: Sequence[LaneBus]) -> list[Relay]:
         )
         for n, bus in enumerate(buses)
     ]
-
-
-async def test_lanes_split_the_conversations_relay_every_message_once_and_leave(
-    harness: Harness,
-) -> None:
-    rows = [await harness.record(f"c{n % 8}", f"m{n}") for n in range(40)]
-    buses = [LaneBus(harness.bus), LaneBus(harness.bus)]
-    relays = lanes(harness, buses)
-    for relay in relays:  # both on the roster before either claims
-        assert relay.shares is not None
-        await relay.shares.shard()
-    report = await run_relay_lanes(relays, asyncio.Event(), once=True)
-    assert report.published == len(rows) == len(harness.bus.log)
-    assert all(harness.status(row.id) is OutboxStatus.PUBLISHED for row in rows)
-    assert all(bus.sent > 0 for bus in buses)
+    report = await relay_until(harness, relays, published=len(rows))
+    assert report.published == len(rows)
+    assert [bus.sent for bus in buses] == [3, 0]
     assert harness.store.relays == {}
 
 
-async def test_one_wakeup_wakes_every_lane() -> None:
-    leader = LocalWakeups()
-    follower = leader.follower()
-    waits = [asyncio.create_task(w.wait(5)) for w in (leader, follower)]
-    await asyncio.sleep(0)
-    leader.notify()
-    assert await asyncio.gather(*waits) == [True, True]
-
-
-async def test_a_wakeup_while_a_lane_is_busy_is_kept_for_its_next_wait() -> None:
-    leader = LocalWakeups()
-    follower = leader.follower()
-    leader.notify()
-    assert await follower.wait(0) is True
-    assert await follower.wait(0) is False
-
-
-def test_polling_only_lanes_share_the_one_polling_waiter() -> None:
-    polling = NoWakeups()
-    assert polling.follower() is polling
-
-
 async def test_a_lane_that_crashes_stops_the_other_lanes(harness: Harness) -> None:
-    """A crash is not waited out like an outage: the process exits, its lanes with it."""
-    await harness.record("c1", "m")
-    healthy = harness.relay()
+    """A crash is not waited out like an outage: the process exits, its lanes with it. Here
+    the second lane, called in by a full batch, crashes while the first idles."""
+    for n in range(3):
+        await harness.record(f"c{n}", "m")
+    healthy = attrs.evolve(harness.relay(batch_size=1), bus=LaneBus(harness.bus, turns=True))
     broken = attrs.evolve(harness.relay(), uow=_crash)
     stopping = asyncio.Event()
     with pytest.raises(ExceptionGroup) as raised:

@@ -33,9 +33,6 @@ class CountingWakeups(Wakeups):
             self.stopping.set()
         return False
 
-    def follower(self) -> Wakeups:
-        return self
-
 
 async def test_a_recording_in_the_same_process_wakes_the_idle_relay(harness: Harness) -> None:
     """With a 60 s poll, a message recorded through the use case is relayed at once."""
@@ -86,9 +83,6 @@ async def test_work_found_resets_the_polling_interval(harness: Harness) -> None:
             if len(wakeups.timeouts) == 2:
                 await harness.record("late")
             return await wakeups.wait(timeout)
-
-        def follower(self) -> Wakeups:
-            return self
 
     await run_relay(
         harness.relay(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -25,12 +24,11 @@ class PostgresWakeups(LocalWakeups):
         super().__init__()
         self._engine = engine
         self._raw: Any = None
-        self._connecting = asyncio.Lock()  # lanes wait at once: one listening connection
 
-    async def ready(self) -> None:
-        async with self._connecting:
-            if self._raw is None or self._raw.driver_connection.is_closed():
-                await self._listen()
+    async def wait(self, timeout: float) -> bool:
+        if self._raw is None or self._raw.driver_connection.is_closed():
+            await self._listen()
+        return await super().wait(timeout)
 
     async def _listen(self) -> None:
         await self.close()
