@@ -23,7 +23,7 @@ class RelayShares:
     refresh: timedelta = timedelta(seconds=0.25)
     """How often the roster is refreshed (at most once per claim). Until every relay has
     seen a newcomer, the shares overlap and claims step over each other's rows: at a
-    quarter second a 2-relay drain's first batches still run half full."""
+    quarter second, only a 2-relay drain's first batch or two run part full."""
     alive_for: timedelta = timedelta(seconds=5)
     """How long a member counts as alive after its last refresh."""
     _shard: Shard = attrs.field(default=EVERY_CONVERSATION, init=False)

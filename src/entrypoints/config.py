@@ -64,7 +64,8 @@ class Settings:
     PostgreSQL, lease elsewhere."""
     relay_lanes: int | None = None
     """Relay loops in one process, each with its own connection and share of the
-    conversations; None (auto): 2 when claims lock, else 1."""
+    conversations, the extra ones only during a backlog; None (auto): 2 when claims
+    lock, else 1."""
     consumer_batch_size: int = 500
     consumer_writes: int | None = None
     """Batches a consumer writes at once, each in its own transaction; None (auto): 3,
