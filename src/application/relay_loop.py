@@ -123,7 +123,7 @@ async def run_relay_lanes(
     shrink: at a trickle, one relay is quicker than several splitting each wake-up. With
     once, the first relay alone. If one lane fails, the others are stopped."""
     first, *others = relays
-    backlog = Backlog()
+    backlog, first_stopped = Backlog(), asyncio.Event()
 
     async def lead() -> RelayReport:
         try:
@@ -131,21 +131,22 @@ async def run_relay_lanes(
                 first, stopping, polling=polling, wakeups=wakeups, once=once, backlog=backlog
             )
         finally:
+            first_stopped.set()
             backlog.full.set()
             backlog.drained.set()
 
     async def help_with_backlog(relay: Relay) -> RelayReport:
         totals = RelayReport()
-        while not once:
-            await backlog.full.wait()
-            if stopping.is_set():
-                break
+        while True:
+            await backlog.full.wait()  # set for good once the first lane stops
+            if first_stopped.is_set():
+                return totals
             totals = add_up(totals, await run_relay(relay, backlog.drained, polling=polling))
-        return totals
 
     async with asyncio.TaskGroup() as group:
         lanes = [group.create_task(lead())]
-        lanes += [group.create_task(help_with_backlog(relay)) for relay in others]
+        if not once:
+            lanes += [group.create_task(help_with_backlog(relay)) for relay in others]
     totals = RelayReport()
     for lane in lanes:
         totals = add_up(totals, lane.result())

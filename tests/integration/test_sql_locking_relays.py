@@ -30,6 +30,7 @@ from tests.integration.test_sql_relays import (
     assert_sent_once_in_order,
     race_two_relays,
     record_many,
+    until_sent,
 )
 
 pytestmark = pytest.mark.integration
@@ -180,10 +181,7 @@ async def test_two_lanes_overlap_their_rounds_and_publish_every_row_once_in_orde
     stopping = asyncio.Event()
     polling = Polling(minimum=0.01, maximum=0.05, coalesce=0)
     running = asyncio.create_task(run_relay_lanes(lanes, stopping, polling=polling))
-    for _ in range(1000):
-        if len(sent) >= 300:
-            break
-        await asyncio.sleep(0.02)
+    await until_sent(sent, 300)
     stopping.set()
     assert (await running).published == 300
     assert_sent_once_in_order(sent, 300)

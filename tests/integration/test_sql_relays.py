@@ -87,15 +87,20 @@ async def race_two_relays(
         )
         for share in shares
     ]
-    for _ in range(1000):
-        if len(sent) >= 300:
-            break
-        await asyncio.sleep(0.02)
+    await until_sent(sent, 300)
     stopping.set()
     reports = await asyncio.gather(*relays)
     assert sum(report.published for report in reports) == 300
     assert_sent_once_in_order(sent, 300)
     return reports
+
+
+async def until_sent(sent: list[tuple[int, OutgoingRecord]], rows: int) -> None:
+    """Wait (up to 20 s) until `rows` records were sent."""
+    for _ in range(1000):
+        if len(sent) >= rows:
+            return
+        await asyncio.sleep(0.02)
 
 
 def assert_sent_once_in_order(sent: list[tuple[int, OutgoingRecord]], rows: int) -> None:
