@@ -15,9 +15,15 @@ from tests.unit.conftest import T0, make_outbox_message
 pytestmark = pytest.mark.unit
 
 
+# Drawn valid (no control characters or lone surrogates; tab, newline and return allowed in
+# the text) rather than filtered: filtering threw away most draws, and Hypothesis's health
+# check failed the test about one run in ten.
+PRINTABLE = st.characters(exclude_categories=("Cc", "Cs"))
+
+
 @given(
-    conversation_id=st.text(min_size=1, max_size=40),
-    text=st.text(max_size=60),
+    conversation_id=st.text(PRINTABLE, min_size=1, max_size=40),
+    text=st.text(PRINTABLE | st.sampled_from("\t\n\r"), max_size=60),
     outbox_id=st.integers(min_value=1, max_value=2**63 - 1),
     microseconds=st.integers(min_value=0, max_value=10**12),
 )
