@@ -163,13 +163,15 @@ class Relay:
         return report
 
     async def _publish(self, claimed: list[OutboxMessage], claim_ms: float) -> Batch:
-        """Publish the batch in waves, the nth wave holding each conversation's nth message,
-        and decide each message's transition from its own outcome. A conversation whose
-        message failed sends nothing more this batch: its later rows stay pending, behind it."""
+        """Publish the batch and decide each message's transition from its own outcome. A
+        conversation whose message failed sends nothing more this batch: its later rows stay
+        pending, behind it. A bus that keeps key order takes the batch in one call; any
+        other takes it in waves, the nth wave holding each conversation's nth message."""
         transitions: list[Transition] = []
         stopped: set[str] = set()
         started = time.perf_counter()
-        for wave in _waves(claimed):
+        whole = self.bus.keeps_key_order and len({message.topic for message in claimed}) == 1
+        for wave in [claimed] if whole else _waves(claimed):
             await self._publish_wave(wave, stopped, transitions)
         self._observe(claimed, transitions)
         return Batch(claimed, transitions, claim_ms, _ms_since(started))
@@ -178,7 +180,7 @@ class Relay:
         self, wave: list[OutboxMessage], stopped: set[str], transitions: list[Transition]
     ) -> None:
         """Send one wave, skipping the `stopped` conversations; a message that cannot be
-        encoded or fails stops its conversation."""
+        encoded or fails stops its conversation (the bus did not deliver its later ones)."""
         sendable: list[tuple[OutboxMessage, OutgoingRecord]] = []
         for message in wave:
             if message.message_key in stopped:
@@ -193,6 +195,8 @@ class Relay:
         results = await self.bus.publish([record for _, record in sendable])
         at = self.clock.now()
         for (message, _), result in zip(sendable, results, strict=True):
+            if message.message_key in stopped:
+                continue  # behind its conversation's failure in this call: not sent
             if result is None:
                 transitions.append(_certain(message.mark_published(at)))
                 continue

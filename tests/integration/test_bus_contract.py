@@ -212,3 +212,46 @@ async def test_records_of_one_key_arrive_in_publish_order(bus_harness: BusHarnes
     assert len(by_key) == 12
     for key, arrived in by_key.items():
         assert arrived == [f"{key.decode()}/{n:02}".encode() for n in range(15)]
+
+
+async def test_a_bus_that_keeps_key_order_delivers_nothing_of_a_key_after_its_failure(
+    bus_harness: BusHarness,
+) -> None:
+    """An oversized record fails for good. A bus that keeps key order reports the key's
+    later record failed and never delivers it; any other bus delivers it on its own. The
+    other key's records are delivered either way."""
+    topic = bus_harness.topic
+    batch = [plain(topic, "a", "a1"), plain(topic, "a", "x" * 3000), plain(topic, "a", "a3")]
+    batch += [plain(topic, "b", "b1"), plain(topic, "b", "b2")]
+    bus = bus_harness.bus(max_record_bytes=2000)
+
+    results = await bus.publish(batch)
+
+    sent = [result is None for result in results]
+    assert sent == [True, False, not bus.keeps_key_order, True, True]
+    assert results[1] is not None
+    assert not results[1].retryable
+    expected = [b"a1", b"b1", b"b2"] if bus.keeps_key_order else [b"a1", b"a3", b"b1", b"b2"]
+    source = bus_harness.source()
+    delivered = await fetch_at_least(source, len(expected))
+    delivered += await fetch_rest(source)
+    assert sorted(values(delivered)) == expected
+
+
+async def test_records_of_one_key_in_one_call_arrive_in_order_beyond_one_batch_of_bytes(
+    bus_harness: BusHarness,
+) -> None:
+    """With a 2,000-byte limit, 60 records of two keys in one call cannot travel as one
+    batch per partition; each key's records still arrive in call order."""
+    keys = ["conv-left", "conv-right"]
+    batch = [
+        plain(bus_harness.topic, keys[n % 2], f"{keys[n % 2]}/{n:02} " + "y" * 200)
+        for n in range(60)
+    ]
+
+    assert await bus_harness.bus(max_record_bytes=2000).publish(batch) == [None] * 60
+
+    fetched = await fetch_at_least(bus_harness.source(), 60)
+    for key in keys:
+        arrived = [r.value for r in fetched if r.key == key.encode()]
+        assert arrived == [r.value for r in batch if r.key == key]

@@ -26,6 +26,8 @@ class LaneBus:
     """One lane's way to the shared bus, counting what that lane sent; `turns` yields to
     the loop first, as a network round trip would."""
 
+    keeps_key_order = True  # as the shared bus does
+
     bus: InMemoryBus
     turns: bool = False
     sent: int = 0

@@ -1,6 +1,6 @@
-"""A locking relay claims each conversation's run of due messages and publishes it in
-waves: the nth wave holds each conversation's nth message, and a failure stops its
-conversation for the rest of the round."""
+"""A locking relay claims each conversation's run of due messages. To a bus that keeps key
+order it publishes them in one call; to any other, in waves: the nth wave holds each
+conversation's nth message. Either way a failure stops its conversation for the round."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def failing_ids(*outbox_ids: int, fatal: bool = False) -> FailureInjector:
 
 @pytest.fixture
 def bus(harness: Harness) -> WaveBus:
-    harness.bus = WaveBus()
+    harness.bus = WaveBus(keeps_key_order=False)
     return harness.bus
 
 
@@ -107,3 +107,44 @@ async def test_a_run_is_claimed_only_up_to_a_message_waiting_for_its_retry(
     assert report.claimed == 1
     assert bus.calls[-1] == [b1.id]
     assert harness.status(b0.id) is OutboxStatus.PUBLISHED
+
+
+@pytest.fixture
+def whole_bus(harness: Harness) -> WaveBus:
+    harness.bus = WaveBus(keeps_key_order=True)
+    return harness.bus
+
+
+async def test_a_bus_that_keeps_key_order_takes_a_locking_round_in_one_call(
+    harness: Harness, whole_bus: WaveBus
+) -> None:
+    a0, b0, a1, a2, b1 = [await harness.record(c, c) for c in ("a", "b", "a", "a", "b")]
+    report = await harness.relay(lease=None).relay_due()
+    assert (report.claimed, report.published, report.deferred) == (5, 5, 0)
+    assert whole_bus.calls == [[a0.id, b0.id, a1.id, a2.id, b1.id]]
+    assert harness.published_event_ids() == [m.event_id for m in (a0, b0, a1, a2, b1)]
+
+
+async def test_in_one_call_a_failed_message_defers_its_conversations_later_messages_only(
+    harness: Harness, whole_bus: WaveBus
+) -> None:
+    """a1 fails: the bus sends nothing more of a, so a2 stays untouched; b goes on."""
+    a0, a1, b0, a2, b1 = [await harness.record(c, c) for c in ("a", "a", "b", "a", "b")]
+    whole_bus.fail_with = failing_ids(a1.id)
+    report = await harness.relay(lease=None).relay_due()
+    assert (report.published, report.retried, report.deferred) == (3, 1, 1)
+    assert len(whole_bus.calls) == 1
+    assert harness.row(a1.id).retry_count == 1
+    assert harness.row(a2.id) == a2
+    assert harness.published_event_ids() == [a0.event_id, b0.event_id, b1.event_id]
+
+
+async def test_a_round_over_two_topics_goes_in_waves_even_to_a_bus_that_keeps_key_order(
+    harness: Harness, whole_bus: WaveBus
+) -> None:
+    """Key order is kept per topic: a conversation spread over two topics needs waves."""
+    a0 = await harness.record("a", "a0")
+    a1 = await harness.record("a", "a1")
+    harness.store.outbox[a1.id] = attrs.evolve(a1, topic="chat.other")
+    await harness.relay(lease=None).relay_due()
+    assert whole_bus.calls == [[a0.id], [a1.id]]

@@ -71,6 +71,8 @@ class KafkaOptions:
             "compression_type": None if self.compression == "none" else self.compression,
             "linger_ms": self.linger_ms,
             "max_request_size": self.max_request_size,
+            # One record batch carries all of a call's records for a partition.
+            "max_batch_size": self.max_request_size,
             "partitioner": cached_partitioner,
         }
 

@@ -11,7 +11,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from adapters.kafka.bus import FATAL_ERRORS
+from adapters.kafka.errors import FATAL_ERRORS
 from adapters.kafka.options import KafkaOptions, started
 from adapters.kafka.topics import dlq_topic, ensure_topics
 from application.errors import BusUnavailable
