@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from adapters.kafka.errors import FATAL_ERRORS
 from adapters.kafka.options import KafkaOptions, started
@@ -94,12 +94,18 @@ class KafkaSource(MessageSource):
         for record in records:
             partition = TopicPartition(record.topic, record.partition)
             offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
+        # A rebalance may have moved partitions away since the fetch: their new owner gets
+        # these records again, and the idempotent history insert makes that harmless.
+        assigned = self._consumer.assignment()
+        kept = {partition: offset for partition, offset in offsets.items() if partition in assigned}
+        if len(kept) < len(offsets):
+            log.warning("offset_commit_skipped_unassigned", partitions=len(offsets) - len(kept))
+        if not kept:
+            return
         try:
-            await self._consumer.commit(offsets)
-        except CommitFailedError as error:
-            # The group rebalanced: the new owner gets these records again, and the
-            # idempotent history insert makes that harmless.
-            log.warning("offset_commit_failed", error=str(error), partitions=len(offsets))
+            await self._consumer.commit(kept)
+        except (CommitFailedError, IllegalStateError) as error:
+            log.warning("offset_commit_failed", error=str(error), partitions=len(kept))
 
     async def dead_letter(self, record: IncomingRecord, reason: str) -> None:
         headers = [
