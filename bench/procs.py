@@ -78,6 +78,7 @@ def our_env(target: Target) -> dict[str, str]:
             "CHAT_OUTBOX_LOG_FORMAT": "json",
             "CHAT_OUTBOX_RELAY_POLL_INTERVAL": "0.05",
             "CHAT_OUTBOX_RELAY_LANES": os.environ.get("BENCH_LANES", "auto"),
+            "CHAT_OUTBOX_CONSUMER_WRITES": os.environ.get("BENCH_WRITES", "auto"),
         }
     )
     env.update({f"CHAT_OUTBOX_KAFKA_{k.upper()}": str(v) for k, v in KAFKA_TUNING.items()})
