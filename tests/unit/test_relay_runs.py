@@ -38,10 +38,14 @@ def failing_ids(*outbox_ids: int, fatal: bool = False) -> FailureInjector:
     return fail
 
 
+def install(harness: Harness, keeps_key_order: bool) -> WaveBus:
+    harness.bus = WaveBus(keeps_key_order=keeps_key_order)
+    return harness.bus
+
+
 @pytest.fixture
 def bus(harness: Harness) -> WaveBus:
-    harness.bus = WaveBus(keeps_key_order=False)
-    return harness.bus
+    return install(harness, keeps_key_order=False)
 
 
 async def test_a_locking_round_publishes_each_conversations_run_in_waves(
@@ -111,8 +115,7 @@ async def test_a_run_is_claimed_only_up_to_a_message_waiting_for_its_retry(
 
 @pytest.fixture
 def whole_bus(harness: Harness) -> WaveBus:
-    harness.bus = WaveBus(keeps_key_order=True)
-    return harness.bus
+    return install(harness, keeps_key_order=True)
 
 
 async def test_a_bus_that_keeps_key_order_takes_a_locking_round_in_one_call(

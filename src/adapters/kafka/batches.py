@@ -31,6 +31,7 @@ class BatchPublication:
     ) -> None:
         self._producer = producer
         self._records = records
+        self._keys = [record.key.encode() for record in records]
         self._max_bytes = max_bytes
         self._results: dict[int, PublishResult] = {}
         self._stopped: dict[tuple[str, str], PublishFailure] = {}
@@ -61,7 +62,7 @@ class BatchPublication:
             if isinstance(known, PublishFailure):
                 self._results[index] = known
                 continue
-            partition = cached_partitioner(record.key.encode(), known, known)
+            partition = cached_partitioner(self._keys[index], known, known)
             queues.setdefault((record.topic, partition), []).append(index)
         return list(queues.items())
 
@@ -83,7 +84,7 @@ class BatchPublication:
                 reason = f"not sent: an earlier record of its key failed: {stopped_by.reason}"
                 self._results[index] = PublishFailure.unavailable(reason)
                 continue
-            key, headers = record.key.encode(), list(record.headers)  # the C builder wants lists
+            key, headers = self._keys[index], list(record.headers)  # the C builder wants lists
             size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, record.value, headers)
             if size > self._max_bytes:
                 error = MessageSizeTooLargeError(
