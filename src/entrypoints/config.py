@@ -90,6 +90,7 @@ class Settings:
     kafka_heartbeat_interval_ms: int = 3_000
     kafka_rebalance_timeout_ms: int = 30_000
     kafka_fetch_max_wait_ms: int = 100
+    kafka_commit_interval_ms: int = 200
     # HTTP API and metrics (`serve`; the metrics port of `relay` and `consume`).
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -199,6 +200,7 @@ class Settings:
                     "kafka_heartbeat_interval_ms",
                     "kafka_rebalance_timeout_ms",
                     "kafka_fetch_max_wait_ms",
+                    "kafka_commit_interval_ms",
                     "rabbitmq_queues",
                     "rabbitmq_prefetch",
                     "rabbitmq_confirm_timeout_ms",

@@ -202,6 +202,7 @@ def kafka_options(settings: Settings) -> KafkaOptions:
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        commit_interval_ms=settings.kafka_commit_interval_ms,
     )
 
 

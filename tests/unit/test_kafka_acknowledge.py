@@ -1,8 +1,11 @@
-"""Acknowledging after a rebalance moved partitions away: the consumer commits what it
-still owns and goes on, instead of crashing (the chaos run caught aiokafka's
-IllegalStateError for a partition that was no longer assigned)."""
+"""Acknowledging: offsets are committed at most every commit interval, and at once when the
+consumer goes idle, loses partitions or stops; after a rebalance moved partitions away, the
+consumer commits what it still owns and goes on, instead of crashing (the chaos run caught
+aiokafka's IllegalStateError for a partition that was no longer assigned)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import attrs
 import pytest
@@ -10,6 +13,8 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 
 from adapters.kafka import KafkaOptions, KafkaSource
+from adapters.kafka.offsets import PendingOffsets
+from adapters.kafka.source import _CommitBeforeRevoke
 from application.ports import IncomingRecord
 
 pytestmark = pytest.mark.unit
@@ -24,9 +29,19 @@ class RebalancedConsumer:
 
     assigned: set[TopicPartition]
     committed: list[dict[TopicPartition, int]] = attrs.field(factory=list)
+    stopped: bool = False
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        return {}  # nothing new: the consumer is idle
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return None  # not fetched from yet: no lag to report
+
+    async def stop(self) -> None:
+        self.stopped = True
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         for partition in offsets:
@@ -35,10 +50,23 @@ class RebalancedConsumer:
         self.committed.append(dict(offsets))
 
 
-def source_over(consumer: RebalancedConsumer) -> KafkaSource:
-    source = KafkaSource(KafkaOptions(), TOPIC, "history")
+@attrs.define
+class Clock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def source_over(consumer: RebalancedConsumer, clock: Clock | None = None) -> KafkaSource:
+    source = KafkaSource(KafkaOptions(commit_interval_ms=250), TOPIC, "history")
     source._consumer = consumer  # stands in for the started AIOKafkaConsumer
+    source._pending = PendingOffsets(0.25, clock or Clock())  # binary fractions: exact sums
     return source
+
+
+def every_partition(*numbers: int) -> set[TopicPartition]:
+    return {TopicPartition(TOPIC, number) for number in numbers}
 
 
 def fetched(partition: int, offset: int) -> IncomingRecord:
@@ -60,3 +88,58 @@ async def test_nothing_is_committed_when_every_partition_moved_away() -> None:
     await source_over(consumer).acknowledge([fetched(0, 7)])
 
     assert consumer.committed == []
+
+
+async def test_acknowledgements_within_the_interval_are_committed_together_when_it_is_up() -> None:
+    consumer, clock = RebalancedConsumer(every_partition(0, 1)), Clock()
+    source = source_over(consumer, clock)
+
+    await source.acknowledge([fetched(0, 1)])  # the first commit goes at once
+    clock.now += 0.125
+    await source.acknowledge([fetched(0, 2), fetched(1, 5)])
+    clock.now += 0.0625
+    await source.acknowledge([fetched(0, 3)])
+    committed_within = list(consumer.committed)
+    clock.now += 0.0625
+    await source.acknowledge([fetched(1, 6)])
+
+    partition_0, partition_1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+    assert committed_within == [{partition_0: 2}]
+    assert consumer.committed == [{partition_0: 2}, {partition_0: 4, partition_1: 7}]
+
+
+async def test_an_idle_fetch_commits_what_was_acknowledged() -> None:
+    consumer, clock = RebalancedConsumer(every_partition(0)), Clock()
+    source = source_over(consumer, clock)
+    await source.acknowledge([fetched(0, 1)])
+    await source.acknowledge([fetched(0, 2)])  # within the interval: waits
+
+    assert await source.fetch(10, 0.01) == []
+
+    assert consumer.committed == [{TopicPartition(TOPIC, 0): 2}, {TopicPartition(TOPIC, 0): 3}]
+
+
+async def test_closing_commits_what_was_acknowledged() -> None:
+    consumer = RebalancedConsumer(every_partition(0))
+    source = source_over(consumer)
+    await source.acknowledge([fetched(0, 1)])
+    await source.acknowledge([fetched(0, 2)])
+
+    await source.close()
+
+    assert consumer.committed[-1] == {TopicPartition(TOPIC, 0): 3}
+    assert consumer.stopped
+
+
+async def test_a_rebalance_commits_the_revoked_partitions_before_they_move() -> None:
+    consumer = RebalancedConsumer(every_partition(0, 1))
+    source = source_over(consumer)
+    await source.acknowledge([fetched(0, 1)])
+    await source.acknowledge([fetched(0, 2), fetched(1, 8)])
+
+    await _CommitBeforeRevoke(source).on_partitions_revoked(every_partition(1))
+
+    assert consumer.committed[-1] == {TopicPartition(TOPIC, 1): 9}
+    consumer.committed.clear()
+    await source.close()
+    assert consumer.committed == [{TopicPartition(TOPIC, 0): 3}]

@@ -47,6 +47,8 @@ class KafkaOptions:
     heartbeat_interval_ms: int = 3_000
     rebalance_timeout_ms: int = 30_000
     fetch_max_wait_ms: int = 100
+    commit_interval_ms: int = 200
+    """How often the consumer commits acknowledged offsets at most (see offsets.py)."""
 
     def common(self) -> dict[str, Any]:
         options: dict[str, Any] = {

@@ -1,17 +1,19 @@
-"""The consumer's side of Kafka: batches in, offsets committed only when told, a DLQ topic."""
+"""The consumer's side of Kafka: batches in, offsets committed only once acknowledged (and
+then lazily: see offsets.py), a DLQ topic."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from adapters.kafka.errors import FATAL_ERRORS
+from adapters.kafka.offsets import PendingOffsets
 from adapters.kafka.options import KafkaOptions, started
 from adapters.kafka.topics import dlq_topic, ensure_topics
 from application.errors import BusUnavailable
@@ -39,6 +41,7 @@ class KafkaSource(MessageSource):
         self._group_id = group_id
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._pending = PendingOffsets(options.commit_interval_ms / 1000)
 
     async def fetch(self, max_records: int, timeout: float) -> list[IncomingRecord]:
         try:
@@ -60,6 +63,8 @@ class KafkaSource(MessageSource):
             await asyncio.sleep(timeout)
             return []
         await self._report_lag(consumer)
+        if not batches and self._pending:
+            await self._commit()  # idle: nothing will be acknowledged soon
         return [
             IncomingRecord(
                 topic=message.topic,
@@ -94,6 +99,15 @@ class KafkaSource(MessageSource):
         for record in records:
             partition = TopicPartition(record.topic, record.partition)
             offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
+        self._pending.add(offsets)
+        if self._pending.due:
+            await self._commit()
+
+    async def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
+        """Commit the pending offsets (of `partitions`, or all)."""
+        offsets = self._pending.take(partitions)
+        if self._consumer is None or not offsets:
+            return
         # A rebalance may have moved partitions away since the fetch: their new owner gets
         # these records again, and the idempotent history insert makes that harmless.
         assigned = self._consumer.assignment()
@@ -129,6 +143,10 @@ class KafkaSource(MessageSource):
             raise BusUnavailable(reason) from error
 
     async def close(self) -> None:
+        try:
+            await self._commit()
+        except KafkaError as error:  # redelivered to the next consumer: harmless
+            log.warning("offset_commit_failed", error=f"{type(error).__name__}: {error}")
         for client in (self._consumer, self._producer):
             if client is not None:
                 await client.stop()
@@ -138,8 +156,9 @@ class KafkaSource(MessageSource):
         if self._consumer is None:
             if self._provision:
                 await ensure_topics(self._options, self._topic)
-            options = self._options.consumer(self._group_id)
-            self._consumer = await started(AIOKafkaConsumer(self._topic, **options))
+            consumer = AIOKafkaConsumer(**self._options.consumer(self._group_id))
+            consumer.subscribe([self._topic], listener=_CommitBeforeRevoke(self))
+            self._consumer = await started(consumer)
             log.info("kafka_consumer_started", topic=self._topic, group=self._group_id)
         return self._consumer
 
@@ -147,6 +166,23 @@ class KafkaSource(MessageSource):
         if self._producer is None:
             self._producer = await started(AIOKafkaProducer(**self._options.producer()))
         return self._producer
+
+
+class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what was acknowledged of the partitions a rebalance takes away, so their
+    next owner does not get those records again."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        try:
+            await self._source._commit(revoked)
+        except KafkaError as error:  # the next owner gets them again: harmless
+            log.warning("offset_commit_failed", error=f"{type(error).__name__}: {error}")
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
 
 
 def headers_of(raw: Sequence[tuple[str, bytes | None]]) -> tuple[tuple[str, bytes], ...]:
