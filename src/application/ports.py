@@ -159,6 +159,17 @@ class ChatHistoryRepository(Protocol):
         ...
 
 
+class FreshHistory(Protocol):
+    """The consumer's usual batch, whose event ids are all new to history, in one write."""
+
+    async def add_consumed(self, entries: Sequence[HistoryEntry], at: datetime) -> int:
+        """In one transaction of its own, insert the entries whose event id is new and mark
+        the outbox row of each one inserted consumed at `at` (guarded as domain.consumed
+        is); return how many were inserted. An entry already in history is left alone, and
+        so is its outbox row: the caller tells a redelivery from a conflict."""
+        ...
+
+
 class RelayRoster(Protocol):
     """Which relays are alive."""
 

@@ -19,7 +19,7 @@ from adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
 from adapters.kafka.probe import KafkaProbe
 from adapters.memory import InMemoryBus
 from adapters.metrics import PrometheusMetrics, metrics_server
-from adapters.sql import SqlUnitOfWorkFactory, create_engine
+from adapters.sql import SqlUnitOfWorkFactory, create_engine, fresh_history
 from adapters.sql.probe import DatabaseProbe
 from adapters.sql.wakeups import wakeups_for
 from adapters.tracing import available_tracing
@@ -165,7 +165,12 @@ def _consumer(
     return providers.Singleton(
         Consumer,
         source=source,
-        writer=providers.Factory(HistoryWriter, uow=core.uow, clock=core.clock),
+        writer=providers.Factory(
+            HistoryWriter,
+            uow=core.uow,
+            clock=core.clock,
+            fresh=providers.Callable(fresh_history, core.engine),
+        ),
         max_message_bytes=settings.provided.max_message_bytes,
         batch_size=settings.provided.consumer_batch_size,
         writes=settings.provided.consumer_writes_at_once,

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.clock import SystemClock, uuid4_event_id
-from adapters.sql import SqlUnitOfWorkFactory
+from adapters.sql import SqlUnitOfWorkFactory, fresh_history
 from adapters.sql.tables import chat_history, outbox_messages
 from application.consuming import HistoryWriter
 from application.errors import StoreUnavailable
@@ -100,8 +100,9 @@ async def test_a_late_relay_outcome_leaves_a_consumed_row_consumed(
 async def test_a_concurrent_late_ack_and_consume_always_end_consumed_once(
     engine: AsyncEngine, uow: SqlUnitOfWorkFactory
 ) -> None:
-    """Whichever of the ack and the consumer's write lands first, the row ends consumed."""
-    writer = HistoryWriter(uow, clock)
+    """Whichever of the ack and the consumer's write lands first, the row ends consumed
+    (on PostgreSQL through the one-statement write, as wired in production)."""
+    writer = HistoryWriter(uow, clock, fresh=fresh_history(engine))
     event_ids = []
     for iteration in range(ITERATIONS):
         snapshot = await record_and_claim(uow, f"message {iteration}")

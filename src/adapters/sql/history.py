@@ -67,16 +67,7 @@ class SqlChatHistoryRepository(ChatHistoryRepository):
         of the insert."""
         if not entries:
             return 0
-        columns = {
-            "event_ids": [entry.event_id for entry in entries],
-            "outbox_ids": [entry.outbox_id for entry in entries],
-            "conversation_ids": [entry.conversation_id for entry in entries],
-            "user_ids": [entry.user_id for entry in entries],
-            "roles": [entry.role.value for entry in entries],
-            "messages": [entry.message for entry in entries],
-            "recorded_ats": [_naive_utc(entry.recorded_at) for entry in entries],
-            "persisted_at": _naive_utc(now),
-        }
+        columns = history_columns(entries, now)
         return (await self._conn.execute(INSERT_NEW_COLUMNS, columns)).rowcount
 
     async def by_event_ids(self, event_ids: Sequence[str]) -> dict[str, HistoryEntry]:
@@ -97,6 +88,20 @@ class SqlChatHistoryRepository(ChatHistoryRepository):
             .limit(limit)
         )
         return [_entry(row) for row in (await self._conn.execute(query)).mappings()]
+
+
+def history_columns(entries: Sequence[HistoryEntry], now: datetime) -> dict[str, Any]:
+    """The parameters of INSERT_NEW_COLUMNS: a list per column, and persisted_at."""
+    return {
+        "event_ids": [entry.event_id for entry in entries],
+        "outbox_ids": [entry.outbox_id for entry in entries],
+        "conversation_ids": [entry.conversation_id for entry in entries],
+        "user_ids": [entry.user_id for entry in entries],
+        "roles": [entry.role.value for entry in entries],
+        "messages": [entry.message for entry in entries],
+        "recorded_ats": [naive_utc(entry.recorded_at) for entry in entries],
+        "persisted_at": naive_utc(now),
+    }
 
 
 def _row(entry: HistoryEntry, now: datetime) -> dict[str, Any]:
@@ -124,6 +129,6 @@ def _entry(row: Any) -> HistoryEntry:
     )
 
 
-def _naive_utc(moment: datetime) -> datetime:
+def naive_utc(moment: datetime) -> datetime:
     """What the UTC columns store (see tables.UtcDateTime), for binds that bypass it."""
     return moment.astimezone(UTC).replace(tzinfo=None)

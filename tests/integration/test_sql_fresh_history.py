@@ -1,0 +1,139 @@
+"""The consumer's write as wired in production: on PostgreSQL a batch of new event ids is one
+statement (history insert and consumed mark, autocommit); a batch it cannot take whole goes
+on in a unit of work, which tells redeliveries from conflicts. Same outcomes everywhere."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import attrs
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.clock import SystemClock, uuid4_event_id
+from adapters.sql import SqlUnitOfWorkFactory, fresh_history
+from adapters.sql.tables import chat_history, outbox_messages
+from application.consuming import HistoryWriter
+from application.recording import RecordChatMessage
+from domain import ChatMessage, Envelope, HistoryEntry, OutboxMessage, OutboxStatus
+
+pytestmark = pytest.mark.integration
+
+clock = SystemClock()
+on_postgresql = pytest.mark.parametrize("migrated_engine", ["postgresql"], indirect=True)
+
+
+async def published(uow: SqlUnitOfWorkFactory, count: int) -> list[OutboxMessage]:
+    """Record `count` messages and claim them, as the relay does before publishing."""
+    record = RecordChatMessage(uow, clock, uuid4_event_id, "chat")
+    for n in range(count):
+        chat = ChatMessage.create(user_id=7, conversation_id=f"c-{n}", role="user", message="hi")
+        await record(chat)
+    async with uow() as unit:
+        claimed = await unit.outbox.claim_due(clock.now(), count, timedelta(seconds=60))
+        await unit.commit()
+    return claimed
+
+
+def writer(engine: AsyncEngine, uow: SqlUnitOfWorkFactory) -> HistoryWriter:
+    return HistoryWriter(uow, clock, fresh=fresh_history(engine))
+
+
+async def statuses(engine: AsyncEngine) -> dict[int, str]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(select(outbox_messages.c.id, outbox_messages.c.status))
+        return {outbox_id: status for outbox_id, status in rows}
+
+
+async def stored(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(chat_history))).mappings()
+        return {row["event_id"]: dict(row) for row in rows}
+
+
+async def test_the_shortcut_is_wired_on_postgresql_only(engine: AsyncEngine) -> None:
+    assert (fresh_history(engine) is not None) == (engine.dialect.name == "postgresql")
+
+
+async def test_a_batch_of_new_messages_is_stored_and_consumed(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    messages = await published(uow, 3)
+
+    persisted = await writer(engine, uow).persist(
+        [Envelope.for_outbox_message(m) for m in messages]
+    )
+
+    assert persisted.inserted == 3
+    assert persisted.conflicting == frozenset()
+    assert sorted(await stored(engine)) == sorted(m.event_id for m in messages)
+    assert set((await statuses(engine)).values()) == {OutboxStatus.CONSUMED.value}
+
+
+async def test_a_batch_mixing_new_redelivered_and_conflicting_messages_sorts_them_out(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    """The redelivery is consumed again harmlessly, the new one stored, and the one whose
+    event id history holds with other content is reported and left unconsumed."""
+    redelivered, new, forged = await published(uow, 3)
+    envelopes = {m.id: Envelope.for_outbox_message(m) for m in (redelivered, new, forged)}
+    async with uow() as unit:
+        original = HistoryEntry.from_envelope(envelopes[forged.id])
+        await unit.history.add_many([attrs.evolve(original, message="the stored one")])
+        await unit.commit()
+    await writer(engine, uow).persist([envelopes[redelivered.id]])
+
+    persisted = await writer(engine, uow).persist(list(envelopes.values()))
+
+    assert persisted.inserted == 1
+    assert persisted.conflicting == frozenset({forged.event_id})
+    assert (await stored(engine))[forged.event_id]["message"] == "the stored one"
+    assert await statuses(engine) == {
+        redelivered.id: OutboxStatus.CONSUMED.value,
+        new.id: OutboxStatus.CONSUMED.value,
+        forged.id: OutboxStatus.PENDING.value,
+    }
+
+
+@on_postgresql
+async def test_the_statement_consumes_only_the_rows_whose_history_it_inserted(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    first, second = await published(uow, 2)
+    entries = [HistoryEntry.from_envelope(Envelope.for_outbox_message(m)) for m in (first, second)]
+    async with uow() as unit:
+        await unit.history.add_many(entries[:1])
+        await unit.commit()
+    fresh = fresh_history(engine)
+    assert fresh is not None
+
+    assert await fresh.add_consumed(entries, clock.now()) == 1
+
+    assert await statuses(engine) == {
+        first.id: OutboxStatus.PENDING.value,
+        second.id: OutboxStatus.CONSUMED.value,
+    }
+    assert (await stored(engine))[second.event_id]["outbox_id"] == second.id
+
+
+@on_postgresql
+async def test_the_statement_needs_no_commit(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    """It runs in autocommit: once it returns, another connection sees its writes, and its
+    connection is back in the pool (a transaction left open would be rolled back there)."""
+    [message] = await published(uow, 1)
+    fresh = fresh_history(engine)
+    assert fresh is not None
+    entry = HistoryEntry.from_envelope(Envelope.for_outbox_message(message))
+
+    await fresh.add_consumed([entry], clock.now())
+
+    async with engine.connect() as connection:
+        status = await connection.scalar(
+            select(outbox_messages.c.status).where(outbox_messages.c.id == message.id)
+        )
+    assert status == OutboxStatus.CONSUMED.value
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # QueuePool has it
