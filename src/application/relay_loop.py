@@ -4,6 +4,7 @@ them (a wake-up or an adaptive poll), and the stale-published sweep that runs be
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -26,11 +27,13 @@ log = structlog.get_logger(__name__)
 class Polling:
     """Adaptive polling: the interval doubles while idle, from `minimum` to `maximum`, and
     snaps back on work or a wake-up. `coalesce` waits a moment after a wake-up so a burst
-    of commits becomes one batch instead of many tiny ones."""
+    of commits becomes one batch instead of many tiny ones. `pace`: at a trickle (a round
+    under a quarter full), rounds start at most this often; a backlog goes back to back."""
 
     minimum: float = 0.05
     maximum: float = 1.0
     coalesce: float = 0.005
+    pace: float = 0.01
 
 
 async def run_relay(
@@ -53,6 +56,7 @@ async def run_relay(
     interval = polling.minimum
     in_flight: Batch | None = None
     while not stopping.is_set():
+        began = time.monotonic()
         try:
             report, in_flight = await relay.step(in_flight)
         except StoreUnavailable as error:
@@ -76,6 +80,13 @@ async def run_relay(
             failures = 0
         if in_flight is not None or report.published:
             interval = polling.minimum
+            # A leasing relay's report is of its previous batch; its new one is in flight.
+            claimed = report.claimed if in_flight is None else len(in_flight.claimed)
+            rest = polling.pace - (time.monotonic() - began)
+            if not once and rest > 0 and claimed < relay.batch_size / 4:
+                # A trickle: back-to-back rounds of a few rows each would cost a round's
+                # round trips per few rows, and the CPU they take delays every message.
+                await wait_or_stop(stopping, rest)
             continue  # more may be due: the published rows' successors are claimable now
         if once:
             break

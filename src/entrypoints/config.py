@@ -57,6 +57,7 @@ class Settings:
     relay_poll_interval: float = 0.05
     relay_max_poll_interval: float = 1.0
     relay_wakeup_coalesce_ms: float = 5.0
+    relay_pace_ms: float = 10.0
     sweep_published_after: float = 300.0
     relay_lease_seconds: float = 60.0
     relay_claim: str = "auto"
@@ -155,6 +156,7 @@ class Settings:
             relay_max_poll_interval=get(
                 "relay_max_poll_interval", _positive_float, defaults.relay_max_poll_interval
             ),
+            relay_pace_ms=get("relay_pace_ms", _non_negative_float, defaults.relay_pace_ms),
             relay_wakeup_coalesce_ms=get(
                 "relay_wakeup_coalesce_ms", _non_negative_float, defaults.relay_wakeup_coalesce_ms
             ),

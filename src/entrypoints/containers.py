@@ -294,6 +294,7 @@ class RelayContainer(containers.DeclarativeContainer):
         minimum=settings.provided.relay_poll_interval,
         maximum=settings.provided.relay_max_poll_interval,
         coalesce=providers.Callable(_seconds, settings.provided.relay_wakeup_coalesce_ms),
+        pace=providers.Callable(_seconds, settings.provided.relay_pace_ms),
     )
     metrics_server = providers.Resource(
         metrics_server,

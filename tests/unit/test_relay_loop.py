@@ -126,3 +126,47 @@ async def test_the_sweeper_returns_stale_published_rows_to_pending(harness: Harn
         OutboxStatus.PENDING,
         OutboxStatus.PUBLISHED,
     )
+
+
+async def bus_holds(harness: Harness, count: int, within: float) -> bool:
+    for _ in range(int(within / 0.01)):
+        if len(harness.bus.log) >= count:
+            return True
+        await asyncio.sleep(0.01)
+    return len(harness.bus.log) >= count
+
+
+@pytest.mark.parametrize("lease", [None, timedelta(seconds=60)], ids=["locking", "leasing"])
+async def test_at_a_trickle_the_next_round_waits_for_the_pace(
+    harness: Harness, lease: timedelta | None
+) -> None:
+    """After a round of a few rows, a message recorded meanwhile, wake-up and all, waits
+    until the pace (60 s here) is up: rounds of a few rows do not run back to back."""
+    await harness.record("a")
+    stopping, wakeups = asyncio.Event(), LocalWakeups()
+    polling = Polling(minimum=60, maximum=60, coalesce=0, pace=60)
+    relay = harness.relay(lease=lease)
+    loop = asyncio.create_task(run_relay(relay, stopping, polling=polling, wakeups=wakeups))
+    assert await bus_holds(harness, 1, within=2)
+    await harness.record("b")
+    wakeups.notify()
+    assert not await bus_holds(harness, 2, within=0.3)
+    stopping.set()
+    await asyncio.wait_for(loop, 5)
+
+
+@pytest.mark.parametrize("lease", [None, timedelta(seconds=60)], ids=["locking", "leasing"])
+async def test_a_backlog_is_relayed_back_to_back_whatever_the_pace(
+    harness: Harness, lease: timedelta | None
+) -> None:
+    """Full batches are not paced: six rows in batches of two go out at once although
+    the pace is 60 s."""
+    for conversation in "abcdef":
+        await harness.record(conversation)
+    stopping = asyncio.Event()
+    polling = Polling(minimum=60, maximum=60, coalesce=0, pace=60)
+    relay = harness.relay(batch_size=2, lease=lease)
+    loop = asyncio.create_task(run_relay(relay, stopping, polling=polling))
+    assert await bus_holds(harness, 6, within=2)
+    stopping.set()
+    await asyncio.wait_for(loop, 5)
