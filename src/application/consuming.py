@@ -82,9 +82,10 @@ class HistoryWriter:
     instead of four); a batch it cannot take whole goes on in a unit of work."""
 
     async def persist(self, envelopes: Sequence[Envelope]) -> Persisted:
-        """One transaction: insert new history rows, mark their outbox rows consumed. An
-        event id already stored with other content is a conflict, never silently kept:
-        the caller dead-letters it. (Same content is a redelivery, and harmless.)"""
+        """Insert new history rows and mark their outbox rows consumed, each row's insert
+        and mark in one transaction (the shortcut's, or else the unit of work's). An event
+        id already stored with other content is a conflict, never silently kept: the caller
+        dead-letters it. (Same content is a redelivery, and harmless.)"""
         unique = {e.event_id: HistoryEntry.from_envelope(e) for e in envelopes}
         # One lock order for every consumer (a rebalance or a redelivery can hand two of them
         # the same records): history rows and outbox rows are both written in outbox id order,

@@ -53,10 +53,6 @@ async def stored(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
         return {row["event_id"]: dict(row) for row in rows}
 
 
-async def test_the_shortcut_is_wired_on_postgresql_only(engine: AsyncEngine) -> None:
-    assert (fresh_history(engine) is not None) == (engine.dialect.name == "postgresql")
-
-
 async def test_a_batch_of_new_messages_is_stored_and_consumed(
     engine: AsyncEngine, uow: SqlUnitOfWorkFactory
 ) -> None:

@@ -5,12 +5,13 @@ aiokafka's IllegalStateError for a partition that was no longer assigned)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import attrs
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
 
 from adapters.kafka import KafkaOptions, KafkaSource
 from adapters.kafka.offsets import PendingOffsets
@@ -30,6 +31,10 @@ class RebalancedConsumer:
     assigned: set[TopicPartition]
     committed: list[dict[TopicPartition, int]] = attrs.field(factory=list)
     stopped: bool = False
+    refuse: KafkaError | None = None
+    hold: asyncio.Event | None = None
+    """While set and not yet released, a commit waits (a slow coordinator)."""
+    journal: list[str] = attrs.field(factory=list)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
@@ -47,6 +52,12 @@ class RebalancedConsumer:
         for partition in offsets:
             if partition not in self.assigned:
                 raise IllegalStateError(f"Partition {partition} is not assigned")
+        if self.refuse is not None:
+            raise self.refuse
+        self.journal.append("sent")
+        if self.hold is not None:
+            await self.hold.wait()
+        self.journal.append("answered")
         self.committed.append(dict(offsets))
 
 
@@ -59,7 +70,8 @@ class Clock:
 
 
 def source_over(consumer: RebalancedConsumer, clock: Clock | None = None) -> KafkaSource:
-    source = KafkaSource(KafkaOptions(commit_interval_ms=250), TOPIC, "history")
+    options = KafkaOptions(commit_interval_ms=250, request_timeout_ms=100)
+    source = KafkaSource(options, TOPIC, "history")
     source._consumer = consumer  # stands in for the started AIOKafkaConsumer
     source._pending = PendingOffsets(0.25, clock or Clock())  # binary fractions: exact sums
     return source
@@ -143,3 +155,45 @@ async def test_a_rebalance_commits_the_revoked_partitions_before_they_move() -> 
     consumer.committed.clear()
     await source.close()
     assert consumer.committed == [{TopicPartition(TOPIC, 0): 3}]
+
+
+async def test_offsets_a_retriable_failure_refused_go_with_the_next_commit() -> None:
+    consumer, clock = RebalancedConsumer(every_partition(0)), Clock()
+    source = source_over(consumer, clock)
+    consumer.refuse = KafkaTimeoutError()
+    await source.acknowledge([fetched(0, 1)])
+    consumer.refuse = None
+    clock.now += 0.25
+
+    assert await source.fetch(10, 0.01) == []  # idle: commits what is pending
+
+    assert consumer.committed == [{TopicPartition(TOPIC, 0): 2}]
+
+
+async def test_one_commit_at_a_time_so_a_slow_one_cannot_land_after_a_newer_one() -> None:
+    consumer, clock = RebalancedConsumer(every_partition(0)), Clock()
+    consumer.hold = asyncio.Event()
+    source = source_over(consumer, clock)
+    first = asyncio.create_task(source.acknowledge([fetched(0, 1)]))
+    await asyncio.sleep(0.01)
+    clock.now += 0.25
+    second = asyncio.create_task(source.acknowledge([fetched(0, 2)]))
+    await asyncio.sleep(0.01)
+
+    assert consumer.journal == ["sent"]  # the second waits for the first's answer
+    consumer.hold.set()
+    await asyncio.gather(first, second)
+    assert consumer.journal == ["sent", "answered", "sent", "answered"]
+    assert consumer.committed == [{TopicPartition(TOPIC, 0): 2}, {TopicPartition(TOPIC, 0): 3}]
+
+
+async def test_closing_while_the_coordinator_hangs_gives_up_after_the_request_timeout() -> None:
+    consumer = RebalancedConsumer(every_partition(0))
+    consumer.hold = asyncio.Event()  # never released
+    source = source_over(consumer)
+    source._pending.add({TopicPartition(TOPIC, 0): 5})
+
+    await asyncio.wait_for(source.close(), 5)
+
+    assert consumer.stopped
+    assert consumer.committed == []

@@ -42,6 +42,7 @@ class KafkaSource(MessageSource):
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._pending = PendingOffsets(options.commit_interval_ms / 1000)
+        self._commit_lock = asyncio.Lock()
 
     async def fetch(self, max_records: int, timeout: float) -> list[IncomingRecord]:
         try:
@@ -103,23 +104,42 @@ class KafkaSource(MessageSource):
         if self._pending.due:
             await self._commit()
 
-    async def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
-        """Commit the pending offsets (of `partitions`, or all)."""
-        offsets = self._pending.take(partitions)
-        if self._consumer is None or not offsets:
-            return
-        # A rebalance may have moved partitions away since the fetch: their new owner gets
-        # these records again, and the idempotent history insert makes that harmless.
-        assigned = self._consumer.assignment()
-        kept = {partition: offset for partition, offset in offsets.items() if partition in assigned}
-        if len(kept) < len(offsets):
-            log.warning("offset_commit_skipped_unassigned", partitions=len(offsets) - len(kept))
-        if not kept:
-            return
+    async def commit_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        """Commit what was acknowledged of partitions a rebalance is taking away. Bounded:
+        the rebalance waits for this, and a commit can wait for the group coordinator."""
         try:
-            await self._consumer.commit(kept)
-        except (CommitFailedError, IllegalStateError) as error:
-            log.warning("offset_commit_failed", error=str(error), partitions=len(kept))
+            async with asyncio.timeout(self._options.request_timeout_ms / 1000):
+                await self._commit(revoked)
+        except TimeoutError:  # their next owner gets those records again: harmless
+            log.warning("offset_commit_failed", error="timed out", partitions=len(revoked))
+
+    async def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
+        """Commit the pending offsets (of `partitions`, or all). One commit at a time, so a
+        slow one cannot land after a newer one and move the group's offsets back. A failed
+        commit costs a redelivery, never a record (unless a rebalance moved them, its
+        offsets go back to pending)."""
+        async with self._commit_lock:
+            offsets = self._pending.take(partitions)
+            if self._consumer is None or not offsets:
+                return
+            # A rebalance may have moved partitions away since the fetch: their new owner
+            # gets these records again, and the idempotent history insert makes that harmless.
+            assigned = self._consumer.assignment()
+            kept = {p: offset for p, offset in offsets.items() if p in assigned}
+            if len(kept) < len(offsets):
+                log.warning("offset_commit_skipped_unassigned", partitions=len(offsets) - len(kept))
+            if not kept:
+                return
+            try:
+                await self._consumer.commit(kept)
+            except (KafkaError, IllegalStateError) as error:
+                if not isinstance(error, CommitFailedError | IllegalStateError):
+                    self._pending.add(kept)  # not moved away by a rebalance: try again
+                log.warning(
+                    "offset_commit_failed",
+                    error=f"{type(error).__name__}: {error}",
+                    partitions=len(kept),
+                )
 
     async def dead_letter(self, record: IncomingRecord, reason: str) -> None:
         headers = [
@@ -144,9 +164,11 @@ class KafkaSource(MessageSource):
 
     async def close(self) -> None:
         try:
-            await self._commit()
-        except KafkaError as error:  # redelivered to the next consumer: harmless
-            log.warning("offset_commit_failed", error=f"{type(error).__name__}: {error}")
+            # Bounded: with the cluster gone, a commit would retry until the stop.
+            async with asyncio.timeout(self._options.request_timeout_ms / 1000):
+                await self._commit()
+        except TimeoutError:  # redelivered to the next consumer: harmless
+            log.warning("offset_commit_failed", error="timed out on close")
         for client in (self._consumer, self._producer):
             if client is not None:
                 await client.stop()
@@ -170,16 +192,14 @@ class KafkaSource(MessageSource):
 
 class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Commits what was acknowledged of the partitions a rebalance takes away, so their
-    next owner does not get those records again."""
+    next owner does not get those records again (batches still being written when the
+    rebalance comes are acknowledged too late for it, and come again)."""
 
     def __init__(self, source: KafkaSource) -> None:
         self._source = source
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        try:
-            await self._source._commit(revoked)
-        except KafkaError as error:  # the next owner gets them again: harmless
-            log.warning("offset_commit_failed", error=f"{type(error).__name__}: {error}")
+        await self._source.commit_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         pass

@@ -36,7 +36,8 @@ ADD_CONSUMED = text(
         UPDATE {outbox_messages.name}
         SET status = '{OutboxStatus.CONSUMED.value}', consumed_at = CAST(:at AS TIMESTAMP),
             updated_at = CAST(:at AS TIMESTAMP)
-        -- = ANY walks the primary key in id order: the lock order every consumer keeps
+        -- = ANY lets the primary key be walked in id order, the lock order consumers keep
+        -- (should the planner pick otherwise, a deadlock is retried as a transient error)
         WHERE id = ANY(CAST(:outbox_ids AS BIGINT[])) AND status IN ({_GUARD})
             AND id IN (SELECT outbox_id FROM added)
     )
