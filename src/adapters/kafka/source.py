@@ -104,14 +104,15 @@ class KafkaSource(MessageSource):
         if self._pending.due:
             await self._commit()
 
-    async def commit_revoked(self, revoked: Collection[TopicPartition]) -> None:
-        """Commit what was acknowledged of partitions a rebalance is taking away. Bounded:
-        the rebalance waits for this, and a commit can wait for the group coordinator."""
+    async def commit_now(self, partitions: Collection[TopicPartition] | None = None) -> None:
+        """Commit what was acknowledged (of `partitions`, or all) now, for a rebalance or a
+        stop. Bounded: a commit retries until the group coordinator answers, and with the
+        cluster gone that would hold up the rebalance or the stop."""
         try:
             async with asyncio.timeout(self._options.request_timeout_ms / 1000):
-                await self._commit(revoked)
-        except TimeoutError:  # their next owner gets those records again: harmless
-            log.warning("offset_commit_failed", error="timed out", partitions=len(revoked))
+                await self._commit(partitions)
+        except TimeoutError:  # delivered again to whoever reads them next: harmless
+            log.warning("offset_commit_failed", error="timed out")
 
     async def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
         """Commit the pending offsets (of `partitions`, or all). One commit at a time, so a
@@ -132,7 +133,7 @@ class KafkaSource(MessageSource):
                 return
             try:
                 await self._consumer.commit(kept)
-            except (KafkaError, IllegalStateError) as error:
+            except KafkaError as error:
                 if not isinstance(error, CommitFailedError | IllegalStateError):
                     self._pending.add(kept)  # not moved away by a rebalance: try again
                 log.warning(
@@ -163,12 +164,7 @@ class KafkaSource(MessageSource):
             raise BusUnavailable(reason) from error
 
     async def close(self) -> None:
-        try:
-            # Bounded: with the cluster gone, a commit would retry until the stop.
-            async with asyncio.timeout(self._options.request_timeout_ms / 1000):
-                await self._commit()
-        except TimeoutError:  # redelivered to the next consumer: harmless
-            log.warning("offset_commit_failed", error="timed out on close")
+        await self.commit_now()
         for client in (self._consumer, self._producer):
             if client is not None:
                 await client.stop()
@@ -199,7 +195,7 @@ class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self._source = source
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._source.commit_revoked(revoked)
+        await self._source.commit_now(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         pass
