@@ -32,10 +32,10 @@ test-integration: install services
 lint: install
 	$(BIN)/ruff check src tests bench chaos
 	$(BIN)/ruff format --check src tests bench chaos
-	$(BIN)/mypy src tests bench chaos
+	$(BIN)/mypy typecheck/chat_outbox tests bench chaos
 
 typecheck: install
-	$(BIN)/mypy src tests bench chaos
+	$(BIN)/mypy typecheck/chat_outbox tests bench chaos
 
 bench: install services  ## chat-outbox against a hand-written asyncpg + aiokafka baseline
 	$(BIN)/python -m bench

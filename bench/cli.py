@@ -7,13 +7,13 @@ import asyncio
 import time
 from typing import Any
 
-from adapters.kafka.local_broker import LocalBroker
 from bench import db, latency, throughput
 from bench.explain import explain
 from bench.profiling import profile
 from bench.report import lines, table, write_json
 from bench.runs import Bench
 from bench.settings import SCENARIOS, Plan, plan_for
+from chat_outbox.adapters.kafka.local_broker import LocalBroker
 
 NOTES = [
     "Each run seeds 10k older consumed rows before its own, then ANALYZEs (autovacuum is off "

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bench.settings import BIZ_TYPE
-from domain import Envelope, OutboxMessage, OutboxStatus
+from chat_outbox.domain import Envelope, OutboxMessage, OutboxStatus
 
 FILLER = (
     "Could you summarise the last quarter's support tickets by product area, point out the "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncpg  # type: ignore[import-untyped]
 
-from adapters.sql import create_engine, upgrade
 from bench.data import COLUMNS, Row, make_rows, records
 from bench.settings import DATABASE, SERVER_DSN, dsn, sqlalchemy_url
-from domain import OutboxStatus
+from chat_outbox.adapters.sql import create_engine, upgrade
+from chat_outbox.domain import OutboxStatus
 
 OUTBOX = "agent_outbox_messages"
 HISTORY = "chat_history_messages"

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from adapters.kafka.local_broker import LocalBroker
 from bench.settings import PARTITIONS
+from chat_outbox.adapters.kafka.local_broker import LocalBroker
 
 _serial = itertools.count(1)
 

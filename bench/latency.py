@@ -17,7 +17,7 @@ from bench.procs import IMPLS, Target
 from bench.recorder import record
 from bench.runs import Bench
 from bench.settings import POLL_S
-from domain import OutboxStatus
+from chat_outbox.domain import OutboxStatus
 
 LATENCIES = f"""
 SELECT EXTRACT(EPOCH FROM consumed_at - created_at) * 1000

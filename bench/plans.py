@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event
 
-from adapters.sql import SqlUnitOfWorkFactory, create_engine
 from bench.baseline_relay import CLAIM
 from bench.settings import sqlalchemy_url
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine
 
 Query = tuple[str, tuple[Any, ...]]
 _captured: list[Query] = []

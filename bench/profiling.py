@@ -19,7 +19,7 @@ from bench.procs import BIN, IMPLS, Proc
 from bench.runs import Bench, Spec, measure
 from bench.settings import RESULTS
 from bench.watch import DRAIN
-from domain import OutboxStatus
+from chat_outbox.domain import OutboxStatus
 
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 IDLE = "select (selectors.py)"

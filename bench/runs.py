@@ -9,14 +9,14 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from adapters.kafka.local_broker import LocalBroker
 from bench import db, plans, procs
 from bench.data import Row
 from bench.kafka import unique_name
 from bench.procs import Proc, Target
 from bench.settings import Plan
 from bench.watch import Probe, watch
-from domain import OutboxStatus
+from chat_outbox.adapters.kafka.local_broker import LocalBroker
+from chat_outbox.domain import OutboxStatus
 
 Attach = Callable[[Proc], Awaitable[Callable[[], Awaitable[None]]]]
 """Given the first relay, start a profiler on it; returns the profiler's stop."""

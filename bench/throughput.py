@@ -12,7 +12,7 @@ from bench.data import Row, envelope, make_rows
 from bench.procs import IMPLS
 from bench.runs import Bench, Spec, measure
 from bench.watch import DRAIN, E2E, PERSIST
-from domain import OutboxStatus
+from chat_outbox.domain import OutboxStatus
 
 Runs = list[dict[str, Any]]
 

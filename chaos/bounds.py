@@ -10,9 +10,9 @@ from pathlib import Path
 
 import attrs
 
-from adapters.kafka.local_broker import LocalBroker
 from chaos import database
 from chaos.fleet import Fleet, Member, process_env
+from chat_outbox.adapters.kafka.local_broker import LocalBroker
 
 BACKLOGS = (10_000, 1_000_000)
 PUBLISH_TARGET = 50_000

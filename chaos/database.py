@@ -13,7 +13,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from adapters.sql import upgrade
+from chat_outbox.adapters.sql import upgrade
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/chat_outbox_chaos"
 HARNESS_APP = "chaos-harness"

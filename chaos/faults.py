@@ -9,10 +9,10 @@ import time
 
 import attrs
 
-from adapters.kafka.local_broker import LocalBroker
 from chaos.database import terminate_backends
 from chaos.fleet import Fleet, Member
 from chaos.plan import Plan
+from chat_outbox.adapters.kafka.local_broker import LocalBroker
 
 
 @attrs.frozen

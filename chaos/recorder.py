@@ -7,10 +7,10 @@ import time
 
 import attrs
 
-from adapters.clock import SystemClock, uuid4_event_id
-from adapters.sql import SqlUnitOfWorkFactory
-from application.recording import record_chat_message
-from domain import ChatMessage, Role
+from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.application.recording import record_chat_message
+from chat_outbox.domain import ChatMessage, Role
 
 BATCH = 50
 

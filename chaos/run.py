@@ -10,15 +10,15 @@ from pathlib import Path
 
 import attrs
 
-from adapters.kafka import dlq_topic
-from adapters.kafka.local_broker import LocalBroker
-from adapters.sql import SqlUnitOfWorkFactory
 from chaos import database, logs
 from chaos.faults import Controller, Fault
 from chaos.fleet import Fleet, process_env
 from chaos.plan import Plan
 from chaos.recorder import Recorded, record
 from chaos.verdict import Verdict, judge
+from chat_outbox.adapters.kafka import dlq_topic
+from chat_outbox.adapters.kafka.local_broker import LocalBroker
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 
 WATCH_EVERY_S = 1.0
 

@@ -7,10 +7,10 @@ from collections import Counter
 import asyncpg  # type: ignore[import-untyped]
 import attrs
 
-from adapters.sql import SqlUnitOfWorkFactory
-from application.operations import read_history
 from chaos.recorder import Recorded
-from domain import TABLE, OutboxStatus
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.application.operations import read_history
+from chat_outbox.domain import TABLE, OutboxStatus
 
 
 @attrs.frozen

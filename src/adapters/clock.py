@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
-from application.ports import Clock
+from chat_outbox.application.ports import Clock
 
 
 class SystemClock(Clock):

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
-from application.tracing import TRACEPARENT_HEADER, LogContextOnly, Tracing, bound_traceparent
+from chat_outbox.application.tracing import (
+    TRACEPARENT_HEADER,
+    LogContextOnly,
+    Tracing,
+    bound_traceparent,
+)
 
 
 class OpenTelemetryTracing(LogContextOnly):

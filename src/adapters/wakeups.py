@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from application.ports import Wakeups
+from chat_outbox.application.ports import Wakeups
 
 
 class NoWakeups(Wakeups):

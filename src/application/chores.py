@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from application.errors import StoreUnavailable
+from chat_outbox.application.errors import StoreUnavailable
 
 log = structlog.get_logger(__name__)
 

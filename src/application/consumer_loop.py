@@ -18,8 +18,8 @@ from typing import Any
 
 import structlog
 
-from application.consuming import Consumer, ConsumeReport, Received, Written
-from application.tally import add_up
+from chat_outbox.application.consuming import Consumer, ConsumeReport, Received, Written
+from chat_outbox.application.tally import add_up
 
 log = structlog.get_logger(__name__)
 

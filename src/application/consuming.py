@@ -12,17 +12,22 @@ from typing import TypeVar
 import attrs
 import structlog
 
-from application.errors import BusUnavailable, StoreUnavailable
-from application.metrics import Metrics, NoMetrics
-from application.ports import (
+from chat_outbox.application.errors import BusUnavailable, StoreUnavailable
+from chat_outbox.application.metrics import Metrics, NoMetrics
+from chat_outbox.application.ports import (
     Clock,
     FreshHistory,
     IncomingRecord,
     MessageSource,
     UnitOfWorkFactory,
 )
-from application.tracing import TRACEPARENT_HEADER, LogContextOnly, Tracing, valid_traceparent
-from domain import (
+from chat_outbox.application.tracing import (
+    TRACEPARENT_HEADER,
+    LogContextOnly,
+    Tracing,
+    valid_traceparent,
+)
+from chat_outbox.domain import (
     DEFAULT_MAX_MESSAGE_BYTES,
     Envelope,
     HistoryEntry,

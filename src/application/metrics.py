@@ -13,9 +13,9 @@ from typing import Protocol
 
 import structlog
 
-from application.chores import repeat
-from application.operations import outbox_stats
-from application.ports import Clock, OutboxStats, UnitOfWorkFactory
+from chat_outbox.application.chores import repeat
+from chat_outbox.application.operations import outbox_stats
+from chat_outbox.application.ports import Clock, OutboxStats, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
 

@@ -8,14 +8,14 @@ from datetime import datetime
 
 import attrs
 
-from application.ports import (
+from chat_outbox.application.ports import (
     Clock,
     DeadSelector,
     OutboxRepository,
     OutboxStats,
     UnitOfWorkFactory,
 )
-from domain import HistoryEntry, OutboxMessage, Transition, requeued, swept
+from chat_outbox.domain import HistoryEntry, OutboxMessage, Transition, requeued, swept
 
 Progress = Callable[[int], None]
 """Told the running total after each batch, for long commands on a terminal."""

@@ -12,7 +12,7 @@ from typing import Protocol, Self
 
 import attrs
 
-from domain import HistoryEntry, OutboxMessage, OutboxStatus, PublishFailure, Transition
+from chat_outbox.domain import HistoryEntry, OutboxMessage, OutboxStatus, PublishFailure, Transition
 
 
 @attrs.frozen

@@ -8,10 +8,16 @@ from collections.abc import Callable
 
 import attrs
 
-from application.errors import DuplicateEvent, IdempotencyConflict
-from application.ports import Clock, EventIds, NewOutboxMessage, UnitOfWork, UnitOfWorkFactory
-from application.tracing import LogContextOnly, Tracing
-from domain import BIZ_TYPE_CHAT_HISTORY, DEFAULT_MAX_RETRY, ChatMessage, OutboxMessage
+from chat_outbox.application.errors import DuplicateEvent, IdempotencyConflict
+from chat_outbox.application.ports import (
+    Clock,
+    EventIds,
+    NewOutboxMessage,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from chat_outbox.application.tracing import LogContextOnly, Tracing
+from chat_outbox.domain import BIZ_TYPE_CHAT_HISTORY, DEFAULT_MAX_RETRY, ChatMessage, OutboxMessage
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d8a52-3c1e-4c47-9a0b-0c2f5e9b7d31")
 

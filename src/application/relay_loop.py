@@ -11,14 +11,14 @@ from datetime import timedelta
 import attrs
 import structlog
 
-from application.chores import repeat, wait_or_stop
-from application.errors import StoreUnavailable
-from application.operations import sweep_stale_published
-from application.ports import Clock, UnitOfWorkFactory, Wakeups
-from application.relaying import Batch, Relay, RelayReport
-from application.sharing import RelayShares
-from application.tally import add_up
-from domain import RetryPolicy
+from chat_outbox.application.chores import repeat, wait_or_stop
+from chat_outbox.application.errors import StoreUnavailable
+from chat_outbox.application.operations import sweep_stale_published
+from chat_outbox.application.ports import Clock, UnitOfWorkFactory, Wakeups
+from chat_outbox.application.relaying import Batch, Relay, RelayReport
+from chat_outbox.application.sharing import RelayShares
+from chat_outbox.application.tally import add_up
+from chat_outbox.domain import RetryPolicy
 
 log = structlog.get_logger(__name__)
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 import attrs
 import structlog
 
-from application.metrics import Metrics, NoMetrics
-from application.ports import (
+from chat_outbox.application.metrics import Metrics, NoMetrics
+from chat_outbox.application.ports import (
     EVERY_CONVERSATION,
     Clock,
     MessageBus,
@@ -17,9 +17,9 @@ from application.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from application.sharing import RelayShares
-from application.tracing import TRACEPARENT_HEADER
-from domain import (
+from chat_outbox.application.sharing import RelayShares
+from chat_outbox.application.tracing import TRACEPARENT_HEADER
+from chat_outbox.domain import (
     SCHEMA_VERSION,
     Envelope,
     MalformedEnvelope,

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import structlog
 
-from application.chores import repeat
-from application.operations import purge_consumed
-from application.ports import Clock, UnitOfWorkFactory
+from chat_outbox.application.chores import repeat
+from chat_outbox.application.operations import purge_consumed
+from chat_outbox.application.ports import Clock, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import attrs
 import structlog
 
-from application.ports import EVERY_CONVERSATION, Clock, Shard, UnitOfWorkFactory
+from chat_outbox.application.ports import EVERY_CONVERSATION, Clock, Shard, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
 

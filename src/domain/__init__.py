@@ -3,11 +3,16 @@
 Imports nothing but the standard library and attrs.
 """
 
-from domain.chat import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage, Role
-from domain.envelope import SCHEMA_VERSION, Envelope
-from domain.errors import DomainError, IllegalTransition, InvalidChatMessage, MalformedEnvelope
-from domain.history import HistoryEntry
-from domain.outbox import (
+from chat_outbox.domain.chat import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage, Role
+from chat_outbox.domain.envelope import SCHEMA_VERSION, Envelope
+from chat_outbox.domain.errors import (
+    DomainError,
+    IllegalTransition,
+    InvalidChatMessage,
+    MalformedEnvelope,
+)
+from chat_outbox.domain.history import HistoryEntry
+from chat_outbox.domain.outbox import (
     BIZ_TYPE_CHAT_HISTORY,
     DEFAULT_MAX_RETRY,
     HOLDING_STATUSES,
@@ -23,7 +28,7 @@ from domain.outbox import (
     statuses_changed_by,
     swept,
 )
-from domain.retry import PublishFailure, RetryPolicy
+from chat_outbox.domain.retry import PublishFailure, RetryPolicy
 
 __all__ = [
     "BIZ_TYPE_CHAT_HISTORY",

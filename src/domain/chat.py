@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from domain.errors import InvalidChatMessage
+from chat_outbox.domain.errors import InvalidChatMessage
 
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
 MAX_CONVERSATION_ID_LENGTH = 128

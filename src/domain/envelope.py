@@ -11,9 +11,9 @@ from typing import Any
 
 import attrs
 
-from domain.chat import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage
-from domain.errors import InvalidChatMessage, MalformedEnvelope
-from domain.outbox import BIZ_TYPE_CHAT_HISTORY, OutboxMessage
+from chat_outbox.domain.chat import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage
+from chat_outbox.domain.errors import InvalidChatMessage, MalformedEnvelope
+from chat_outbox.domain.outbox import BIZ_TYPE_CHAT_HISTORY, OutboxMessage
 
 SCHEMA_VERSION = 1
 CANONICAL_UUID = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -6,8 +6,8 @@ from datetime import datetime
 
 import attrs
 
-from domain.chat import Role
-from domain.envelope import Envelope
+from chat_outbox.domain.chat import Role
+from chat_outbox.domain.envelope import Envelope
 
 
 @attrs.frozen

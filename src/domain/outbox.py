@@ -7,8 +7,8 @@ from datetime import datetime
 
 import attrs
 
-from domain.errors import IllegalTransition
-from domain.retry import PublishFailure, RetryPolicy
+from chat_outbox.domain.errors import IllegalTransition
+from chat_outbox.domain.retry import PublishFailure, RetryPolicy
 
 BIZ_TYPE_CHAT_HISTORY = "chat_history_persist"
 DEFAULT_MAX_RETRY = 20

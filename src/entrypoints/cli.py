@@ -10,14 +10,14 @@ from typing import NoReturn
 
 import structlog
 
-from adapters.metrics import ListenFailed
-from adapters.sql import BadDatabaseUrl, SchemaNotMigrated
-from application.errors import StoreUnavailable
-from domain import InvalidChatMessage, Role
-from entrypoints import commands, config_command, demo, operating, processes
-from entrypoints.config import ConfigError, Settings
-from entrypoints.config_file import load_settings
-from entrypoints.log_setup import configure_logging
+from chat_outbox.adapters.metrics import ListenFailed
+from chat_outbox.adapters.sql import BadDatabaseUrl, SchemaNotMigrated
+from chat_outbox.application.errors import StoreUnavailable
+from chat_outbox.domain import InvalidChatMessage, Role
+from chat_outbox.entrypoints import commands, config_command, demo, operating, processes
+from chat_outbox.entrypoints.config import ConfigError, Settings
+from chat_outbox.entrypoints.config_file import load_settings
+from chat_outbox.entrypoints.log_setup import configure_logging
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
@@ -101,7 +101,9 @@ def _port(text: str) -> int:
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from entrypoints.http.server import serve  # FastAPI is imported by this command only
+    from chat_outbox.entrypoints.http.server import (
+        serve,  # FastAPI is imported by this command only
+    )
 
     return await serve(args, settings)
 

@@ -12,13 +12,13 @@ from datetime import datetime
 
 import structlog
 
-from adapters.sql import ensure_migrated, upgrade
-from application import operations
-from application.ports import OutboxStats
-from application.tracing import valid_traceparent
-from domain import ChatMessage, InvalidChatMessage, OutboxStatus
-from entrypoints.config import ConfigError, Settings
-from entrypoints.containers import CliContainer, resources
+from chat_outbox.adapters.sql import ensure_migrated, upgrade
+from chat_outbox.application import operations
+from chat_outbox.application.ports import OutboxStats
+from chat_outbox.application.tracing import valid_traceparent
+from chat_outbox.domain import ChatMessage, InvalidChatMessage, OutboxStatus
+from chat_outbox.entrypoints.config import ConfigError, Settings
+from chat_outbox.entrypoints.containers import CliContainer, resources
 
 log = structlog.get_logger(__name__)
 

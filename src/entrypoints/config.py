@@ -9,10 +9,10 @@ from typing import TypeVar
 
 import attrs
 
-from adapters.kafka.options import COMPRESSIONS, SECURITY_PROTOCOLS
-from adapters.sql import BadDatabaseUrl, check_url
-from domain import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RETRY
-from entrypoints.durations import parse_duration
+from chat_outbox.adapters.kafka.options import COMPRESSIONS, SECURITY_PROTOCOLS
+from chat_outbox.adapters.sql import BadDatabaseUrl, check_url
+from chat_outbox.domain import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RETRY
+from chat_outbox.entrypoints.durations import parse_duration
 
 PREFIX = "CHAT_OUTBOX_"
 BUSES = ("kafka", "rabbitmq", "memory")

@@ -9,8 +9,8 @@ from typing import Any
 
 import attrs
 
-from entrypoints.config import Settings, redact_url
-from entrypoints.config_file import load_settings
+from chat_outbox.entrypoints.config import Settings, redact_url
+from chat_outbox.entrypoints.config_file import load_settings
 
 SECRET_WORDS = ("password", "secret", "token")
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from entrypoints.config import PREFIX, ConfigError, Settings
+from chat_outbox.entrypoints.config import PREFIX, ConfigError, Settings
 
 CONFIG_ENV = PREFIX + "CONFIG"
 

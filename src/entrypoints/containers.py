@@ -14,28 +14,28 @@ import structlog
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import SystemClock, uuid4_event_id
-from adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
-from adapters.kafka.probe import KafkaProbe
-from adapters.memory import InMemoryBus
-from adapters.metrics import PrometheusMetrics, metrics_server
-from adapters.sql import SqlUnitOfWorkFactory, create_engine, fresh_history
-from adapters.sql.probe import DatabaseProbe
-from adapters.sql.wakeups import wakeups_for
-from adapters.tracing import available_tracing
-from application.consuming import Consumer, HistoryWriter
-from application.health import always_ready
-from application.metrics import Metrics, NoMetrics
-from application.recording import RecordChatMessage
-from application.relay_loop import Polling
-from application.relaying import Relay
-from application.sharing import RelayShares
-from entrypoints.config import Settings
-from entrypoints.injection import containers, providers
+from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
+from chat_outbox.adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
+from chat_outbox.adapters.kafka.probe import KafkaProbe
+from chat_outbox.adapters.memory import InMemoryBus
+from chat_outbox.adapters.metrics import PrometheusMetrics, metrics_server
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine, fresh_history
+from chat_outbox.adapters.sql.probe import DatabaseProbe
+from chat_outbox.adapters.sql.wakeups import wakeups_for
+from chat_outbox.adapters.tracing import available_tracing
+from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.health import always_ready
+from chat_outbox.application.metrics import Metrics, NoMetrics
+from chat_outbox.application.recording import RecordChatMessage
+from chat_outbox.application.relay_loop import Polling
+from chat_outbox.application.relaying import Relay
+from chat_outbox.application.sharing import RelayShares
+from chat_outbox.entrypoints.config import Settings
+from chat_outbox.entrypoints.injection import containers, providers
 
 if TYPE_CHECKING:
-    from adapters.rabbitmq import RabbitBus, RabbitOptions, RabbitSource
-    from adapters.rabbitmq.probe import RabbitProbe
+    from chat_outbox.adapters.rabbitmq import RabbitBus, RabbitOptions, RabbitSource
+    from chat_outbox.adapters.rabbitmq.probe import RabbitProbe
 
 C = TypeVar("C", bound=containers.Container)
 log = structlog.get_logger(__name__)
@@ -68,7 +68,9 @@ async def _shutdown_after_failed_start(container: containers.Container) -> None:
 @asynccontextmanager
 async def local_kafka_broker() -> AsyncIterator[str]:
     """A throwaway local Kafka-protocol broker for the demo; yields its bootstrap servers."""
-    from adapters.kafka.local_broker import LocalBroker  # its binary is a dev/demo dependency
+    from chat_outbox.adapters.kafka.local_broker import (
+        LocalBroker,  # its binary is a dev/demo dependency
+    )
 
     async with LocalBroker() as broker:
         yield broker.bootstrap_servers
@@ -236,7 +238,7 @@ async def _kafka_source(settings: Settings, metrics: Metrics) -> AsyncIterator[K
 
 def rabbit_options(settings: Settings) -> RabbitOptions:
     # aio-pika is imported only by processes that use RabbitMQ (about 15 MiB of RSS).
-    from adapters.rabbitmq import RabbitOptions
+    from chat_outbox.adapters.rabbitmq import RabbitOptions
 
     return RabbitOptions(
         url=settings.rabbitmq_url,
@@ -248,7 +250,7 @@ def rabbit_options(settings: Settings) -> RabbitOptions:
 
 
 async def _rabbit_bus(settings: Settings) -> AsyncIterator[RabbitBus]:
-    from adapters.rabbitmq import RabbitBus
+    from chat_outbox.adapters.rabbitmq import RabbitBus
 
     bus = RabbitBus(rabbit_options(settings))
     try:
@@ -258,13 +260,13 @@ async def _rabbit_bus(settings: Settings) -> AsyncIterator[RabbitBus]:
 
 
 def _rabbit_probe(settings: Settings) -> RabbitProbe:
-    from adapters.rabbitmq.probe import RabbitProbe
+    from chat_outbox.adapters.rabbitmq.probe import RabbitProbe
 
     return RabbitProbe(rabbit_options(settings))
 
 
 async def _rabbit_source(settings: Settings) -> AsyncIterator[RabbitSource]:
-    from adapters.rabbitmq import RabbitSource
+    from chat_outbox.adapters.rabbitmq import RabbitSource
 
     source = RabbitSource(rabbit_options(settings), settings.topic)
     try:

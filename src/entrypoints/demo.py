@@ -19,16 +19,16 @@ from collections.abc import AsyncIterator
 
 import structlog
 
-from adapters.sql import upgrade
-from application import operations
-from application.consumer_loop import run_consumer
-from application.ports import Clock, UnitOfWorkFactory
-from application.recording import RecordChatMessage
-from application.relay_loop import run_relay
-from domain import ChatMessage, OutboxStatus, Role
-from entrypoints.commands import cli_container, stats_document
-from entrypoints.config import PREFIX, Settings
-from entrypoints.containers import InProcessContainer, local_kafka_broker, resources
+from chat_outbox.adapters.sql import upgrade
+from chat_outbox.application import operations
+from chat_outbox.application.consumer_loop import run_consumer
+from chat_outbox.application.ports import Clock, UnitOfWorkFactory
+from chat_outbox.application.recording import RecordChatMessage
+from chat_outbox.application.relay_loop import run_relay
+from chat_outbox.domain import ChatMessage, OutboxStatus, Role
+from chat_outbox.entrypoints.commands import cli_container, stats_document
+from chat_outbox.entrypoints.config import PREFIX, Settings
+from chat_outbox.entrypoints.containers import InProcessContainer, local_kafka_broker, resources
 
 log = structlog.get_logger(__name__)
 ROLES = (Role.USER, Role.ASSISTANT)
@@ -122,7 +122,7 @@ async def _record(
 
 async def _spawn(command: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "entrypoints", *command, env=env
+        sys.executable, "-m", "chat_outbox", *command, env=env
     )
 
 

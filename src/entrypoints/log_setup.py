@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from entrypoints.audit import AUDIT_LOGGER
+from chat_outbox.entrypoints.audit import AUDIT_LOGGER
 
 SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,

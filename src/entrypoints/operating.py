@@ -8,13 +8,13 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any
 
-from application import operations
-from application.ports import DeadSelector
-from domain import OutboxMessage, OutboxStatus
-from entrypoints.audit import audited
-from entrypoints.commands import cli_container
-from entrypoints.config import ConfigError, Settings
-from entrypoints.durations import parse_duration, parse_moment
+from chat_outbox.application import operations
+from chat_outbox.application.ports import DeadSelector
+from chat_outbox.domain import OutboxMessage, OutboxStatus
+from chat_outbox.entrypoints.audit import audited
+from chat_outbox.entrypoints.commands import cli_container
+from chat_outbox.entrypoints.config import ConfigError, Settings
+from chat_outbox.entrypoints.durations import parse_duration, parse_moment
 
 Moment = datetime | timedelta
 """A --since/--until value: a time, or a duration ago (resolved against the clock)."""

@@ -12,13 +12,13 @@ from typing import Any
 import attrs
 import structlog
 
-from adapters.sql import ensure_migrated
-from application.consumer_loop import run_consumer
-from application.metrics import run_gauge_refresher
-from application.relay_loop import run_relay_lanes, run_sweeper
-from application.retention import run_purger
-from entrypoints.config import ConfigError, Settings
-from entrypoints.containers import ConsumerContainer, RelayContainer, resources
+from chat_outbox.adapters.sql import ensure_migrated
+from chat_outbox.application.consumer_loop import run_consumer
+from chat_outbox.application.metrics import run_gauge_refresher
+from chat_outbox.application.relay_loop import run_relay_lanes, run_sweeper
+from chat_outbox.application.retention import run_purger
+from chat_outbox.entrypoints.config import ConfigError, Settings
+from chat_outbox.entrypoints.containers import ConsumerContainer, RelayContainer, resources
 
 log = structlog.get_logger(__name__)
 

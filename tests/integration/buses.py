@@ -18,13 +18,19 @@ import aio_pika
 import attrs
 import pytest
 
-from adapters.kafka import KafkaBus, KafkaSource, dlq_topic
-from adapters.kafka.local_broker import free_loopback_port
-from adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
-from adapters.rabbitmq import RabbitBus, RabbitOptions, RabbitSource, dlq_name, queue_name
-from adapters.rabbitmq.topology import dlx_name
-from application.errors import StoreUnavailable
-from application.ports import IncomingRecord, MessageBus, MessageSource, UnitOfWork
+from chat_outbox.adapters.kafka import KafkaBus, KafkaSource, dlq_topic
+from chat_outbox.adapters.kafka.local_broker import free_loopback_port
+from chat_outbox.adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
+from chat_outbox.adapters.rabbitmq import (
+    RabbitBus,
+    RabbitOptions,
+    RabbitSource,
+    dlq_name,
+    queue_name,
+)
+from chat_outbox.adapters.rabbitmq.topology import dlx_name
+from chat_outbox.application.errors import StoreUnavailable
+from chat_outbox.application.ports import IncomingRecord, MessageBus, MessageSource, UnitOfWork
 from tests.integration.conftest import BUS_NAMES, fast_kafka_options
 from tests.integration.kafka_helpers import read_topic, unique_names
 

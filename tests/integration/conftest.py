@@ -11,11 +11,11 @@ import aio_pika
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import SystemClock, uuid4_event_id
-from adapters.kafka import KafkaOptions
-from adapters.kafka.local_broker import LocalBroker
-from adapters.rabbitmq import redact
-from adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
+from chat_outbox.adapters.kafka import KafkaOptions
+from chat_outbox.adapters.kafka.local_broker import LocalBroker
+from chat_outbox.adapters.rabbitmq import redact
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from tests.integration.databases import BACKENDS, fresh_migrated_engine, truncate, url_for
 
 if TYPE_CHECKING:

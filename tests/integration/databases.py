@@ -9,8 +9,8 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from adapters.sql import create_engine, upgrade
-from adapters.sql.tables import metadata
+from chat_outbox.adapters.sql import create_engine, upgrade
+from chat_outbox.adapters.sql.tables import metadata
 
 # A name of its own lets two checkouts run the suite at once on the same servers.
 TEST_DATABASE = os.environ.get("CHAT_OUTBOX_TEST_DATABASE", "chat_outbox_test")

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from entrypoints.containers import ApiContainer
-from entrypoints.http import create_app
-from entrypoints.http.server import server_for
+from chat_outbox.entrypoints.containers import ApiContainer
+from chat_outbox.entrypoints.http import create_app
+from chat_outbox.entrypoints.http.server import server_for
 
 ADMIN_TOKEN = "integration-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -14,15 +14,15 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import SystemClock, uuid4_event_id
-from adapters.sql import SqlUnitOfWorkFactory
-from adapters.sql.tables import chat_history, outbox_messages
-from application.consumer_loop import run_consumer
-from application.consuming import Consumer, ConsumeReport
-from application.recording import record_chat_message
-from application.relay_loop import Polling, run_relay
-from application.relaying import Relay, RelayReport
-from domain import ChatMessage, Role
+from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
+from chat_outbox.application.consumer_loop import run_consumer
+from chat_outbox.application.consuming import Consumer, ConsumeReport
+from chat_outbox.application.recording import record_chat_message
+from chat_outbox.application.relay_loop import Polling, run_relay
+from chat_outbox.application.relaying import Relay, RelayReport
+from chat_outbox.domain import ChatMessage, Role
 
 KAFKA_BACKENDS = ("sqlite", "postgresql")
 on_sqlite_and_postgresql = pytest.mark.parametrize("migrated_engine", KAFKA_BACKENDS, indirect=True)

@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapters.clock import SystemClock, uuid4_event_id
-from adapters.memory import InMemoryStore, InMemoryUnitOfWork
-from application.consuming import Consumer, ConsumeReport, HistoryWriter
-from application.errors import StoreUnavailable
-from application.ports import MessageSource, OutgoingRecord, UnitOfWorkFactory
-from application.recording import RecordChatMessage
-from application.relaying import headers_for
-from domain import ChatMessage, Envelope, Role
+from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
+from chat_outbox.adapters.memory import InMemoryStore, InMemoryUnitOfWork
+from chat_outbox.application.consuming import Consumer, ConsumeReport, HistoryWriter
+from chat_outbox.application.errors import StoreUnavailable
+from chat_outbox.application.ports import MessageSource, OutgoingRecord, UnitOfWorkFactory
+from chat_outbox.application.recording import RecordChatMessage
+from chat_outbox.application.relaying import headers_for
+from chat_outbox.domain import ChatMessage, Envelope, Role
 from tests.integration.buses import (
     BROKER_BUS_NAMES,
     BusHarness,

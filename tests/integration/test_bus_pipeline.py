@@ -7,11 +7,11 @@ import uuid
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import SystemClock
-from adapters.sql import SqlUnitOfWorkFactory
-from application.consuming import Consumer, HistoryWriter
-from application.operations import read_history
-from application.relaying import Relay
+from chat_outbox.adapters.clock import SystemClock
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.operations import read_history
+from chat_outbox.application.relaying import Relay
 from tests.integration.buses import BROKER_BUS_NAMES, BusHarness
 from tests.integration.kafka_helpers import (
     all_consumed,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from chaos.plan import plan_for
 from chaos.report import render
 from chaos.run import run_chaos
-
 from tests.integration.databases import TEST_DATABASE
 
 pytestmark = pytest.mark.integration

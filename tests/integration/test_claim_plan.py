@@ -13,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
-from adapters.sql.statements import LEASE_HEADS, LOCK_HEADS, LOCK_RUNS, lock_runs_of_shard
+from chat_outbox.adapters.sql.statements import (
+    LEASE_HEADS,
+    LOCK_HEADS,
+    LOCK_RUNS,
+    lock_runs_of_shard,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ def chat_outbox(
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_OUTBOX_")}
     environment.update({"CHAT_OUTBOX_LOG_FORMAT": "json", **(env or {})})
     return subprocess.run(
-        [sys.executable, "-m", "entrypoints", *args],
+        [sys.executable, "-m", "chat_outbox", *args],
         cwd=cwd, env=environment, input=stdin, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 

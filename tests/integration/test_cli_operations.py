@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import SystemClock
-from adapters.memory import InMemoryBus
-from adapters.sql import SqlUnitOfWorkFactory
-from application.relay_loop import run_relay
-from application.relaying import Relay
-from domain import Envelope, OutboxStatus
+from chat_outbox.adapters.clock import SystemClock
+from chat_outbox.adapters.memory import InMemoryBus
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.application.relay_loop import run_relay
+from chat_outbox.application.relaying import Relay
+from chat_outbox.domain import Envelope, OutboxStatus
 from tests.integration.databases import fresh_migrated_engine
 from tests.integration.test_cli import chat_outbox
 from tests.integration.test_sql_operations import CUTOFF, LATER, NOW, T0, rows, seed
@@ -126,7 +126,7 @@ async def test_the_relay_process_purges_old_consumed_rows_when_retention_is_set(
             CHAT_OUTBOX_LOG_FORMAT="json",
         )
         relay = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "entrypoints", "relay",
+            sys.executable, "-m", "chat_outbox", "relay",
             env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         for _ in range(200):

@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
-from adapters.memory import InMemoryBus
-from adapters.sql import SqlUnitOfWorkFactory
-from adapters.sql.tables import outbox_messages
-from domain import PublishFailure
+from chat_outbox.adapters.memory import InMemoryBus
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.tables import outbox_messages
+from chat_outbox.domain import PublishFailure
 from tests.integration.http_helpers import ADMIN, ADMIN_TOKEN, serving
 from tests.integration.kafka_helpers import count_by_status, on_sqlite_and_postgresql
 from tests.integration.test_http_server import container_on, deliver

@@ -14,13 +14,13 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import SystemClock, uuid4_event_id
-from adapters.kafka import dlq_topic, ensure_topics
-from adapters.sql import SqlUnitOfWorkFactory
-from adapters.sql.tables import outbox_messages
-from application.operations import read_history
-from application.recording import record_chat_message
-from domain import ChatMessage, Envelope, Role
+from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
+from chat_outbox.adapters.kafka import dlq_topic, ensure_topics
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.tables import outbox_messages
+from chat_outbox.application.operations import read_history
+from chat_outbox.application.recording import record_chat_message
+from chat_outbox.domain import ChatMessage, Envelope, Role
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.hostile_records import CONVERSATION, HOSTILE, Hostile, document
 from tests.integration.kafka_helpers import count_by_status, read_topic, unique_names
@@ -45,7 +45,7 @@ def cli(
     environment["CHAT_OUTBOX_DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
     environment.update({"CHAT_OUTBOX_LOG_FORMAT": "json", **(env or {})})
     return subprocess.run(
-        [sys.executable, "-m", "entrypoints", *args],
+        [sys.executable, "-m", "chat_outbox", *args],
         env=environment, input=stdin, capture_output=True, timeout=timeout,
     )  # fmt: skip
 

@@ -15,15 +15,15 @@ import pytest
 from dependency_injector import providers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import SystemClock
-from adapters.memory import InMemoryBus
-from adapters.sql import SqlUnitOfWorkFactory
-from application.consuming import Consumer, HistoryWriter
-from application.metrics import Metrics
-from application.relaying import Relay
-from domain import PublishFailure
-from entrypoints.config import Settings
-from entrypoints.containers import ApiContainer, resources
+from chat_outbox.adapters.clock import SystemClock
+from chat_outbox.adapters.memory import InMemoryBus
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.metrics import Metrics
+from chat_outbox.application.relaying import Relay
+from chat_outbox.domain import PublishFailure
+from chat_outbox.entrypoints.config import Settings
+from chat_outbox.entrypoints.containers import ApiContainer, resources
 from tests.integration.http_helpers import ADMIN, ADMIN_TOKEN, free_port, serving
 from tests.integration.kafka_helpers import count_by_status, on_sqlite_and_postgresql
 
@@ -214,7 +214,7 @@ async def test_the_serve_command_answers_and_stops_cleanly_on_sigterm(
     log = tmp_path / "serve.log"
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "entrypoints", "serve", "--port", str(port),
+            sys.executable, "-m", "chat_outbox", "serve", "--port", str(port),
             env=env, stdout=output, stderr=output,
         )  # fmt: skip
     try:

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import SystemClock
-from adapters.kafka import KafkaBus, KafkaSource
-from adapters.kafka.local_broker import LocalBroker, free_loopback_port
-from adapters.sql import SqlUnitOfWorkFactory
-from application.consuming import Consumer, HistoryWriter
-from application.relaying import Relay
-from domain import RetryPolicy
+from chat_outbox.adapters.clock import SystemClock
+from chat_outbox.adapters.kafka import KafkaBus, KafkaSource
+from chat_outbox.adapters.kafka.local_broker import LocalBroker, free_loopback_port
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.relaying import Relay
+from chat_outbox.domain import RetryPolicy
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (
     all_consumed,

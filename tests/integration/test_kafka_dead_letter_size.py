@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.kafka import KafkaSource, dlq_topic, ensure_topics
-from application.ports import IncomingRecord
+from chat_outbox.adapters.kafka import KafkaSource, dlq_topic, ensure_topics
+from chat_outbox.application.ports import IncomingRecord
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import read_topic, unique_names
 

@@ -12,12 +12,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import SystemClock
-from adapters.kafka import KafkaBus, KafkaOptions, KafkaSource, dlq_topic, ensure_topics
-from adapters.sql import SqlUnitOfWorkFactory
-from application.consuming import Consumer, HistoryWriter
-from application.ports import IncomingRecord
-from application.relaying import Relay
+from chat_outbox.adapters.clock import SystemClock
+from chat_outbox.adapters.kafka import KafkaBus, KafkaOptions, KafkaSource, dlq_topic, ensure_topics
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.ports import IncomingRecord
+from chat_outbox.application.relaying import Relay
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (
     consume_until,

@@ -13,11 +13,11 @@ import attrs
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import SystemClock
-from adapters.kafka import KafkaBus
-from adapters.sql import SqlUnitOfWorkFactory
-from application.operations import read_history
-from application.relaying import Relay
+from chat_outbox.adapters.clock import SystemClock
+from chat_outbox.adapters.kafka import KafkaBus
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.application.operations import read_history
+from chat_outbox.application.relaying import Relay
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (
     all_consumed,
@@ -39,7 +39,7 @@ LOG_TAIL_BYTES = 3000
 
 @attrs.define
 class Spawned:
-    """A `python -m entrypoints ...` child whose stdout and stderr go to a log file."""
+    """A `python -m chat_outbox ...` child whose stdout and stderr go to a log file."""
 
     name: str
     process: asyncio.subprocess.Process
@@ -75,7 +75,7 @@ class Launcher:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "entrypoints",
+                "chat_outbox",
                 *command,
                 env=self.env,
                 stdin=asyncio.subprocess.DEVNULL,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kafka.local_broker import free_loopback_port
+from chat_outbox.adapters.kafka.local_broker import free_loopback_port
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def run(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProce
     environment.update(env)
     try:
         return subprocess.run(
-            [sys.executable, "-m", "entrypoints", *args],
+            [sys.executable, "-m", "chat_outbox", *args],
             cwd=cwd, env=environment, capture_output=True, text=True, timeout=90,
         )  # fmt: skip
     except subprocess.TimeoutExpired as hung:

@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import ManualClock, uuid4_event_id
-from adapters.sql import SqlUnitOfWorkFactory
-from adapters.sql.tables import outbox_messages
-from application.operations import purge_consumed, requeue_dead, sweep_stale_published
-from application.ports import DeadSelector
-from application.recording import record_chat_message
-from domain import (
+from chat_outbox.adapters.clock import ManualClock, uuid4_event_id
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.tables import outbox_messages
+from chat_outbox.application.operations import purge_consumed, requeue_dead, sweep_stale_published
+from chat_outbox.application.ports import DeadSelector
+from chat_outbox.application.recording import record_chat_message
+from chat_outbox.domain import (
     ChatMessage,
     OutboxStatus,
     PublishFailure,

@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import ManualClock, uuid4_event_id
-from adapters.sql import SqlUnitOfWorkFactory
-from adapters.sql.tables import outbox_messages
-from application.errors import DuplicateEvent
-from application.ports import OutboxStats
-from application.recording import record_chat_message
-from domain import ChatMessage, OutboxMessage, OutboxStatus, PublishFailure, RetryPolicy
+from chat_outbox.adapters.clock import ManualClock, uuid4_event_id
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.tables import outbox_messages
+from chat_outbox.application.errors import DuplicateEvent
+from chat_outbox.application.ports import OutboxStats
+from chat_outbox.application.recording import record_chat_message
+from chat_outbox.domain import ChatMessage, OutboxMessage, OutboxStatus, PublishFailure, RetryPolicy
 
 pytestmark = pytest.mark.integration
 

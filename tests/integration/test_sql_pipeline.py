@@ -10,16 +10,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import ManualClock, SystemClock, uuid4_event_id
-from adapters.memory import InMemoryBus
-from adapters.sql import SqlUnitOfWorkFactory
-from adapters.sql.tables import chat_history, outbox_messages
-from application.consuming import Consumer, ConsumeReport, HistoryWriter
-from application.operations import outbox_stats, read_history
-from application.ports import Clock, IncomingRecord, MessageSource, OutgoingRecord
-from application.recording import RecordChatMessage
-from application.relaying import Relay
-from domain import ChatMessage, OutboxStatus, PublishFailure, RetryPolicy
+from chat_outbox.adapters.clock import ManualClock, SystemClock, uuid4_event_id
+from chat_outbox.adapters.memory import InMemoryBus
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
+from chat_outbox.application.consuming import Consumer, ConsumeReport, HistoryWriter
+from chat_outbox.application.operations import outbox_stats, read_history
+from chat_outbox.application.ports import Clock, IncomingRecord, MessageSource, OutgoingRecord
+from chat_outbox.application.recording import RecordChatMessage
+from chat_outbox.application.relaying import Relay
+from chat_outbox.domain import ChatMessage, OutboxStatus, PublishFailure, RetryPolicy
 
 pytestmark = pytest.mark.integration
 

@@ -12,16 +12,16 @@ import attrs
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import ManualClock, SystemClock, uuid4_event_id
-from adapters.memory import InMemoryBus
-from adapters.sql import SqlUnitOfWorkFactory
-from adapters.sql.wakeups import wakeups_for
-from application.ports import MessageBus, OutgoingRecord, PublishResult
-from application.recording import RecordChatMessage
-from application.relay_loop import Polling, run_relay
-from application.relaying import Relay, RelayReport
-from application.sharing import RelayShares
-from domain import ChatMessage, Envelope, OutboxStatus
+from chat_outbox.adapters.clock import ManualClock, SystemClock, uuid4_event_id
+from chat_outbox.adapters.memory import InMemoryBus
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.wakeups import wakeups_for
+from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult
+from chat_outbox.application.recording import RecordChatMessage
+from chat_outbox.application.relay_loop import Polling, run_relay
+from chat_outbox.application.relaying import Relay, RelayReport
+from chat_outbox.application.sharing import RelayShares
+from chat_outbox.domain import ChatMessage, Envelope, OutboxStatus
 from tests.integration.test_sql_outbox import outbox_row
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql import SqlUnitOfWorkFactory, create_engine
-from adapters.sql.tables import metadata
-from application.errors import StoreUnavailable
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine
+from chat_outbox.adapters.sql.tables import metadata
+from chat_outbox.application.errors import StoreUnavailable
 
 pytestmark = pytest.mark.integration
 

@@ -9,12 +9,12 @@ from alembic import command
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.clock import ManualClock, uuid4_event_id
-from adapters.sql import SqlUnitOfWorkFactory, upgrade
-from adapters.sql.migrate import alembic_config
-from adapters.sql.tables import outbox_messages
-from application.recording import record_chat_message
-from domain import ChatMessage
+from chat_outbox.adapters.clock import ManualClock, uuid4_event_id
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, upgrade
+from chat_outbox.adapters.sql.migrate import alembic_config
+from chat_outbox.adapters.sql.tables import outbox_messages
+from chat_outbox.application.recording import record_chat_message
+from chat_outbox.domain import ChatMessage
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ from typing import Any, Literal, Self
 import attrs
 import pytest
 
-from adapters.clock import ManualClock
-from adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
-from application.consuming import Consumer, HistoryWriter
-from application.errors import StoreUnavailable
-from application.ports import (
+from chat_outbox.adapters.clock import ManualClock
+from chat_outbox.adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
+from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.errors import StoreUnavailable
+from chat_outbox.application.ports import (
     ChatHistoryRepository,
     IncomingRecord,
     MessageBus,
@@ -25,9 +25,9 @@ from application.ports import (
     RelayRoster,
     UnitOfWork,
 )
-from application.recording import RecordChatMessage
-from application.relaying import Relay
-from domain import (
+from chat_outbox.application.recording import RecordChatMessage
+from chat_outbox.application.relaying import Relay
+from chat_outbox.domain import (
     ChatMessage,
     OutboxEvent,
     OutboxMessage,

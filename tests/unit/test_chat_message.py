@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage, InvalidChatMessage, Role
+from chat_outbox.domain import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage, InvalidChatMessage, Role
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from entrypoints.config import ConfigError
-from entrypoints.config_command import redacted
-from entrypoints.config_file import load_settings
+from chat_outbox.entrypoints.config import ConfigError
+from chat_outbox.entrypoints.config_command import redacted
+from chat_outbox.entrypoints.config_file import load_settings
 
 pytestmark = pytest.mark.unit
 

@@ -11,12 +11,12 @@ import attrs
 import pytest
 from structlog.testing import capture_logs
 
-from adapters.clock import ManualClock
-from adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
-from application.consumer_loop import run_consumer
-from application.consuming import Consumer, HistoryWriter, Persisted
-from application.ports import IncomingRecord
-from domain import ChatMessage, Envelope
+from chat_outbox.adapters.clock import ManualClock
+from chat_outbox.adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
+from chat_outbox.application.consumer_loop import run_consumer
+from chat_outbox.application.consuming import Consumer, HistoryWriter, Persisted
+from chat_outbox.application.ports import IncomingRecord
+from chat_outbox.domain import ChatMessage, Envelope
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -10,16 +10,16 @@ from typing import Self
 import attrs
 import pytest
 
-from adapters.memory import (
+from chat_outbox.adapters.memory import (
     InMemoryBus,
     InMemoryChatHistoryRepository,
     InMemoryStore,
     InMemoryUnitOfWork,
 )
-from application.consuming import Consumer, HistoryWriter
-from application.errors import BusUnavailable
-from application.ports import IncomingRecord
-from domain import (
+from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.errors import BusUnavailable
+from chat_outbox.application.ports import IncomingRecord
+from chat_outbox.domain import (
     ChatMessage,
     Envelope,
     HistoryEntry,

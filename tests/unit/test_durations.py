@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from entrypoints.durations import parse_duration, parse_moment
+from chat_outbox.entrypoints.durations import parse_duration, parse_moment
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ from datetime import timedelta, timezone
 
 import pytest
 
-from domain import Envelope, MalformedEnvelope, OutboxStatus, Role
+from chat_outbox.domain import Envelope, MalformedEnvelope, OutboxStatus, Role
 from tests.unit.conftest import T0, make_outbox_message
 
 pytestmark = pytest.mark.unit

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from domain import ChatMessage, InvalidChatMessage
-from entrypoints.commands import stdin_text, utf8_argument
+from chat_outbox.domain import ChatMessage, InvalidChatMessage
+from chat_outbox.entrypoints.commands import stdin_text, utf8_argument
 
 pytestmark = pytest.mark.unit
 

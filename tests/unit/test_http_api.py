@@ -13,12 +13,12 @@ import pytest
 import structlog
 from dependency_injector import providers
 
-from application.ports import UnitOfWorkFactory
-from domain import OutboxStatus, PublishFailure
-from entrypoints.config import Settings
-from entrypoints.containers import ApiContainer
-from entrypoints.http import create_app
-from entrypoints.log_setup import configure_logging
+from chat_outbox.application.ports import UnitOfWorkFactory
+from chat_outbox.domain import OutboxStatus, PublishFailure
+from chat_outbox.entrypoints.config import Settings
+from chat_outbox.entrypoints.containers import ApiContainer
+from chat_outbox.entrypoints.http import create_app
+from chat_outbox.entrypoints.log_setup import configure_logging
 from tests.unit.conftest import FlakyCommits, Harness, failing
 
 pytestmark = pytest.mark.unit

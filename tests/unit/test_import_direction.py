@@ -16,6 +16,12 @@ THIRD_PARTY_ALLOWED = {
     "domain": {"attrs"},
     "application": {"attrs", "structlog"},
 }
+PACKAGE = "chat_outbox"
+
+
+def _within_package(name: str) -> str:
+    """`chat_outbox.adapters.sql` -> `adapters.sql`: the layers are the package's children."""
+    return name.removeprefix(f"{PACKAGE}.")
 
 
 def imported_roots(package: str) -> dict[str, set[str]]:
@@ -25,9 +31,9 @@ def imported_roots(package: str) -> dict[str, set[str]]:
         roots: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
-                roots.update(alias.name.split(".")[0] for alias in node.names)
+                roots.update(_within_package(alias.name).split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                roots.add(node.module.split(".")[0])
+                roots.add(_within_package(node.module).split(".")[0])
         found[str(path.relative_to(SRC))] = roots
     return found
 
@@ -66,7 +72,7 @@ def test_the_check_catches_a_forbidden_import(
     """A domain module importing sqlalchemy is reported, so the checks above can fail."""
     package = tmp_path / "domain"
     package.mkdir()
-    (package / "leaky.py").write_text("import sqlalchemy\nfrom adapters.sql import x\n")
+    (package / "leaky.py").write_text("import sqlalchemy\nfrom chat_outbox.adapters.sql import x\n")
     monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path)
     assert forbidden("domain") == {"domain/leaky.py": {"sqlalchemy", "adapters"}}
 
@@ -91,9 +97,9 @@ def imported_modules() -> dict[str, set[str]]:
         names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
+                names.update(_within_package(alias.name) for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names.add(node.module)
+                names.add(_within_package(node.module))
         found[str(path.relative_to(SRC))] = names
     return found
 
@@ -136,11 +142,38 @@ def test_the_bus_check_catches_a_leak(tmp_path: Path, monkeypatch: pytest.Monkey
     for package in ("application", "entrypoints", "adapters/rabbitmq"):
         (tmp_path / package).mkdir(parents=True)
     (tmp_path / "application" / "leaky.py").write_text("import aio_pika\n")
-    (tmp_path / "entrypoints" / "commands.py").write_text("from adapters.kafka import KafkaBus\n")
+    (tmp_path / "entrypoints" / "commands.py").write_text(
+        "from chat_outbox.adapters.kafka import KafkaBus\n"
+    )
     (tmp_path / "adapters" / "rabbitmq" / "bus.py").write_text("import aio_pika\n")
-    (tmp_path / "entrypoints" / "containers.py").write_text("from adapters.rabbitmq import X\n")
+    (tmp_path / "entrypoints" / "containers.py").write_text(
+        "from chat_outbox.adapters.rabbitmq import X\n"
+    )
     monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path)
     assert bus_knowledge_outside_its_place() == {
         "application/leaky.py": {"aio_pika"},
         "entrypoints/commands.py": {"adapters.kafka"},
     }
+
+
+def test_every_first_party_import_names_the_package() -> None:
+    """No module imports a layer as a top-level package (`from domain import ...`): the
+    wheel installs only `chat_outbox`, and a host app may have a `domain` of its own."""
+    bare = {
+        module: {name for name in names if name.split(".")[0] in LAYERS}
+        for module, names in _raw_imports().items()
+    }
+    assert {module: names for module, names in bare.items() if names} == {}
+
+
+def _raw_imports() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+        found[str(path.relative_to(SRC))] = names
+    return found

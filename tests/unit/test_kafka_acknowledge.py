@@ -13,10 +13,10 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
 
-from adapters.kafka import KafkaOptions, KafkaSource
-from adapters.kafka.offsets import PendingOffsets
-from adapters.kafka.source import _CommitBeforeRevoke
-from application.ports import IncomingRecord
+from chat_outbox.adapters.kafka import KafkaOptions, KafkaSource
+from chat_outbox.adapters.kafka.offsets import PendingOffsets
+from chat_outbox.adapters.kafka.source import _CommitBeforeRevoke
+from chat_outbox.application.ports import IncomingRecord
 
 pytestmark = pytest.mark.unit
 

@@ -13,9 +13,9 @@ from aiokafka.errors import KafkaConnectionError, NotLeaderForPartitionError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
-from adapters.kafka.batches import BatchPublication
-from adapters.kafka.partitioner import cached_partitioner
-from application.ports import OutgoingRecord, PublishResult
+from chat_outbox.adapters.kafka.batches import BatchPublication
+from chat_outbox.adapters.kafka.partitioner import cached_partitioner
+from chat_outbox.application.ports import OutgoingRecord, PublishResult
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.kafka.source import headers_of
+from chat_outbox.adapters.kafka.source import headers_of
 
 pytestmark = pytest.mark.unit
 

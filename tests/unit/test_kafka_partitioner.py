@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from adapters.kafka.partitioner import cached_partitioner
+from chat_outbox.adapters.kafka.partitioner import cached_partitioner
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from application.relay_loop import run_relay
-from domain import OutboxStatus, PublishFailure, RetryPolicy
+from chat_outbox.application.relay_loop import run_relay
+from chat_outbox.domain import OutboxStatus, PublishFailure, RetryPolicy
 from tests.unit.conftest import Harness
 
 pytestmark = pytest.mark.unit

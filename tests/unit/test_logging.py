@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from domain import PublishFailure
-from entrypoints.log_setup import configure_logging
+from chat_outbox.domain import PublishFailure
+from chat_outbox.entrypoints.log_setup import configure_logging
 from tests.unit.conftest import Harness, failing
 
 pytestmark = pytest.mark.unit
@@ -154,6 +154,6 @@ def test_audit_lines_are_kept_when_the_level_is_warning() -> None:
     """Operator audits survive CHAT_OUTBOX_LOG_LEVEL=warning; other info lines do not."""
     stream = configured("json", "warning")
     structlog.get_logger("tests.chatty").info("not shown")
-    structlog.get_logger("entrypoints.audit").info("audit", action="purge")
+    structlog.get_logger("chat_outbox.entrypoints.audit").info("audit", action="purge")
     [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert (line["event"], line["action"]) == ("audit", "purge")

@@ -8,11 +8,11 @@ import attrs
 import pytest
 from prometheus_client import CollectorRegistry
 
-from adapters.metrics import PrometheusMetrics
-from application.metrics import refresh_outbox_gauges
-from domain import PublishFailure
-from entrypoints.config import Settings
-from entrypoints.containers import RelayContainer
+from chat_outbox.adapters.metrics import PrometheusMetrics
+from chat_outbox.application.metrics import refresh_outbox_gauges
+from chat_outbox.domain import PublishFailure
+from chat_outbox.entrypoints.config import Settings
+from chat_outbox.entrypoints.containers import RelayContainer
 from tests.unit.conftest import Harness, failing
 
 pytestmark = pytest.mark.unit

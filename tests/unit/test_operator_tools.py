@@ -12,13 +12,13 @@ import attrs
 import pytest
 import structlog
 
-from adapters.memory import InMemoryUnitOfWork
-from application.operations import list_dead, purge_consumed, requeue_dead
-from application.ports import DeadSelector
-from application.relay_loop import run_relay
-from application.retention import run_purger
-from domain import OutboxStatus, PublishFailure
-from entrypoints.audit import Progress, audited
+from chat_outbox.adapters.memory import InMemoryUnitOfWork
+from chat_outbox.application.operations import list_dead, purge_consumed, requeue_dead
+from chat_outbox.application.ports import DeadSelector
+from chat_outbox.application.relay_loop import run_relay
+from chat_outbox.application.retention import run_purger
+from chat_outbox.domain import OutboxStatus, PublishFailure
+from chat_outbox.entrypoints.audit import Progress, audited
 from tests.unit.conftest import T0, FlakyCommits, Harness, failing
 
 pytestmark = pytest.mark.unit

@@ -22,10 +22,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from application.operations import requeue_dead, sweep_stale_published
-from application.ports import DeadSelector, OutgoingRecord
-from application.relaying import headers_for
-from domain import (
+from chat_outbox.application.operations import requeue_dead, sweep_stale_published
+from chat_outbox.application.ports import DeadSelector, OutgoingRecord
+from chat_outbox.application.relaying import headers_for
+from chat_outbox.domain import (
     Envelope,
     OutboxEvent,
     OutboxMessage,

@@ -7,8 +7,8 @@ import pytest
 from aio_pika.exceptions import ChannelInvalidStateError, ConnectionClosed, DeliveryError
 from pamqp.commands import Basic
 
-from adapters.rabbitmq import classify, redact
-from entrypoints.config import ConfigError, Settings
+from chat_outbox.adapters.rabbitmq import classify, redact
+from chat_outbox.entrypoints.config import ConfigError, Settings
 
 pytestmark = pytest.mark.unit
 

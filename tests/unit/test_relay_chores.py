@@ -11,12 +11,12 @@ import attrs
 import pytest
 import structlog
 
-from adapters.memory import InMemoryUnitOfWork
-from application.metrics import NoMetrics, run_gauge_refresher
-from application.ports import OutboxStats, UnitOfWork
-from application.relay_loop import run_sweeper
-from application.retention import run_purger
-from domain import OutboxStatus
+from chat_outbox.adapters.memory import InMemoryUnitOfWork
+from chat_outbox.application.metrics import NoMetrics, run_gauge_refresher
+from chat_outbox.application.ports import OutboxStats, UnitOfWork
+from chat_outbox.application.relay_loop import run_sweeper
+from chat_outbox.application.retention import run_purger
+from chat_outbox.domain import OutboxStatus
 from tests.unit.conftest import Harness
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from entrypoints.config import ConfigError, Settings
+from chat_outbox.entrypoints.config import ConfigError, Settings
 
 pytestmark = pytest.mark.unit
 

@@ -9,13 +9,13 @@ from datetime import timedelta
 import attrs
 import pytest
 
-from adapters.memory import InMemoryBus
-from application.errors import StoreUnavailable
-from application.ports import OutgoingRecord, PublishResult, UnitOfWork
-from application.relay_loop import Backlog, Polling, run_relay_lanes
-from application.relaying import Relay, RelayReport
-from application.sharing import RelayShares
-from domain import OutboxStatus
+from chat_outbox.adapters.memory import InMemoryBus
+from chat_outbox.application.errors import StoreUnavailable
+from chat_outbox.application.ports import OutgoingRecord, PublishResult, UnitOfWork
+from chat_outbox.application.relay_loop import Backlog, Polling, run_relay_lanes
+from chat_outbox.application.relaying import Relay, RelayReport
+from chat_outbox.application.sharing import RelayShares
+from chat_outbox.domain import OutboxStatus
 from tests.unit.conftest import Harness
 
 pytestmark = pytest.mark.unit

@@ -8,11 +8,11 @@ from datetime import timedelta
 import attrs
 import pytest
 
-from adapters.wakeups import LocalWakeups
-from application.ports import Wakeups
-from application.recording import RecordChatMessage
-from application.relay_loop import Polling, run_relay, run_sweeper
-from domain import OutboxStatus
+from chat_outbox.adapters.wakeups import LocalWakeups
+from chat_outbox.application.ports import Wakeups
+from chat_outbox.application.recording import RecordChatMessage
+from chat_outbox.application.relay_loop import Polling, run_relay, run_sweeper
+from chat_outbox.domain import OutboxStatus
 from tests.unit.conftest import TOPIC, Harness, chat
 
 pytestmark = pytest.mark.unit

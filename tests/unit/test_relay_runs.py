@@ -9,10 +9,10 @@ from collections.abc import Sequence
 import attrs
 import pytest
 
-from adapters.memory import InMemoryBus
-from adapters.memory.bus import FailureInjector
-from application.ports import OutgoingRecord, PublishResult
-from domain import Envelope, OutboxStatus, PublishFailure
+from chat_outbox.adapters.memory import InMemoryBus
+from chat_outbox.adapters.memory.bus import FailureInjector
+from chat_outbox.application.ports import OutgoingRecord, PublishResult
+from chat_outbox.domain import Envelope, OutboxStatus, PublishFailure
 from tests.unit.conftest import Harness
 
 pytestmark = pytest.mark.unit

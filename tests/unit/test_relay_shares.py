@@ -8,9 +8,9 @@ from datetime import timedelta
 import attrs
 import pytest
 
-from application.relay_loop import run_relay
-from application.sharing import RelayShares
-from domain import OutboxStatus
+from chat_outbox.application.relay_loop import run_relay
+from chat_outbox.application.sharing import RelayShares
+from chat_outbox.domain import OutboxStatus
 from tests.unit.conftest import Harness
 
 pytestmark = pytest.mark.unit

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain import PublishFailure, RetryPolicy
-from domain.retry import MAX_ERROR_LENGTH
+from chat_outbox.domain import PublishFailure, RetryPolicy
+from chat_outbox.domain.retry import MAX_ERROR_LENGTH
 
 pytestmark = pytest.mark.unit
 

@@ -8,13 +8,13 @@ import sys
 import pytest
 from alembic.script import ScriptDirectory
 
-from adapters.sql.migrate import HEAD, alembic_config
+from chat_outbox.adapters.sql.migrate import HEAD, alembic_config
 
 pytestmark = pytest.mark.unit
 
 HEAVY = ("fastapi", "starlette", "pydantic", "alembic")
 PROBE = (
-    "import sys, entrypoints.cli, entrypoints.processes; "
+    "import sys, chat_outbox.entrypoints.cli, chat_outbox.entrypoints.processes; "
     f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
 )
 
@@ -33,7 +33,7 @@ def test_the_web_framework_and_the_real_pydantic_still_import_after_the_containe
     """Hiding FastAPI and pydantic from dependency-injector's import leaves them importable
     for `serve`: the real pydantic, not the stand-in."""
     probe = (
-        "import entrypoints.containers, fastapi.routing, pydantic; "
+        "import chat_outbox.entrypoints.containers, fastapi.routing, pydantic; "
         "print(fastapi.routing.__name__, hasattr(pydantic, 'BaseModel'))"
     )
     result = subprocess.run(

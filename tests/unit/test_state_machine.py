@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain import (
+from chat_outbox.domain import (
     IllegalTransition,
     OutboxEvent,
     OutboxMessage,

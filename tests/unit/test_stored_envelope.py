@@ -8,8 +8,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from application.recording import payload_of
-from domain import ChatMessage, Envelope, InvalidChatMessage, MalformedEnvelope
+from chat_outbox.application.recording import payload_of
+from chat_outbox.domain import ChatMessage, Envelope, InvalidChatMessage, MalformedEnvelope
 from tests.unit.conftest import T0, make_outbox_message
 
 pytestmark = pytest.mark.unit

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from application.consuming import Consumer, HistoryWriter
-from application.errors import IdempotencyConflict, StoreUnavailable
-from application.operations import (
+from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.errors import IdempotencyConflict, StoreUnavailable
+from chat_outbox.application.operations import (
     held_behind_dead,
     list_dead,
     outbox_stats,
@@ -19,11 +19,15 @@ from application.operations import (
     requeue_dead,
     sweep_stale_published,
 )
-from application.ports import DeadSelector, NewOutboxMessage
-from application.recording import RecordChatMessage, idempotent_event_id, record_chat_message
-from application.relay_loop import run_relay
-from application.relaying import Relay
-from domain import ChatMessage, Envelope, OutboxStatus, PublishFailure, Role
+from chat_outbox.application.ports import DeadSelector, NewOutboxMessage
+from chat_outbox.application.recording import (
+    RecordChatMessage,
+    idempotent_event_id,
+    record_chat_message,
+)
+from chat_outbox.application.relay_loop import run_relay
+from chat_outbox.application.relaying import Relay
+from chat_outbox.domain import ChatMessage, Envelope, OutboxStatus, PublishFailure, Role
 from tests.unit.conftest import (
     T0,
     TOPIC,

@@ -12,10 +12,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from adapters.kafka.errors import classify
-from adapters.kafka.partitioner import cached_partitioner
-from application.ports import OutgoingRecord, PublishResult
-from domain import PublishFailure
+from chat_outbox.adapters.kafka.errors import classify
+from chat_outbox.adapters.kafka.partitioner import cached_partitioner
+from chat_outbox.application.ports import OutgoingRecord, PublishResult
+from chat_outbox.domain import PublishFailure
 
 Partition = tuple[str, int]
 

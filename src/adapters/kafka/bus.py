@@ -8,11 +8,11 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from adapters.kafka.batches import BatchPublication
-from adapters.kafka.options import KafkaOptions, started
-from adapters.kafka.topics import ensure_topics
-from application.ports import MessageBus, OutgoingRecord, PublishResult
-from domain import PublishFailure
+from chat_outbox.adapters.kafka.batches import BatchPublication
+from chat_outbox.adapters.kafka.options import KafkaOptions, started
+from chat_outbox.adapters.kafka.topics import ensure_topics
+from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult
+from chat_outbox.domain import PublishFailure
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,7 @@ from aiokafka.errors import (
     RequestTimedOutError,
 )
 
-from domain import PublishFailure
+from chat_outbox.domain import PublishFailure
 
 # Failures that belong to the record itself: retrying the same bytes can never succeed.
 # Everything else (connection, timeouts, leadership, authorisation) is the cluster's state.

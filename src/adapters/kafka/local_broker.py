@@ -27,7 +27,7 @@ from typing import IO, Self
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from adapters.kafka.topics import create_topics
+from chat_outbox.adapters.kafka.topics import create_topics
 
 __all__ = ["LocalBroker", "LocalBrokerUnavailable", "free_loopback_port", "tansu_binary"]
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import attrs
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from adapters.kafka.partitioner import cached_partitioner
+from chat_outbox.adapters.kafka.partitioner import cached_partitioner
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

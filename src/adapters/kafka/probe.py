@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka.client import AIOKafkaClient
 
-from adapters.kafka.options import KafkaOptions
+from chat_outbox.adapters.kafka.options import KafkaOptions
 
 
 class KafkaProbe:

@@ -12,13 +12,13 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from adapters.kafka.errors import FATAL_ERRORS
-from adapters.kafka.offsets import PendingOffsets
-from adapters.kafka.options import KafkaOptions, started
-from adapters.kafka.topics import dlq_topic, ensure_topics
-from application.errors import BusUnavailable
-from application.metrics import Metrics, NoMetrics
-from application.ports import IncomingRecord, MessageSource
+from chat_outbox.adapters.kafka.errors import FATAL_ERRORS
+from chat_outbox.adapters.kafka.offsets import PendingOffsets
+from chat_outbox.adapters.kafka.options import KafkaOptions, started
+from chat_outbox.adapters.kafka.topics import dlq_topic, ensure_topics
+from chat_outbox.application.errors import BusUnavailable
+from chat_outbox.application.metrics import Metrics, NoMetrics
+from chat_outbox.application.ports import IncomingRecord, MessageSource
 
 log = structlog.get_logger(__name__)
 

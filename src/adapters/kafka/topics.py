@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from adapters.kafka.options import KafkaOptions
+from chat_outbox.adapters.kafka.options import KafkaOptions
 
 
 def dlq_topic(topic: str) -> str:

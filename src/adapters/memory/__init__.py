@@ -1,7 +1,7 @@
 """In-memory adapters for every port: fakes with inspectable state, and a bus for one process."""
 
-from adapters.memory.bus import InMemoryBus
-from adapters.memory.store import (
+from chat_outbox.adapters.memory.bus import InMemoryBus
+from chat_outbox.adapters.memory.store import (
     InMemoryChatHistoryRepository,
     InMemoryOutboxRepository,
     InMemoryStore,

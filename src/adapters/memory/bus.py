@@ -8,14 +8,14 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from application.ports import (
+from chat_outbox.application.ports import (
     IncomingRecord,
     MessageBus,
     MessageSource,
     OutgoingRecord,
     PublishResult,
 )
-from domain import PublishFailure
+from chat_outbox.domain import PublishFailure
 
 FailureInjector = Callable[[OutgoingRecord], PublishFailure | None]
 

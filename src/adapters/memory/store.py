@@ -11,8 +11,8 @@ from typing import Self
 
 import attrs
 
-from application.errors import DuplicateEvent
-from application.ports import (
+from chat_outbox.application.errors import DuplicateEvent
+from chat_outbox.application.ports import (
     EVERY_CONVERSATION,
     ChatHistoryRepository,
     DeadSelector,
@@ -23,7 +23,7 @@ from application.ports import (
     Shard,
     UnitOfWork,
 )
-from domain import (
+from chat_outbox.domain import (
     BIZ_TYPE_CHAT_HISTORY,
     HistoryEntry,
     OutboxMessage,

@@ -7,9 +7,9 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from application.metrics import Metrics
-from application.ports import OutboxStats
-from domain import OutboxStatus
+from chat_outbox.application.metrics import Metrics
+from chat_outbox.application.ports import OutboxStats
+from chat_outbox.domain import OutboxStatus
 
 # From a few milliseconds (a healthy pipeline) to half an hour (a broker outage).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)

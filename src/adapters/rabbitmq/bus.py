@@ -15,11 +15,11 @@ from aio_pika.exceptions import (
     PublishError,
 )
 
-from adapters.rabbitmq.connection import Link
-from adapters.rabbitmq.options import RabbitOptions
-from adapters.rabbitmq.topology import KEY_HEADER, declare, shard_for, to_table
-from application.ports import MessageBus, OutgoingRecord, PublishResult
-from domain import PublishFailure
+from chat_outbox.adapters.rabbitmq.connection import Link
+from chat_outbox.adapters.rabbitmq.options import RabbitOptions
+from chat_outbox.adapters.rabbitmq.topology import KEY_HEADER, declare, shard_for, to_table
+from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult
+from chat_outbox.domain import PublishFailure
 
 # The broker could not be reached, or did not answer in time: not the message's fault,
 # so not one of its attempts (as for Kafka's connection errors and timeouts).

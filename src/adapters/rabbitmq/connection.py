@@ -6,7 +6,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from adapters.rabbitmq.options import RabbitOptions
+from chat_outbox.adapters.rabbitmq.options import RabbitOptions
 
 log = structlog.get_logger(__name__)
 

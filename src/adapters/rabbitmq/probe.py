@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aio_pika
 
-from adapters.rabbitmq.options import RabbitOptions
+from chat_outbox.adapters.rabbitmq.options import RabbitOptions
 
 
 class RabbitProbe:

@@ -13,10 +13,10 @@ from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError
 
-from adapters.rabbitmq.bus import START_ERRORS
-from adapters.rabbitmq.connection import Link
-from adapters.rabbitmq.options import RabbitOptions
-from adapters.rabbitmq.topology import (
+from chat_outbox.adapters.rabbitmq.bus import START_ERRORS
+from chat_outbox.adapters.rabbitmq.connection import Link
+from chat_outbox.adapters.rabbitmq.options import RabbitOptions
+from chat_outbox.adapters.rabbitmq.topology import (
     KEY_HEADER,
     declare,
     dlx_name,
@@ -24,8 +24,8 @@ from adapters.rabbitmq.topology import (
     queue_name,
     to_table,
 )
-from application.errors import BusUnavailable
-from application.ports import IncomingRecord, MessageSource
+from chat_outbox.application.errors import BusUnavailable
+from chat_outbox.application.ports import IncomingRecord, MessageSource
 
 log = structlog.get_logger(__name__)
 

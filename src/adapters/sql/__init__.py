@@ -1,9 +1,9 @@
 """SQL adapters (SQLAlchemy 2 async) for SQLite, PostgreSQL and MariaDB/MySQL."""
 
-from adapters.sql.engine import BadDatabaseUrl, check_url, create_engine
-from adapters.sql.fresh import SqlFreshHistory, fresh_history
-from adapters.sql.migrate import SchemaNotMigrated, ensure_migrated, upgrade
-from adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.engine import BadDatabaseUrl, check_url, create_engine
+from chat_outbox.adapters.sql.fresh import SqlFreshHistory, fresh_history
+from chat_outbox.adapters.sql.migrate import SchemaNotMigrated, ensure_migrated, upgrade
+from chat_outbox.adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
 
 __all__ = [
     "BadDatabaseUrl",

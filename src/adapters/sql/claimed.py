@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, DateTime, Table, type_coerce
 
-from adapters.sql.tables import UtcDateTime
-from domain import OutboxMessage, OutboxStatus
+from chat_outbox.adapters.sql.tables import UtcDateTime
+from chat_outbox.domain import OutboxMessage, OutboxStatus
 
 COLUMNS = (
     "id", "event_id", "biz_type", "topic", "message_key", "payload", "status",

@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from application.errors import StoreUnavailable
+from chat_outbox.application.errors import StoreUnavailable
 
 # Serialization failure and deadlock: the transaction can simply run again.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.engine import is_transient, unavailable
-from adapters.sql.history import history_columns, naive_utc
-from adapters.sql.tables import chat_history, outbox_messages
-from application.ports import FreshHistory
-from domain import HistoryEntry, OutboxEvent, OutboxStatus, statuses_changed_by
+from chat_outbox.adapters.sql.engine import is_transient, unavailable
+from chat_outbox.adapters.sql.history import history_columns, naive_utc
+from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
+from chat_outbox.application.ports import FreshHistory
+from chat_outbox.domain import HistoryEntry, OutboxEvent, OutboxStatus, statuses_changed_by
 
 _GUARD = ", ".join(f"'{s.value}'" for s in sorted(statuses_changed_by(OutboxEvent.CONSUMED)))
 ADD_CONSUMED = text(

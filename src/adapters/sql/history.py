@@ -10,9 +10,9 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.sql.tables import chat_history as t
-from application.ports import ChatHistoryRepository
-from domain import HistoryEntry, Role
+from chat_outbox.adapters.sql.tables import chat_history as t
+from chat_outbox.application.ports import ChatHistoryRepository
+from chat_outbox.domain import HistoryEntry, Role
 
 CHUNK = 500
 INSERT_IGNORE = insert(t).prefix_with("IGNORE")

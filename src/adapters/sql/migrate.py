@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.engine import is_transient, unavailable
+from chat_outbox.adapters.sql.engine import is_transient, unavailable
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -19,8 +19,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.sql.claimed import claimed_message
-from adapters.sql.statements import (
+from chat_outbox.adapters.sql.claimed import claimed_message
+from chat_outbox.adapters.sql.statements import (
     INSERT_MESSAGE,
     LEASE_HEADS,
     LEASE_IDS,
@@ -29,9 +29,9 @@ from adapters.sql.statements import (
     lock_runs_of_shard,
     outcome_update,
 )
-from adapters.sql.tables import outbox_messages as t
-from application.errors import DuplicateEvent
-from application.ports import (
+from chat_outbox.adapters.sql.tables import outbox_messages as t
+from chat_outbox.application.errors import DuplicateEvent
+from chat_outbox.application.ports import (
     EVERY_CONVERSATION,
     DeadSelector,
     NewOutboxMessage,
@@ -39,7 +39,7 @@ from application.ports import (
     OutboxStats,
     Shard,
 )
-from domain import (
+from chat_outbox.domain import (
     OutboxEvent,
     OutboxMessage,
     OutboxStatus,

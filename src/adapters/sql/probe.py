@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.engine import is_transient, unavailable
+from chat_outbox.adapters.sql.engine import is_transient, unavailable
 
 
 class DatabaseProbe:

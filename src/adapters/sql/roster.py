@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.sql.tables import relay_members as r
-from application.ports import RelayRoster
+from chat_outbox.adapters.sql.tables import relay_members as r
+from chat_outbox.application.ports import RelayRoster
 
 
 class SqlRelayRoster(RelayRoster):

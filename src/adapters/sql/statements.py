@@ -28,9 +28,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from adapters.sql.claimed import claimed_columns
-from adapters.sql.tables import outbox_messages as t
-from domain import BIZ_TYPE_CHAT_HISTORY, HOLDING_STATUSES, OutboxStatus
+from chat_outbox.adapters.sql.claimed import claimed_columns
+from chat_outbox.adapters.sql.tables import outbox_messages as t
+from chat_outbox.domain import BIZ_TYPE_CHAT_HISTORY, HOLDING_STATUSES, OutboxStatus
 
 INSERT_MESSAGE = insert(t)
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
-from domain import DEFAULT_MAX_RETRY, HOLDING_STATUSES, OutboxStatus
+from chat_outbox.domain import DEFAULT_MAX_RETRY, HOLDING_STATUSES, OutboxStatus
 
 
 def postgresql_partial_index(name: str, *columns: str, where: str) -> Index:

@@ -7,11 +7,11 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.sql.engine import is_transient, unavailable
-from adapters.sql.history import SqlChatHistoryRepository
-from adapters.sql.outbox import SqlOutboxRepository
-from adapters.sql.roster import SqlRelayRoster
-from application.ports import UnitOfWork
+from chat_outbox.adapters.sql.engine import is_transient, unavailable
+from chat_outbox.adapters.sql.history import SqlChatHistoryRepository
+from chat_outbox.adapters.sql.outbox import SqlOutboxRepository
+from chat_outbox.adapters.sql.roster import SqlRelayRoster
+from chat_outbox.application.ports import UnitOfWork
 
 
 class SqlUnitOfWork(UnitOfWork):

@@ -9,8 +9,8 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.wakeups import LocalWakeups, NoWakeups
-from application.ports import Wakeups
+from chat_outbox.adapters.wakeups import LocalWakeups, NoWakeups
+from chat_outbox.application.ports import Wakeups
 
 CHANNEL = "chat_outbox_pending"
 log = structlog.get_logger(__name__)

@@ -9,15 +9,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from application import operations
-from application.ports import DeadSelector
-from domain import InvalidChatMessage
-from domain.chat import checked_conversation_id
-from entrypoints.audit import audited
-from entrypoints.commands import stats_document
-from entrypoints.http.deps import MAX_ID, Config, Now, Uow
-from entrypoints.http.errors import InvalidField
-from entrypoints.http.strict_json import StrictJsonRoute
+from chat_outbox.application import operations
+from chat_outbox.application.ports import DeadSelector
+from chat_outbox.domain import InvalidChatMessage
+from chat_outbox.domain.chat import checked_conversation_id
+from chat_outbox.entrypoints.audit import audited
+from chat_outbox.entrypoints.commands import stats_document
+from chat_outbox.entrypoints.http.deps import MAX_ID, Config, Now, Uow
+from chat_outbox.entrypoints.http.errors import InvalidField
+from chat_outbox.entrypoints.http.strict_json import StrictJsonRoute
 
 HTTP_USER = "http"
 """The audit lines' user for actions through the HTTP API: whoever holds the admin token."""

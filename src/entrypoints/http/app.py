@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from entrypoints.containers import ApiContainer
-from entrypoints.http import admin, errors, health, messages
-from entrypoints.http.middleware import BodySizeLimit, RequestMetrics
+from chat_outbox.entrypoints.containers import ApiContainer
+from chat_outbox.entrypoints.http import admin, errors, health, messages
+from chat_outbox.entrypoints.http.middleware import BodySizeLimit, RequestMetrics
 
 
 def create_app(container: ApiContainer) -> FastAPI:

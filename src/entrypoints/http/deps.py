@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from application.ports import Clock, UnitOfWorkFactory
-from application.recording import RecordChatMessage
-from entrypoints.config import Settings
-from entrypoints.containers import ApiContainer
+from chat_outbox.application.ports import Clock, UnitOfWorkFactory
+from chat_outbox.application.recording import RecordChatMessage
+from chat_outbox.entrypoints.config import Settings
+from chat_outbox.entrypoints.containers import ApiContainer
 
 MAX_ID = 2**63 - 1
 """The largest id a BIGINT column holds; a larger one in a request is a 422, not a 500."""

@@ -10,9 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from application.errors import IdempotencyConflict, StoreUnavailable
-from domain import InvalidChatMessage
-from domain.chat import PAYLOAD_FIELDS
+from chat_outbox.application.errors import IdempotencyConflict, StoreUnavailable
+from chat_outbox.domain import InvalidChatMessage
+from chat_outbox.domain.chat import PAYLOAD_FIELDS
 
 log = structlog.get_logger(__name__)
 

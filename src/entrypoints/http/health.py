@@ -7,10 +7,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from application.errors import StoreUnavailable
-from application.health import OK, Probe, readiness
-from application.metrics import refresh_outbox_gauges
-from entrypoints.http.deps import Container, Now, Uow, resolved
+from chat_outbox.application.errors import StoreUnavailable
+from chat_outbox.application.health import OK, Probe, readiness
+from chat_outbox.application.metrics import refresh_outbox_gauges
+from chat_outbox.entrypoints.http.deps import Container, Now, Uow, resolved
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["health"])

@@ -10,14 +10,14 @@ import structlog
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from application import operations
-from application.recording import idempotent_event_id
-from application.tracing import valid_traceparent
-from domain import ChatMessage, HistoryEntry, InvalidChatMessage
-from domain.chat import MAX_CONVERSATION_ID_LENGTH, checked_conversation_id
-from entrypoints.http.deps import MAX_ID, Config, Record, Uow
-from entrypoints.http.errors import InvalidField
-from entrypoints.http.strict_json import StrictJsonRoute
+from chat_outbox.application import operations
+from chat_outbox.application.recording import idempotent_event_id
+from chat_outbox.application.tracing import valid_traceparent
+from chat_outbox.domain import ChatMessage, HistoryEntry, InvalidChatMessage
+from chat_outbox.domain.chat import MAX_CONVERSATION_ID_LENGTH, checked_conversation_id
+from chat_outbox.entrypoints.http.deps import MAX_ID, Config, Record, Uow
+from chat_outbox.entrypoints.http.errors import InvalidField
+from chat_outbox.entrypoints.http.strict_json import StrictJsonRoute
 
 log = structlog.get_logger(__name__)
 router = APIRouter(

@@ -8,7 +8,7 @@ import time
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adapters.metrics import PrometheusMetrics
+from chat_outbox.adapters.metrics import PrometheusMetrics
 
 
 class BodySizeLimit:

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import structlog
 import uvicorn
 
-from adapters.metrics import ListenFailed
-from adapters.sql import ensure_migrated
-from entrypoints.config import Settings
-from entrypoints.containers import ApiContainer, resources
-from entrypoints.http.app import create_app
-from entrypoints.processes import stop_on_signals
+from chat_outbox.adapters.metrics import ListenFailed
+from chat_outbox.adapters.sql import ensure_migrated
+from chat_outbox.entrypoints.config import Settings
+from chat_outbox.entrypoints.containers import ApiContainer, resources
+from chat_outbox.entrypoints.http.app import create_app
+from chat_outbox.entrypoints.processes import stop_on_signals
 
 log = structlog.get_logger(__name__)
 

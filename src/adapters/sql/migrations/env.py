@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from adapters.sql.tables import metadata
+from chat_outbox.adapters.sql.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

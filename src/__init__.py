@@ -1,0 +1,1 @@
+"""chat-outbox: a transactional outbox for AI-agent chat messages."""

@@ -1,0 +1,7 @@
+"""`python -m chat_outbox` is the chat-outbox command line."""
+
+import sys
+
+from chat_outbox.entrypoints.cli import main
+
+sys.exit(main())
