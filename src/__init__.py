@@ -1,1 +1,28 @@
-"""chat-outbox: a transactional outbox for AI-agent chat messages."""
+"""chat-outbox: a transactional outbox for AI-agent chat messages.
+
+Record a message in your own SQLAlchemy transaction with `Outbox.record`; run the relay
+(outbox -> Kafka or RabbitMQ) and the consumer (bus -> chat history) with `Outbox.relay()`
+and `Outbox.consumer()`. What this module exports is the public API; every submodule is
+internal and may change.
+"""
+
+from chat_outbox.application.consuming import ConsumeReport
+from chat_outbox.application.errors import IdempotencyConflict
+from chat_outbox.application.relaying import RelayReport
+from chat_outbox.domain import ChatMessage, InvalidChatMessage, Role
+from chat_outbox.entrypoints.config import ConfigError, Settings
+from chat_outbox.entrypoints.library import Job, Outbox, Recorded
+
+__all__ = [
+    "ChatMessage",
+    "ConfigError",
+    "ConsumeReport",
+    "IdempotencyConflict",
+    "InvalidChatMessage",
+    "Job",
+    "Outbox",
+    "Recorded",
+    "RelayReport",
+    "Role",
+    "Settings",
+]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 
 import attrs
 
@@ -13,17 +15,29 @@ from chat_outbox.application.ports import (
     Clock,
     EventIds,
     NewOutboxMessage,
+    OutboxRepository,
     UnitOfWork,
     UnitOfWorkFactory,
 )
 from chat_outbox.application.tracing import LogContextOnly, Tracing
-from chat_outbox.domain import BIZ_TYPE_CHAT_HISTORY, DEFAULT_MAX_RETRY, ChatMessage, OutboxMessage
+from chat_outbox.domain import (
+    BIZ_TYPE_CHAT_HISTORY,
+    DEFAULT_MAX_RETRY,
+    ChatMessage,
+    InvalidChatMessage,
+    OutboxMessage,
+)
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d8a52-3c1e-4c47-9a0b-0c2f5e9b7d31")
 
 
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
 def idempotent_event_id(conversation_id: str, key: str) -> str:
     """The event id a client's idempotency key stands for, within its conversation."""
+    if not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidChatMessage("an idempotency key must be 1-255 visible ASCII characters")
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{conversation_id}\x00{key}"))
 
 
@@ -40,17 +54,54 @@ async def record_chat_message(
     """Add the outbox row; the caller commits it together with its own business write.
     `traceparent` (W3C) travels with the message, so the consumer continues the trace."""
     return await uow.outbox.add(
-        NewOutboxMessage(
+        chat_row(
+            chat,
             event_id=event_ids(),
-            biz_type=BIZ_TYPE_CHAT_HISTORY,
             topic=topic,
-            message_key=chat.conversation_id,
-            payload=payload_of(chat),
-            max_retry=max_retry,
             created_at=clock.now(),
+            max_retry=max_retry,
             traceparent=traceparent,
         )
     )
+
+
+def chat_row(
+    chat: ChatMessage,
+    *,
+    event_id: str,
+    topic: str,
+    created_at: datetime,
+    max_retry: int = DEFAULT_MAX_RETRY,
+    traceparent: str | None = None,
+) -> NewOutboxMessage:
+    """The outbox row that carries one chat message, keyed by its conversation."""
+    return NewOutboxMessage(
+        event_id=event_id,
+        biz_type=BIZ_TYPE_CHAT_HISTORY,
+        topic=topic,
+        message_key=chat.conversation_id,
+        payload=payload_of(chat),
+        max_retry=max_retry,
+        created_at=created_at,
+        traceparent=traceparent,
+    )
+
+
+async def add_once(outbox: OutboxRepository, row: NewOutboxMessage) -> tuple[OutboxMessage, bool]:
+    """Add `row` unless its event id is recorded already; True when it was. Looks first
+    rather than inserting and catching the conflict: inside a caller's transaction a
+    failed INSERT aborts the whole transaction on PostgreSQL."""
+    first = await outbox.by_event_id(row.event_id)
+    if first is None:
+        return await outbox.add(row), False
+    return _same_recording(first, row.message_key, row.payload), True
+
+
+def _same_recording(first: OutboxMessage, key: str, payload: str) -> OutboxMessage:
+    """The first recording under an event id, when it carried the same message."""
+    if (first.message_key, first.payload) != (key, payload):
+        raise IdempotencyConflict(f"event {first.event_id} was recorded with another message")
+    return first
 
 
 def payload_of(chat: ChatMessage) -> str:
@@ -101,9 +152,6 @@ class RecordChatMessage:
             pass
         async with self.uow() as uow:
             first = await uow.outbox.by_event_id(event_id)
-        if first is None or (first.message_key, first.payload) != (
-            chat.conversation_id,
-            payload_of(chat),
-        ):
+        if first is None:
             raise IdempotencyConflict(f"event {event_id} was recorded with another message")
-        return first, True
+        return _same_recording(first, chat.conversation_id, payload_of(chat)), True

@@ -42,6 +42,9 @@ class ConfigError(ValueError):
 
 @attrs.frozen
 class Settings:
+    """chat-outbox's configuration: `Settings.from_env()`, `Settings.from_file(path)` or
+    `Settings.of(name=value, ...)`; each field is the CHAT_OUTBOX_<NAME> variable."""
+
     database_url: str = attrs.field(
         default="sqlite+aiosqlite:///chat_outbox.sqlite3", repr=lambda url: redact_url(url)
     )
@@ -127,7 +130,22 @@ class Settings:
         return 1 if check_url(self.database_url) == "sqlite" else 3
 
     @classmethod
+    def of(cls, **values: object) -> Settings:
+        """Settings from arguments, checked by the same rules as the environment's."""
+        from chat_outbox.entrypoints.config_file import settings_of
+
+        return settings_of(values)
+
+    @classmethod
+    def from_file(cls, path: str, environ: Mapping[str, str] | None = None) -> Settings:
+        """A TOML file's settings, under the CHAT_OUTBOX_* environment (which wins)."""
+        from chat_outbox.entrypoints.config_file import load_settings
+
+        return load_settings(environ, path).settings
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from CHAT_OUTBOX_* variables (default: os.environ); unset ones default."""
         env = os.environ if environ is None else environ
         defaults = cls()
 

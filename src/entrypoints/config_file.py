@@ -53,6 +53,15 @@ def load_settings(
     return LoadedSettings(settings, origins)
 
 
+def settings_of(values: Mapping[str, object], origin: str = "Settings.of") -> Settings:
+    """Settings from keyword values (None leaves a default), each checked by the parser of
+    its environment variable; the environment itself is not read."""
+    for key in values:
+        _check_known(origin, key)
+    given = {key: value for key, value in values.items() if value is not None}
+    return Settings.from_env({env_name(key): _as_text(origin, key, v) for key, v in given.items()})
+
+
 def read_config_file(path: str) -> dict[str, str]:
     """The file's values as the environment variables they stand for, each one checked."""
     try:

@@ -1,4 +1,5 @@
-"""`chat-outbox relay` and `chat-outbox consume`: long-running, stopped by SIGINT/SIGTERM."""
+"""The relay and the consumer as long-running jobs: `chat-outbox relay` and `consume` run
+them until SIGINT/SIGTERM, and a host process runs the same jobs through the public API."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import structlog
 
 from chat_outbox.adapters.sql import ensure_migrated
 from chat_outbox.application.consumer_loop import run_consumer
+from chat_outbox.application.consuming import ConsumeReport
 from chat_outbox.application.metrics import run_gauge_refresher
 from chat_outbox.application.relay_loop import run_relay_lanes, run_sweeper
+from chat_outbox.application.relaying import RelayReport
 from chat_outbox.application.retention import run_purger
 from chat_outbox.entrypoints.config import ConfigError, Settings
 from chat_outbox.entrypoints.containers import ConsumerContainer, RelayContainer, resources
@@ -45,24 +48,32 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
         loop.add_signal_handler(sig, handle, sig)
 
 
+Started = Callable[[Callable[[], None]], None]
+"""Told, once the job's resources are up, the function that asks the job to stop."""
+
+
 async def relay(args: argparse.Namespace, settings: Settings) -> int:
+    await run_relay(settings, stop_on_signals, once=args.once)
+    return 0
+
+
+async def run_relay(settings: Settings, started: Started, *, once: bool = False) -> RelayReport:
+    """Publish due rows until asked to stop (or, with `once`, until none is due)."""
     _require_cross_process_bus(settings)
     async with resources(RelayContainer(settings=settings)) as container:
         await ensure_migrated(await container.core.engine.async_())
         stopping = asyncio.Event()
-        stop_on_signals(stopping.set)
+        started(stopping.set)
         lanes = settings.relay_lanes_at_once
-        log.info(
-            "relay_started", bus=settings.bus, topic=settings.topic, once=args.once, lanes=lanes
-        )
+        log.info("relay_started", bus=settings.bus, topic=settings.topic, once=once, lanes=lanes)
         relaying = run_relay_lanes(
             [await container.relay.async_() for _ in range(lanes)],
             stopping,
             polling=container.polling(),
             wakeups=await container.wakeups.async_(),
-            once=args.once,
+            once=once,
         )
-        chores = [] if args.once else await _chores(container, settings, stopping)
+        chores = [] if once else await _chores(container, settings, stopping)
         # A task group: if one task crashes, the others are cancelled before the engine
         # and producer are closed under them.
         async with asyncio.TaskGroup() as group:
@@ -71,7 +82,7 @@ async def relay(args: argparse.Namespace, settings: Settings) -> int:
                 group.create_task(chore)
         totals = relay_task.result()
         log.info("relay_stopped", **attrs.asdict(totals))
-    return 0
+    return totals
 
 
 async def _chores(
@@ -104,19 +115,27 @@ async def _chores(
 
 
 async def consume(args: argparse.Namespace, settings: Settings) -> int:
-    _require_cross_process_bus(settings)
     if args.idle_exit is not None and args.idle_exit <= 0:
         raise ConfigError("--idle-exit must be a positive number of seconds")
+    await run_consume(settings, stop_on_signals, idle_exit=args.idle_exit)
+    return 0
+
+
+async def run_consume(
+    settings: Settings, started: Started, *, idle_exit: float | None = None
+) -> ConsumeReport:
+    """Persist bus records into chat history until asked to stop (or idle that long)."""
+    _require_cross_process_bus(settings)
     async with resources(ConsumerContainer(settings=settings)) as container:
         await ensure_migrated(await container.core.engine.async_())
         consumer = await container.consumer.async_()
-        stop_on_signals(consumer.stopping.set)
+        started(consumer.stopping.set)
         log.info(
             "consumer_started",
             bus=settings.bus,
             topic=settings.topic,
             group=settings.consumer_group,
         )
-        totals = await run_consumer(consumer, idle_exit=args.idle_exit)
+        totals = await run_consumer(consumer, idle_exit=idle_exit)
         log.info("consumer_stopped", **attrs.asdict(totals))
-    return 0
+    return totals

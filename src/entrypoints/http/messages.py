@@ -26,7 +26,6 @@ router = APIRouter(
     route_class=StrictJsonRoute,
 )
 _RAW_CONVERSATION_ID = re.compile(rb"/conversations/([^/]*)/messages/?$")
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def path_conversation_id(
@@ -137,20 +136,14 @@ async def record_message(
     if idempotency_key is None:
         message = await record(chat, traceparent=valid)
         return Recorded(outbox_id=message.id, event_id=message.event_id)
-    event_id = idempotent_event_id(conversation_id, _checked_key(idempotency_key))
+    try:
+        event_id = idempotent_event_id(conversation_id, idempotency_key)
+    except InvalidChatMessage as error:
+        raise InvalidField("header", InvalidChatMessage(f"Idempotency-Key: {error}")) from error
     message, replayed = await record.once(chat, event_id, traceparent=valid)
     if replayed:
         response.status_code = status.HTTP_200_OK  # recorded by an earlier request
     return Recorded(outbox_id=message.id, event_id=message.event_id)
-
-
-def _checked_key(key: str) -> str:
-    if not _IDEMPOTENCY_KEY.fullmatch(key):
-        raise InvalidField(
-            "header",
-            InvalidChatMessage("Idempotency-Key must be 1-255 visible ASCII characters"),
-        )
-    return key
 
 
 @router.get("")

@@ -1,0 +1,165 @@
+"""chat-outbox inside a host application: record in the host's own transaction, and run
+the relay and the consumer as jobs the host starts and stops (a FastAPI lifespan, say)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+import attrs
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
+from chat_outbox.adapters.sql import create_engine, upgrade
+from chat_outbox.adapters.sql.outbox import SqlOutboxRepository
+from chat_outbox.adapters.tracing import available_tracing
+from chat_outbox.application.consuming import ConsumeReport
+from chat_outbox.application.recording import add_once, chat_row, idempotent_event_id
+from chat_outbox.application.relaying import RelayReport
+from chat_outbox.domain import ChatMessage
+from chat_outbox.entrypoints.config import Settings
+from chat_outbox.entrypoints.processes import Started, run_consume, run_relay
+
+R = TypeVar("R")
+log = structlog.get_logger(__name__)
+
+
+@attrs.frozen
+class Recorded:
+    """What `Outbox.record` added: the outbox row's id and the message's event id."""
+
+    outbox_id: int
+    event_id: str
+    replayed: bool = False
+    """True when an idempotency key matched an earlier recording, which is returned."""
+
+
+class Outbox:
+    """chat-outbox for a host application, configured by `settings` (default: the
+    CHAT_OUTBOX_* environment). Building it opens nothing; `record` uses the host's
+    connection, and each job opens and closes its own while it runs."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = Settings.from_env() if settings is None else settings
+        self._clock = SystemClock()
+        self._tracing = available_tracing()
+
+    async def record(
+        self,
+        session: AsyncSession | AsyncConnection,
+        message: ChatMessage,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Recorded:
+        """Add `message` as a pending outbox row in the transaction of the host's
+        `session` (or connection), beside the host's own writes: it commits or rolls back
+        with them, and this never commits, rolls back or closes it. The active
+        OpenTelemetry context, if any, travels with the message. With `idempotency_key`,
+        the same key and message in a conversation record once (the first recording is
+        returned); the same key with another message raises IdempotencyConflict.
+        Raises InvalidChatMessage for a message chat-outbox would refuse."""
+        chat = ChatMessage.create(
+            user_id=message.user_id,
+            conversation_id=message.conversation_id,
+            role=message.role,
+            message=message.message,
+            max_message_bytes=self.settings.max_message_bytes,
+        )
+        keyed = idempotency_key is not None
+        row = chat_row(
+            chat,
+            event_id=(
+                idempotent_event_id(chat.conversation_id, idempotency_key)
+                if idempotency_key is not None
+                else uuid4_event_id()
+            ),
+            topic=self.settings.topic,
+            created_at=self._clock.now(),
+            max_retry=self.settings.max_retry,
+            traceparent=self._tracing.current(),
+        )
+        connection = await session.connection() if isinstance(session, AsyncSession) else session
+        outbox = SqlOutboxRepository(connection)
+        added, replayed = await add_once(outbox, row) if keyed else (await outbox.add(row), False)
+        return Recorded(added.id, added.event_id, replayed)
+
+    async def migrate(self) -> None:
+        """Bring chat-outbox's tables in the configured database up to date (its own
+        Alembic version table; the host's is never touched)."""
+        engine = create_engine(self.settings.database_url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    def relay(self, *, once: bool = False) -> Job[RelayReport]:
+        """The relay as a job: publishes due rows until stopped (`once`: until none is due)."""
+        return Job("relay", lambda started: run_relay(self.settings, started, once=once))
+
+    def consumer(self, *, idle_exit: float | None = None) -> Job[ConsumeReport]:
+        """The consumer as a job: persists bus records into chat history until stopped."""
+        return Job(
+            "consumer", lambda started: run_consume(self.settings, started, idle_exit=idle_exit)
+        )
+
+
+class Job(Generic[R]):
+    """A relay or consumer running as a task of the host's event loop. `start()` returns
+    once its database and bus connections are up (or raises why they are not); `stop()`
+    stops it as SIGTERM stops the CLI process (finish the batch in flight, commit, close)
+    and returns its report, or raises what made it fail. Also an async context manager."""
+
+    def __init__(self, name: str, run: Callable[[Started], Coroutine[Any, Any, R]]) -> None:
+        self.name = name
+        self._run = run
+        self._task: asyncio.Task[R] | None = None
+        self._stop: Callable[[], None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError(f"the {self.name} was started already")
+        up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def started(stop: Callable[[], None]) -> None:
+            self._stop = stop
+            up.set_result(None)
+
+        self._task = asyncio.create_task(self._run(started), name=f"chat-outbox {self.name}")
+        self._task.add_done_callback(self._log_failure)
+        waiting: set[asyncio.Future[Any]] = {up, self._task}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if not up.done():
+            up.cancel()
+            await self._task  # raises why it could not start
+
+    async def stop(self) -> R:
+        if self._task is None:
+            raise RuntimeError(f"the {self.name} was never started")
+        if self._stop is not None:
+            self._stop()
+        return await self._task
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _log_failure(self, task: asyncio.Task[R]) -> None:
+        # A job that fails while the host runs must not wait for `stop()` to be heard of.
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            log.error("job_failed", job=self.name, error=f"{type(error).__name__}: {error}")
