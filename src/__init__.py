@@ -9,7 +9,7 @@ internal and may change.
 from chat_outbox.application.consuming import ConsumeReport
 from chat_outbox.application.errors import IdempotencyConflict
 from chat_outbox.application.relaying import RelayReport
-from chat_outbox.domain import ChatMessage, InvalidChatMessage, Role
+from chat_outbox.domain import ChatMessage, HistoryEntry, InvalidChatMessage, Role
 from chat_outbox.entrypoints.config import ConfigError, Settings
 from chat_outbox.entrypoints.library import Job, Outbox, Recorded
 
@@ -17,6 +17,7 @@ __all__ = [
     "ChatMessage",
     "ConfigError",
     "ConsumeReport",
+    "HistoryEntry",
     "IdempotencyConflict",
     "InvalidChatMessage",
     "Job",

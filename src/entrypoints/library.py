@@ -14,12 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.sql import create_engine, upgrade
+from chat_outbox.adapters.sql.history import SqlChatHistoryRepository
 from chat_outbox.adapters.sql.outbox import SqlOutboxRepository
 from chat_outbox.adapters.tracing import available_tracing
 from chat_outbox.application.consuming import ConsumeReport
 from chat_outbox.application.recording import add_once, chat_row, idempotent_event_id
 from chat_outbox.application.relaying import RelayReport
-from chat_outbox.domain import ChatMessage
+from chat_outbox.domain import ChatMessage, HistoryEntry
 from chat_outbox.entrypoints.config import Settings
 from chat_outbox.entrypoints.processes import Started, run_consume, run_relay
 
@@ -81,10 +82,17 @@ class Outbox:
             max_retry=self.settings.max_retry,
             traceparent=self._tracing.current(),
         )
-        connection = await session.connection() if isinstance(session, AsyncSession) else session
-        outbox = SqlOutboxRepository(connection)
+        outbox = SqlOutboxRepository(await _connection(session))
         added, replayed = await add_once(outbox, row) if keyed else (await outbox.add(row), False)
         return Recorded(added.id, added.event_id, replayed)
+
+    async def history(
+        self, session: AsyncSession | AsyncConnection, conversation_id: str, *, limit: int = 1000
+    ) -> list[HistoryEntry]:
+        """A conversation's persisted chat history, in recording order, read through the
+        host's session (or connection)."""
+        connection = await _connection(session)
+        return await SqlChatHistoryRepository(connection).for_conversation(conversation_id, limit)
 
     async def migrate(self) -> None:
         """Bring chat-outbox's tables in the configured database up to date (its own
@@ -104,6 +112,11 @@ class Outbox:
         return Job(
             "consumer", lambda started: run_consume(self.settings, started, idle_exit=idle_exit)
         )
+
+
+async def _connection(session: AsyncSession | AsyncConnection) -> AsyncConnection:
+    """The connection of the session's transaction (begun if need be), or the connection."""
+    return await session.connection() if isinstance(session, AsyncSession) else session
 
 
 class Job(Generic[R]):
