@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -50,12 +49,12 @@ def url_of(engine: AsyncEngine) -> str:
 
 
 @pytest.fixture
-async def sessions(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """The host's own session factory, over a database with the host's table beside ours."""
     async with engine.begin() as connection:
         await connection.run_sync(host_metadata.create_all)
         await connection.execute(agent_runs.delete())
-    yield async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(engine, expire_on_commit=False)
 
 
 @pytest.fixture
@@ -87,11 +86,15 @@ async def test_a_rolled_back_host_transaction_leaves_neither_row(
     engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], outbox: Outbox
 ) -> None:
     """A failure after recording rolls the outbox row back with the host's own write."""
-    with pytest.raises(RuntimeError, match="after recording"):
+
+    async def request() -> None:
         async with sessions() as session, session.begin():
             await session.execute(insert(agent_runs).values(prompt="run"))
             await outbox.record(session, HELLO)
             raise RuntimeError("the host failed after recording")
+
+    with pytest.raises(RuntimeError, match="after recording"):
+        await request()
     assert await host_rows(engine) == 0
     assert await outbox_rows(engine) == []
 
@@ -222,11 +225,13 @@ async def test_relay_and_consumer_jobs_carry_a_recorded_message_into_history(
     outbox = Outbox(kafka_settings(url_of(engine), kafka_bootstrap))
     relay, consumer = outbox.relay(), outbox.consumer()
     async with relay, consumer:
-        assert relay.running and consumer.running
+        assert relay.running
+        assert consumer.running
         async with sessions() as session, session.begin():
             recorded = await outbox.record(session, HELLO)
         await eventually(lambda: _in_history(engine, recorded.event_id), "in history", 30.0)
-    assert not relay.running and not consumer.running
+    assert not relay.running
+    assert not consumer.running
     assert (await relay.stop()).published == 1
     assert (await consumer.stop()).persisted == 1
     assert await count_by_status(engine) == {"consumed": 1}
