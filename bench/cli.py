@@ -13,7 +13,7 @@ from bench.profiling import profile
 from bench.report import lines, table, write_json
 from bench.runs import Bench
 from bench.settings import SCENARIOS, Plan, plan_for
-from chat_outbox.adapters.kafka.local_broker import LocalBroker
+from chat_outbox.entrypoints.local_broker import LocalBroker
 
 NOTES = [
     "Each run seeds 10k older consumed rows before its own, then ANALYZEs (autovacuum is off "

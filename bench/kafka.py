@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.settings import PARTITIONS
-from chat_outbox.adapters.kafka.local_broker import LocalBroker
+from chat_outbox.entrypoints.local_broker import LocalBroker
 
 _serial = itertools.count(1)
 

@@ -15,8 +15,8 @@ from bench.kafka import unique_name
 from bench.procs import Proc, Target
 from bench.settings import Plan
 from bench.watch import Probe, watch
-from chat_outbox.adapters.kafka.local_broker import LocalBroker
 from chat_outbox.domain import OutboxStatus
+from chat_outbox.entrypoints.local_broker import LocalBroker
 
 Attach = Callable[[Proc], Awaitable[Callable[[], Awaitable[None]]]]
 """Given the first relay, start a profiler on it; returns the profiler's stop."""

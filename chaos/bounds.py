@@ -12,7 +12,7 @@ import attrs
 
 from chaos import database
 from chaos.fleet import Fleet, Member, process_env
-from chat_outbox.adapters.kafka.local_broker import LocalBroker
+from chat_outbox.entrypoints.local_broker import LocalBroker
 
 BACKLOGS = (10_000, 1_000_000)
 PUBLISH_TARGET = 50_000

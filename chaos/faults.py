@@ -12,7 +12,7 @@ import attrs
 from chaos.database import terminate_backends
 from chaos.fleet import Fleet, Member
 from chaos.plan import Plan
-from chat_outbox.adapters.kafka.local_broker import LocalBroker
+from chat_outbox.entrypoints.local_broker import LocalBroker
 
 
 @attrs.frozen

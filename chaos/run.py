@@ -17,8 +17,8 @@ from chaos.plan import Plan
 from chaos.recorder import Recorded, record
 from chaos.verdict import Verdict, judge
 from chat_outbox.adapters.kafka import dlq_topic
-from chat_outbox.adapters.kafka.local_broker import LocalBroker
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.entrypoints.local_broker import LocalBroker
 
 WATCH_EVERY_S = 1.0
 

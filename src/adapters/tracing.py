@@ -46,7 +46,7 @@ def _attached(traceparent: str | None) -> Iterator[None]:
 
 
 def available_tracing() -> Tracing:
-    """OpenTelemetry when installed (the `tracing` extra), else log context only."""
+    """OpenTelemetry when installed (the `otel` extra), else log context only."""
     try:
         import opentelemetry.propagate  # noqa: F401
     except ImportError:

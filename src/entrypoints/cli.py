@@ -10,6 +10,7 @@ from typing import NoReturn
 
 import structlog
 
+from chat_outbox.adapters.extras import MissingExtra, require
 from chat_outbox.adapters.metrics import ListenFailed
 from chat_outbox.adapters.sql import BadDatabaseUrl, SchemaNotMigrated
 from chat_outbox.application.errors import StoreUnavailable
@@ -21,7 +22,14 @@ from chat_outbox.entrypoints.log_setup import configure_logging
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
-USAGE_ERRORS = (ConfigError, BadDatabaseUrl, SchemaNotMigrated, InvalidChatMessage, ListenFailed)
+USAGE_ERRORS = (
+    ConfigError,
+    BadDatabaseUrl,
+    SchemaNotMigrated,
+    InvalidChatMessage,
+    ListenFailed,
+    MissingExtra,
+)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -101,6 +109,8 @@ def _port(text: str) -> int:
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    for module in ("fastapi", "uvicorn"):
+        require(module, "http", "chat-outbox serve")
     from chat_outbox.entrypoints.http.server import (
         serve,  # FastAPI is imported by this command only
     )

@@ -9,13 +9,15 @@ from typing import TypeVar
 
 import attrs
 
-from chat_outbox.adapters.kafka.options import COMPRESSIONS, SECURITY_PROTOCOLS
 from chat_outbox.adapters.sql import BadDatabaseUrl, check_url
 from chat_outbox.domain import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RETRY
 from chat_outbox.entrypoints.durations import parse_duration
 
 PREFIX = "CHAT_OUTBOX_"
 BUSES = ("kafka", "rabbitmq", "memory")
+# aiokafka's names, kept here so reading the settings never imports the Kafka client.
+KAFKA_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 LOG_FORMATS = ("json", "console", "auto")
 RELAY_CLAIMS = ("auto", "lock", "lease")
 MAX_RELAY_LANES = 8
@@ -195,7 +197,7 @@ class Settings:
             purge_batch_size=get("purge_batch_size", _positive_int, defaults.purge_batch_size),
             kafka_security_protocol=get(
                 "kafka_security_protocol",
-                _choice(SECURITY_PROTOCOLS, upper=True),
+                _choice(KAFKA_SECURITY_PROTOCOLS, upper=True),
                 defaults.kafka_security_protocol,
             ),
             kafka_sasl_mechanism=get(
@@ -206,7 +208,7 @@ class Settings:
             kafka_sasl_username=get("kafka_sasl_username", _text, ""),
             kafka_sasl_password=get("kafka_sasl_password", _raw, ""),
             kafka_ssl_cafile=get("kafka_ssl_cafile", _text, ""),
-            kafka_compression=get("kafka_compression", _choice(COMPRESSIONS), "none"),
+            kafka_compression=get("kafka_compression", _choice(KAFKA_COMPRESSIONS), "none"),
             kafka_enable_idempotence=get("kafka_enable_idempotence", _bool, False),
             kafka_create_topics=get("kafka_create_topics", _bool, True),
             **{

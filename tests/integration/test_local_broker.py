@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import RequestTimedOutError
 
-from chat_outbox.adapters.kafka.local_broker import LocalBroker, LocalBrokerUnavailable
+from chat_outbox.entrypoints.local_broker import LocalBroker, LocalBrokerUnavailable
 
 pytestmark = pytest.mark.integration
 

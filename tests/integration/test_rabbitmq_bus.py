@@ -11,9 +11,9 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from chat_outbox.adapters.kafka.local_broker import free_loopback_port
 from chat_outbox.adapters.rabbitmq import RabbitBus, RabbitOptions, queue_name, shard_for
 from chat_outbox.application.ports import OutgoingRecord
+from chat_outbox.entrypoints.local_broker import free_loopback_port
 from tests.integration.buses import RABBITMQ_QUEUES, RabbitHarness, fetch_at_least, fetch_rest
 from tests.integration.test_cli import chat_outbox
 

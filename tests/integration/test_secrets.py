@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chat_outbox.adapters.kafka.local_broker import free_loopback_port
+from chat_outbox.entrypoints.local_broker import free_loopback_port
 
 pytestmark = pytest.mark.integration
 

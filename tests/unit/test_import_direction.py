@@ -86,8 +86,9 @@ BUS_LIBRARIES = {
 BUS_ADAPTERS = ("adapters.kafka", "adapters.rabbitmq")
 BUS_PACKAGES = ("adapters/kafka/", "adapters/rabbitmq/")
 PICKS_THE_BUS = "entrypoints/containers.py"
-# The configuration validates the Kafka option names it reads (compressions, protocols).
-BUS_OPTION_READERS = {"entrypoints/config.py": {"adapters.kafka.options"}}
+# The demo's local Kafka broker (test and demo tooling) probes and provisions through the
+# Kafka adapter, never through aiokafka itself.
+KAFKA_TOOLING = {"entrypoints/local_broker.py": {"adapters.kafka.probe", "adapters.kafka.topics"}}
 
 
 def imported_modules() -> dict[str, set[str]]:
@@ -126,7 +127,7 @@ def _misplaced_adapter(module: str, name: str) -> bool:
         name.startswith(BUS_ADAPTERS)
         and module != PICKS_THE_BUS
         and not module.startswith(BUS_PACKAGES)
-        and name not in BUS_OPTION_READERS.get(module, set())
+        and name not in KAFKA_TOOLING.get(module, set())
     )
 
 

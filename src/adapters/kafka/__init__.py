@@ -2,13 +2,11 @@
 
 from chat_outbox.adapters.kafka.bus import KafkaBus
 from chat_outbox.adapters.kafka.errors import classify
-from chat_outbox.adapters.kafka.options import COMPRESSIONS, SECURITY_PROTOCOLS, KafkaOptions
+from chat_outbox.adapters.kafka.options import KafkaOptions
 from chat_outbox.adapters.kafka.source import KafkaSource
 from chat_outbox.adapters.kafka.topics import create_topics, dlq_topic, ensure_topics
 
 __all__ = [
-    "COMPRESSIONS",
-    "SECURITY_PROTOCOLS",
     "KafkaBus",
     "KafkaOptions",
     "KafkaSource",

@@ -10,10 +10,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from chat_outbox.adapters.kafka.partitioner import cached_partitioner
 
-COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-
-
 Client = TypeVar("Client", AIOKafkaProducer, AIOKafkaConsumer)
 
 

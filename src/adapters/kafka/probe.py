@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
 
 from chat_outbox.adapters.kafka.options import KafkaOptions
 
@@ -19,3 +20,13 @@ class KafkaProbe:
             await client.bootstrap()
         finally:
             await client.close()
+
+
+async def answers(bootstrap_servers: str, timeout_ms: int = 2000) -> bool:
+    """Whether a broker answers a metadata request now; unreachable or slow is a no."""
+    options = KafkaOptions(bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms)
+    try:
+        await KafkaProbe(options)()
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    return True

@@ -10,10 +10,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from chat_outbox.adapters.extras import require
 from chat_outbox.application.errors import StoreUnavailable
 
 # Serialization failure and deadlock: the transaction can simply run again.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+# The extra that installs each async driver; aiosqlite comes with the base install.
+DRIVER_EXTRAS = {"asyncpg": "postgres", "asyncmy": "mysql"}
 
 
 class BadDatabaseUrl(ValueError):
@@ -56,6 +59,7 @@ def create_engine(
     """`idle_transaction_timeout`: the server ends a session idle that long inside a
     transaction, releasing its locks (not on SQLite, whose writers are serialised anyway)."""
     backend = check_url(url)
+    _require_driver(url)
     if backend == "sqlite":
         return _sqlite(url)
     if backend in ("postgresql", "mysql", "mariadb"):
@@ -68,6 +72,14 @@ def create_engine(
             options["connect_args"] = _idle_limit(backend, idle_transaction_timeout)
         return create_async_engine(url, **options)
     raise AssertionError(f"check_url accepted {backend!r}")
+
+
+def _require_driver(url: str) -> None:
+    """A driver from a missing extra is a MissingExtra naming it, not SQLAlchemy's ImportError."""
+    parsed = make_url(url)
+    driver = parsed.get_driver_name()
+    if driver in DRIVER_EXTRAS:
+        require(driver, DRIVER_EXTRAS[driver], f"a {parsed.drivername} database URL")
 
 
 def _idle_limit(backend: str, limit: timedelta) -> dict[str, Any]:

