@@ -56,6 +56,32 @@ async def ensure_database(url: str) -> None:
         await admin.dispose()
 
 
+async def fresh_database_url(backend: str, tmp_dir: Path, suffix: str) -> str:
+    """An empty database apart from the shared one: a new SQLite file in tmp_dir, or the
+    server database TEST_DATABASE_suffix, dropped and created again."""
+    url = make_url(url_for(backend, tmp_dir))
+    if backend == "sqlite":
+        return url.set(database=str(tmp_dir / f"{suffix}.sqlite3")).render_as_string(
+            hide_password=False
+        )
+    url = url.set(database=f"{url.database}_{suffix}")
+    admin_db = "postgres" if backend == "postgresql" else "mysql"
+    admin = create_async_engine(url.set(database=admin_db), isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            if backend == "postgresql":
+                await connection.execute(
+                    text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+                )
+            else:
+                await connection.execute(text(f"DROP DATABASE IF EXISTS `{url.database}`"))
+    finally:
+        await admin.dispose()
+    fresh = url.render_as_string(hide_password=False)
+    await ensure_database(fresh)
+    return fresh
+
+
 async def fresh_migrated_engine(url: str) -> AsyncEngine:
     """Drop whatever an earlier run left, then build the schema with the real migrations."""
     await ensure_database(url)

@@ -2,10 +2,20 @@
 
 from chat_outbox.adapters.sql.engine import BadDatabaseUrl, check_url, create_engine
 from chat_outbox.adapters.sql.fresh import SqlFreshHistory, fresh_history
-from chat_outbox.adapters.sql.migrate import SchemaNotMigrated, ensure_migrated, upgrade
+from chat_outbox.adapters.sql.migrate import (
+    MIGRATIONS,
+    VERSION_TABLE,
+    SchemaNotMigrated,
+    ensure_migrated,
+    run_migrations,
+    upgrade,
+)
+from chat_outbox.adapters.sql.tables import metadata
 from chat_outbox.adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
 
 __all__ = [
+    "MIGRATIONS",
+    "VERSION_TABLE",
     "BadDatabaseUrl",
     "SchemaNotMigrated",
     "SqlFreshHistory",
@@ -15,5 +25,7 @@ __all__ = [
     "create_engine",
     "ensure_migrated",
     "fresh_history",
+    "metadata",
+    "run_migrations",
     "upgrade",
 ]
