@@ -6,24 +6,39 @@ and `Outbox.consumer()`. What this module exports is the public API; every submo
 internal and may change.
 """
 
+from chat_outbox.adapters.extras import MissingExtra
+from chat_outbox.adapters.sql import (
+    MIGRATIONS,
+    VERSION_TABLE,
+    SchemaNotMigrated,
+    metadata,
+    run_migrations,
+)
 from chat_outbox.application.consuming import ConsumeReport
-from chat_outbox.application.errors import IdempotencyConflict
+from chat_outbox.application.errors import DuplicateEvent, IdempotencyConflict
 from chat_outbox.application.relaying import RelayReport
 from chat_outbox.domain import ChatMessage, HistoryEntry, InvalidChatMessage, Role
 from chat_outbox.entrypoints.config import ConfigError, Settings
 from chat_outbox.entrypoints.library import Job, Outbox, Recorded
 
 __all__ = [
+    "MIGRATIONS",
+    "VERSION_TABLE",
     "ChatMessage",
     "ConfigError",
     "ConsumeReport",
+    "DuplicateEvent",
     "HistoryEntry",
     "IdempotencyConflict",
     "InvalidChatMessage",
     "Job",
+    "MissingExtra",
     "Outbox",
     "Recorded",
     "RelayReport",
     "Role",
+    "SchemaNotMigrated",
     "Settings",
+    "metadata",
+    "run_migrations",
 ]
