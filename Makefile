@@ -30,12 +30,12 @@ test-integration: install services
 	$(BIN)/pytest -q -m integration
 
 lint: install
-	$(BIN)/ruff check src tests bench chaos
-	$(BIN)/ruff format --check src tests bench chaos
-	$(BIN)/mypy typecheck/chat_outbox tests bench chaos
+	$(BIN)/ruff check src tests bench chaos examples
+	$(BIN)/ruff format --check src tests bench chaos examples
+	$(BIN)/mypy typecheck/chat_outbox tests bench chaos examples
 
 typecheck: install
-	$(BIN)/mypy typecheck/chat_outbox tests bench chaos
+	$(BIN)/mypy typecheck/chat_outbox tests bench chaos examples
 
 bench: install services  ## chat-outbox against a hand-written asyncpg + aiokafka baseline
 	$(BIN)/python -m bench

@@ -1,0 +1,1 @@
+"""Example applications that use chat-outbox through its public API."""
