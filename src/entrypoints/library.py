@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import attrs
 import structlog
@@ -22,7 +22,9 @@ from chat_outbox.application.recording import add_once, chat_row, idempotent_eve
 from chat_outbox.application.relaying import RelayReport
 from chat_outbox.domain import ChatMessage, HistoryEntry
 from chat_outbox.entrypoints.config import Settings
-from chat_outbox.entrypoints.processes import Started, run_consume, run_relay
+
+if TYPE_CHECKING:
+    from chat_outbox.entrypoints.processes import Started
 
 R = TypeVar("R")
 log = structlog.get_logger(__name__)
@@ -105,10 +107,18 @@ class Outbox:
 
     def relay(self, *, once: bool = False) -> Job[RelayReport]:
         """The relay as a job: publishes due rows until stopped (`once`: until none is due)."""
+        from chat_outbox.entrypoints.processes import (
+            run_relay,
+        )  # a host importing chat_outbox loads no container
+
         return Job("relay", lambda started: run_relay(self.settings, started, once=once))
 
     def consumer(self, *, idle_exit: float | None = None) -> Job[ConsumeReport]:
         """The consumer as a job: persists bus records into chat history until stopped."""
+        from chat_outbox.entrypoints.processes import (
+            run_consume,
+        )  # a host importing chat_outbox loads no container
+
         return Job(
             "consumer", lambda started: run_consume(self.settings, started, idle_exit=idle_exit)
         )

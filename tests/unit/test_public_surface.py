@@ -31,7 +31,8 @@ def test_the_readme_documents_every_exported_name() -> None:
 
 def test_importing_the_package_changes_no_process_wide_state() -> None:
     """A host importing chat_outbox keeps its logging handlers, its signal handlers and
-    its structlog configuration, and no database or broker module is loaded."""
+    its structlog configuration; no database, broker or web module is loaded, nor
+    dependency-injector (whose import the CLI processes trim by editing sys.modules)."""
     probe = (
         "import json, logging, signal, sys, structlog\n"
         "before = (logging.getLogger().handlers[:], signal.getsignal(signal.SIGTERM),"
@@ -40,7 +41,8 @@ def test_importing_the_package_changes_no_process_wide_state() -> None:
         "after = (logging.getLogger().handlers[:], signal.getsignal(signal.SIGTERM),"
         " structlog.is_configured())\n"
         "loaded = [m for m in ('aiokafka', 'aio_pika', 'asyncpg', 'asyncmy', 'fastapi',"
-        " 'uvicorn', 'alembic', 'chat_outbox.entrypoints.local_broker') if m in sys.modules]\n"
+        " 'uvicorn', 'alembic', 'dependency_injector', 'chat_outbox.entrypoints.local_broker')"
+        " if m in sys.modules]\n"
         "print(json.dumps({'same': before == after, 'loaded': loaded}))\n"
     )
     result = subprocess.run(
