@@ -16,6 +16,15 @@ PAYLOAD_FIELDS = ("user_id", "conversation_id", "role", "message")
 _PAYLOAD_KEYS = frozenset(PAYLOAD_FIELDS)
 # Unicode categories Cc and Cs, as one C-speed scan instead of a lookup per character.
 CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# str.isprintable() refuses Unicode's "Other" and "Separator" categories but the ASCII
+# space (Cc, Cf such as bidi overrides and zero-width joiners, Cs, Co, Cn, Zl, Zp, and Zs
+# such as no-break spaces); these are the other Default_Ignorable_Code_Points, which
+# render as nothing: a combining grapheme joiner, Hangul fillers, Khmer and Mongolian
+# invisible vowels and selectors, and variation selectors.
+INVISIBLE_MARK = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180d\u180f\u3164\ufe00-\ufe0f\uffa0"
+    "\U000e0100-\U000e01ef]"
+)
 
 
 class Role(enum.StrEnum):
@@ -96,13 +105,19 @@ def checked_conversation_id(value: object) -> str:
         raise InvalidChatMessage(
             f"conversation_id must be 1-{MAX_CONVERSATION_ID_LENGTH} characters, got {len(value)}"
         )
+    if value.isprintable() and not INVISIBLE_MARK.search(value):  # C speed, per record
+        return value
     found = CONTROL_OR_SURROGATE.search(value)
     if found:
         raise InvalidChatMessage(
             "conversation_id has a control or surrogate character "
             f"{found.group()!r} at index {found.start()}"
         )
-    return value
+    index = next(i for i, c in enumerate(value) if not c.isprintable() or INVISIBLE_MARK.match(c))
+    raise InvalidChatMessage(
+        f"conversation_id has an invisible or format character U+{ord(value[index]):04X} "
+        f"at index {index}"
+    )
 
 
 def _role(value: object) -> Role:

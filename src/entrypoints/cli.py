@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     history = sub.add_parser("history", help="a conversation's persisted chat history")
     history.add_argument("--conversation-id", required=True)
-    history.add_argument("--limit", type=int, default=1000)
+    history.add_argument(
+        "--limit", type=operating.whole_number(1, operating.MAX_LIMIT), default=1000
+    )
     history.add_argument("--json", action="store_true")
     history.set_defaults(run=commands.history)
 
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     consume = sub.add_parser("consume", help="persist bus records into chat history")
     consume.add_argument(
         "--idle-exit",
-        type=float,
+        type=operating.seconds,
         metavar="SECONDS",
         help="exit after this long with nothing to consume",
     )
@@ -93,11 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the HTTP API, with /metrics and the admin routes")
     serve.add_argument("--host", help="address to bind [CHAT_OUTBOX_HTTP_HOST, 127.0.0.1]")
     serve.add_argument("--port", type=_port, help="port to bind [CHAT_OUTBOX_HTTP_PORT, 8080]")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve the message routes without authentication on a non-loopback address",
+    )
     serve.set_defaults(run=_serve)
 
     run_demo = sub.add_parser("demo", help="record, relay and consume a few dozen messages")
-    run_demo.add_argument("--messages", type=int, default=36)
-    run_demo.add_argument("--conversations", type=int, default=4)
+    run_demo.add_argument("--messages", type=operating.whole_number(1, 100_000), default=36)
+    run_demo.add_argument("--conversations", type=operating.whole_number(1, 10_000), default=4)
     run_demo.set_defaults(run=demo.run)
     return parser
 
@@ -109,7 +116,7 @@ def _port(text: str) -> int:
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    for module in ("fastapi", "uvicorn"):
+    for module in ("fastapi", "uvicorn", "jwt"):
         require(module, "http", "chat-outbox serve")
     from chat_outbox.entrypoints.http.server import (
         serve,  # FastAPI is imported by this command only

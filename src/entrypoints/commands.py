@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,11 +17,38 @@ from chat_outbox.adapters.sql import ensure_migrated, upgrade
 from chat_outbox.application import operations
 from chat_outbox.application.ports import OutboxStats
 from chat_outbox.application.tracing import valid_traceparent
-from chat_outbox.domain import ChatMessage, InvalidChatMessage, OutboxStatus
+from chat_outbox.domain import ChatMessage, HistoryEntry, InvalidChatMessage, OutboxStatus
 from chat_outbox.entrypoints.config import ConfigError, Settings
 from chat_outbox.entrypoints.containers import CliContainer, resources
 
 log = structlog.get_logger(__name__)
+# What ends a line, moves the cursor, starts an escape sequence or reorders the text on a
+# terminal or in a line-based reader: C0 and C1 controls, DEL, the line and paragraph
+# separators (str.splitlines splits at U+2028/9) and the bidi marks, embeddings,
+# overrides and isolates.
+UNSAFE_ON_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """The text with each character UNSAFE_ON_A_LINE shown as an escape such as \\r or
+    \\x1b, so that a message prints as one line and cannot fake another or restyle the
+    terminal."""
+    return UNSAFE_ON_A_LINE.sub(_escape, text)
+
+
+def _escape(found: re.Match[str]) -> str:
+    char = found[0]
+    code = ord(char)
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def json_line(document: object) -> str:
+    """The document as one JSON line: json.dumps escapes the C0 controls, and this the rest
+    of UNSAFE_ON_A_LINE (DEL, C1, separators, bidi), as JSON's own \\u escapes."""
+    return UNSAFE_ON_A_LINE.sub(
+        lambda found: f"\\u{ord(found[0]):04x}", json.dumps(document, ensure_ascii=False)
+    )
 
 
 @asynccontextmanager
@@ -114,25 +142,27 @@ def stats_document(figures: OutboxStats, now: datetime) -> dict[str, object]:
 
 
 async def history(args: argparse.Namespace, settings: Settings) -> int:
+    conversation_id = utf8_argument("conversation_id", args.conversation_id)
     async with cli_container(settings) as container:
         entries = await operations.read_history(
-            await container.core.uow.async_(), args.conversation_id, args.limit
+            await container.core.uow.async_(), conversation_id, args.limit
         )
     for entry in entries:
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "outbox_id": entry.outbox_id,
-                        "event_id": entry.event_id,
-                        "user_id": entry.user_id,
-                        "role": entry.role.value,
-                        "message": entry.message,
-                        "recorded_at": entry.recorded_at.isoformat(),
-                    },
-                    ensure_ascii=False,
-                )
-            )
-        else:
-            print(f"[{entry.recorded_at:%H:%M:%S}] {entry.role.value:>9}: {entry.message}")
+        print(history_line(entry, as_json=args.json))
     return 0
+
+
+def history_line(entry: HistoryEntry, *, as_json: bool) -> str:
+    """One message as the one line `history` prints for it, text or JSON."""
+    if as_json:
+        return json_line(
+            {
+                "outbox_id": entry.outbox_id,
+                "event_id": entry.event_id,
+                "user_id": entry.user_id,
+                "role": entry.role.value,
+                "message": entry.message,
+                "recorded_at": entry.recorded_at.isoformat(),
+            }
+        )
+    return f"[{entry.recorded_at:%H:%M:%S}] {entry.role.value:>9}: {one_line(entry.message)}"

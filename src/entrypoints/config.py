@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -21,6 +22,53 @@ KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 LOG_FORMATS = ("json", "console", "auto")
 RELAY_CLAIMS = ("auto", "lock", "lease")
 MAX_RELAY_LANES = 8
+DAY = 86_400
+YEAR = 365 * DAY
+MIB = 1024 * 1024
+LIMITS: dict[str, tuple[int | float, int | float]] = {
+    # Each numeric setting's least and most value. A float whose parser wants it positive
+    # excludes its least, 0. Seconds stay within a year and milliseconds within a day, so
+    # no timer, timeout or date sum can overflow; the lease within a week, as PostgreSQL
+    # holds idle_in_transaction_session_timeout in 32-bit milliseconds (24.8 days).
+    "max_message_bytes": (1, 64 * MIB),
+    "max_retry": (1, 10_000),
+    "relay_batch_size": (1, 100_000),
+    "relay_poll_interval": (0, YEAR),
+    "relay_max_poll_interval": (0, YEAR),
+    "relay_wakeup_coalesce_ms": (0, DAY * 1000),
+    "relay_pace_ms": (0, DAY * 1000),
+    "sweep_published_after": (0, YEAR),
+    "relay_lease_seconds": (0, 7 * DAY),
+    "relay_lanes": (1, MAX_RELAY_LANES),
+    "consumer_batch_size": (1, 100_000),
+    "consumer_writes": (1, 64),
+    "retention": (0, 10 * YEAR),
+    "purge_interval": (0, YEAR),
+    "purge_batch_size": (1, 100_000),
+    "kafka_topic_partitions": (1, 100_000),
+    "kafka_replication_factor": (1, 32_767),  # an INT16 in Kafka's protocol
+    "kafka_request_timeout_ms": (1, DAY * 1000),
+    "kafka_max_request_size": (1, 1024 * MIB),
+    "kafka_session_timeout_ms": (1, DAY * 1000),
+    "kafka_heartbeat_interval_ms": (1, DAY * 1000),
+    "kafka_rebalance_timeout_ms": (1, DAY * 1000),
+    "kafka_fetch_max_wait_ms": (1, DAY * 1000),
+    "kafka_commit_interval_ms": (1, DAY * 1000),
+    "http_port": (1, 65_535),
+    "http_max_body_bytes": (1, 1024 * MIB),
+    # The HTTP server's own, as its parsers check them too.
+    "http_max_response_bytes": (1024, 1024 * MIB),
+    "http_header_timeout_seconds": (0, 3600),
+    "http_body_timeout_seconds": (0, 3600),
+    "http_keep_alive_seconds": (0, 3600),
+    "http_max_connections": (1, 1_000_000),
+    "metrics_port": (0, 65_535),
+    "metrics_refresh_seconds": (0, YEAR),
+    "rabbitmq_queues": (1, 1024),
+    "rabbitmq_prefetch": (1, 65_535),  # AMQP's prefetch count is 16 bits
+    "rabbitmq_confirm_timeout_ms": (1, DAY * 1000),
+    "rabbitmq_max_message_size": (1, 512 * MIB),  # RabbitMQ's own ceiling
+}
 SECRET_QUERY_PARAMETER = re.compile(
     r"([?&][^=&#]*(?:password|passwd|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE
 )
@@ -102,6 +150,22 @@ class Settings:
     http_port: int = 8080
     http_max_body_bytes: int = 2 * 1024 * 1024
     admin_token: str = attrs.field(default="", repr=False)
+    http_max_response_bytes: int = 8 * 1024 * 1024
+    """A history page stops before it grows past this (it always holds one message)."""
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 30.0
+    http_keep_alive_seconds: float = 5.0
+    http_max_connections: int = 1000
+    """Connections and requests `serve` handles at once; beyond them it answers 503."""
+    # Message routes' authentication (bearer JWTs); off unless a secret or key file is set.
+    auth_jwt_secret: str = attrs.field(default="", repr=False)
+    auth_jwt_public_key_file: str = ""
+    auth_jwt_algorithms: str = ""
+    """Comma-separated; empty: HS256 with a secret, else the key's own (RS256, ES256...)."""
+    auth_user_claim: str = "sub"
+    auth_audience: str = ""
+    auth_issuer: str = ""
+    auth_service_scope: str = "chat-outbox:service"
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     metrics_refresh_seconds: float = 15.0
@@ -124,6 +188,11 @@ class Settings:
         if self.relay_lanes is not None:
             return self.relay_lanes
         return 2 if self.relay_locks_claims else 1
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether the message routes ask for a bearer JWT."""
+        return bool(self.auth_jwt_secret or self.auth_jwt_public_key_file)
 
     @property
     def consumer_writes_at_once(self) -> int:
@@ -153,13 +222,15 @@ class Settings:
 
         def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
             raw = env.get(PREFIX + name.upper())
-            return default if raw is None or raw == "" else parse(PREFIX + name.upper(), raw)
+            if raw is None or raw == "":
+                return default
+            return within_limits(name, parse(PREFIX + name.upper(), _utf8(name, raw)))
 
         settings = cls(
             database_url=get("database_url", _database_url, defaults.database_url),
             bus=get("bus", _choice(BUSES), defaults.bus),
             kafka_bootstrap_servers=get(
-                "kafka_bootstrap_servers", _text, defaults.kafka_bootstrap_servers
+                "kafka_bootstrap_servers", _servers, defaults.kafka_bootstrap_servers
             ),
             topic=get("topic", _topic, defaults.topic),
             consumer_group=get("consumer_group", _text, defaults.consumer_group),
@@ -235,6 +306,27 @@ class Settings:
                 "http_max_body_bytes", _positive_int, defaults.http_max_body_bytes
             ),
             admin_token=get("admin_token", _text, ""),
+            http_max_response_bytes=get(
+                "http_max_response_bytes", _http_bytes, defaults.http_max_response_bytes
+            ),
+            **{
+                name: get(name, _http_seconds, getattr(defaults, name))
+                for name in (
+                    "http_header_timeout_seconds",
+                    "http_body_timeout_seconds",
+                    "http_keep_alive_seconds",
+                )
+            },
+            http_max_connections=get(
+                "http_max_connections", _http_connections, defaults.http_max_connections
+            ),
+            auth_jwt_secret=get("auth_jwt_secret", _jwt_secret, ""),
+            auth_jwt_public_key_file=get("auth_jwt_public_key_file", _text, ""),
+            auth_jwt_algorithms=get("auth_jwt_algorithms", _jwt_algorithms, ""),
+            auth_user_claim=get("auth_user_claim", _text, defaults.auth_user_claim),
+            auth_audience=get("auth_audience", _text, ""),
+            auth_issuer=get("auth_issuer", _text, ""),
+            auth_service_scope=get("auth_service_scope", _text, defaults.auth_service_scope),
             metrics_host=get("metrics_host", _text, defaults.metrics_host),
             metrics_port=get("metrics_port", _port(0), defaults.metrics_port),
             metrics_refresh_seconds=get(
@@ -244,12 +336,30 @@ class Settings:
         )
         if settings.relay_locks_claims:
             _check_lock_claims(settings)
+        _check_auth(settings)
         if settings.relay_lanes_at_once > MAX_RELAY_LANES:
             raise ConfigError(
                 f"{PREFIX}RELAY_LANES must be at most {MAX_RELAY_LANES} (each lane holds a "
                 f"database connection); run more relay processes instead"
             )
         return settings
+
+
+def within_limits(name: str, value: T) -> T:
+    """The value when it is within the setting's LIMITS (if it has any), else ConfigError."""
+    if name not in LIMITS or not isinstance(value, int | float) or isinstance(value, bool):
+        return value
+    least, most = LIMITS[name]
+    number: float = value
+    # A float as 1e+308; a whole number of up to 4,300 digits (int's limit) by its length.
+    shown = f"{number:.6g}" if isinstance(number, float) else str(number)
+    if isinstance(number, int) and len(shown) > 20:
+        shown = f"a {len(shown)}-digit number"
+    if number > most:
+        raise ConfigError(f"{PREFIX}{name.upper()} must be at most {most}, got {shown}")
+    if number < least:
+        raise ConfigError(f"{PREFIX}{name.upper()} must be at least {least}, got {shown}")
+    return value
 
 
 def _check_lock_claims(settings: Settings) -> None:
@@ -273,8 +383,103 @@ def _check_lock_claims(settings: Settings) -> None:
         )
 
 
+JWT_SYMMETRIC = ("HS256", "HS384", "HS512")
+JWT_ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+MIN_JWT_SECRET_BYTES = 32
+"""RFC 7518 3.2: an HMAC key at least as long as the hash (256 bits for HS256)."""
+
+
+def _check_auth(settings: Settings) -> None:
+    """One kind of key at a time, and algorithms that fit it: a token is never verified
+    with an algorithm the operator did not choose for that key."""
+    secret, key_file = settings.auth_jwt_secret, settings.auth_jwt_public_key_file
+    algorithms = [a for a in settings.auth_jwt_algorithms.split(",") if a]
+    if secret and key_file:
+        raise ConfigError(
+            f"{PREFIX}AUTH_JWT_SECRET and {PREFIX}AUTH_JWT_PUBLIC_KEY_FILE are both set; choose one"
+        )
+    if algorithms and not settings.auth_enabled:
+        raise ConfigError(
+            f"{PREFIX}AUTH_JWT_ALGORITHMS needs {PREFIX}AUTH_JWT_SECRET or "
+            f"{PREFIX}AUTH_JWT_PUBLIC_KEY_FILE"
+        )
+    wrong = [a for a in algorithms if (a in JWT_SYMMETRIC) != bool(secret)]
+    if wrong:
+        kind = (
+            "a shared secret takes HS256/384/512" if secret else "a public key takes RS, PS or ES"
+        )
+        raise ConfigError(f"{PREFIX}AUTH_JWT_ALGORITHMS has {wrong[0]}, but {kind}")
+    if settings.auth_enabled and not settings.auth_user_claim:
+        raise ConfigError(f"{PREFIX}AUTH_USER_CLAIM must name a claim")
+
+
+def _jwt_secret(name: str, raw: str) -> str:
+    if len(raw.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ConfigError(f"{name} must be at least {MIN_JWT_SECRET_BYTES} bytes")
+    return raw
+
+
+def _jwt_algorithms(name: str, raw: str) -> str:
+    chosen = [a.strip().upper() for a in raw.split(",") if a.strip()]
+    allowed = JWT_SYMMETRIC + JWT_ASYMMETRIC
+    for algorithm in chosen:
+        if algorithm not in allowed:
+            raise ConfigError(
+                f"{name} must be a comma-separated list of {', '.join(allowed)}, "
+                f"got {algorithm!r:.20}"
+            )
+    return ",".join(chosen)
+
+
+def _http_seconds(name: str, raw: str) -> float:
+    value = _positive_float(name, raw)
+    if value > 3600:
+        raise ConfigError(f"{name} must be at most 3600 seconds, got {raw!r:.40}")
+    return value
+
+
+def _http_bytes(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if not 1024 <= value <= 1024 * 1024 * 1024:
+        raise ConfigError(f"{name} must be 1024-1073741824, got {value}")
+    return value
+
+
+def _http_connections(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > 1_000_000:
+        raise ConfigError(f"{name} must be 1-1000000, got {value}")
+    return value
+
+
 def _text(name: str, raw: str) -> str:
     return raw.strip()
+
+
+def _utf8(name: str, raw: str) -> str:
+    """Python smuggles a variable's undecodable bytes in as lone surrogates, which fail
+    only where the value is first encoded: say so while reading the settings."""
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ConfigError(f"{PREFIX}{name.upper()} is not valid UTF-8 at {error.start}") from None
+    return raw
+
+
+def _servers(name: str, raw: str) -> str:
+    """host[:port] entries separated by commas, IPv6 hosts in brackets when with a port."""
+    value = raw.strip()
+    for server in value.split(","):
+        server = server.strip()
+        if server.startswith("["):
+            _, bracket, after = server.partition("]")
+            port = after.removeprefix(":") if bracket and after else None
+        else:
+            port = server.rpartition(":")[2] if server.count(":") == 1 else None
+        valid_port = port is None or (port.isascii() and port.isdigit() and 0 < int(port) < 65536)
+        if not server or not valid_port:
+            raise ConfigError(f"{name} must be host:port entries (ports 1-65535), got {raw!r:.60}")
+    return value
 
 
 def _database_url(name: str, raw: str) -> str:
@@ -283,6 +488,8 @@ def _database_url(name: str, raw: str) -> str:
         check_url(url)
     except BadDatabaseUrl as error:
         raise ConfigError(f"{name}: {error}") from None
+    if "://" in url and not url.startswith("sqlite"):
+        _check_port(name, url)
     return url
 
 
@@ -290,7 +497,18 @@ def _amqp_url(name: str, raw: str) -> str:
     url = raw.strip()
     if not url.startswith(("amqp://", "amqps://")):
         raise ConfigError(f"{name} must be an amqp:// or amqps:// URL, got {redact_url(url)!r:.60}")
+    _check_port(name, url)
     return url
+
+
+def _check_port(name: str, url: str) -> None:
+    """A port out of 1-65535 or not a number would fail only at the first connect."""
+    try:
+        port = urlsplit(url).port
+    except ValueError as error:  # "Port out of range 0-65535", or not a number
+        raise ConfigError(f"{name}: {error} in {redact_url(url)!r:.80}") from None
+    if port == 0:
+        raise ConfigError(f"{name}: port 0 in {redact_url(url)!r:.80}")
 
 
 def _raw(name: str, raw: str) -> str:

@@ -73,6 +73,8 @@ def read_config_file(path: str) -> dict[str, str]:
         raise ConfigError(f"config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:  # TOML is UTF-8; tomllib decodes before it parses
+        raise ConfigError(f"config file {path} is not UTF-8 at byte {error.start}") from None
     values: dict[str, str] = {}
     for key, value in _flatten(document).items():
         _check_known(path, key)

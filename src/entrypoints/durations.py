@@ -6,6 +6,10 @@ import re
 from datetime import UTC, datetime, timedelta
 
 LONGEST = timedelta(days=100 * 365)
+# MariaDB's DATETIME range, the narrowest of the databases: a moment outside it, or one
+# whose offset carries it past year 1 or 9999, fails only in the query otherwise.
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")
 
@@ -32,4 +36,11 @@ def parse_moment(text: str) -> datetime | timedelta:
         raise ValueError(
             f"{text!r:.40} is neither an ISO 8601 time nor a duration ago like 2h"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    try:
+        in_range = EARLIEST <= moment.astimezone(UTC) <= LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ValueError(f"{text!r:.40} is not between years 1000 and 9999 in UTC")
+    return moment

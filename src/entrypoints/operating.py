@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,12 +14,44 @@ from chat_outbox.application import operations
 from chat_outbox.application.ports import DeadSelector
 from chat_outbox.domain import OutboxMessage, OutboxStatus
 from chat_outbox.entrypoints.audit import audited
-from chat_outbox.entrypoints.commands import cli_container
+from chat_outbox.entrypoints.commands import cli_container, json_line, one_line, utf8_argument
 from chat_outbox.entrypoints.config import ConfigError, Settings
 from chat_outbox.entrypoints.durations import parse_duration, parse_moment
 
 Moment = datetime | timedelta
 """A --since/--until value: a time, or a duration ago (resolved against the clock)."""
+MAX_ID = 2**63 - 1
+"""The largest outbox id: the column is a signed 64-bit integer."""
+MAX_LIMIT = 100_000
+"""The most rows `history` or `dead list` prints at once."""
+YEAR_SECONDS = 365 * 86_400
+
+
+def whole_number(least: int, most: int) -> Callable[[str], int]:
+    """argparse type: a whole number from least to most, so none reaches the database
+    out of its column's range (a driver overflow) or as a negative LIMIT (no limit)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:  # also a number past int's 4,300 digits
+            raise argparse.ArgumentTypeError(f"{text!r:.40} is not a whole number") from None
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"{text!r:.40} is not {least}-{most}")
+        return value
+
+    return parse
+
+
+def seconds(text: str) -> float:
+    """argparse type: a positive, finite number of seconds up to a year."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is not a number of seconds") from None
+    if not 0 < value <= YEAR_SECONDS or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is not more than 0 and at most a year")
+    return value
 
 
 def duration(text: str) -> timedelta:
@@ -45,11 +79,11 @@ def add_parsers(sub: Any) -> None:
     listing = actions.add_parser("list", help="dead messages: last error, retries, age, held")
     _add_selector_arguments(listing)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=whole_number(1, MAX_LIMIT), default=100)
     listing.set_defaults(run=dead_list)
 
     show = actions.add_parser("show", help="one dead message in full, payload included")
-    show.add_argument("outbox_id", type=int, metavar="ID")
+    show.add_argument("outbox_id", type=whole_number(1, MAX_ID), metavar="ID")
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=dead_show)
 
@@ -70,7 +104,8 @@ def add_parsers(sub: Any) -> None:
 
 def _add_selector_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--id", type=int, nargs="+", action="extend", dest="outbox_ids", metavar="ID",
+        "--id", type=whole_number(1, MAX_ID), nargs="+", action="extend", dest="outbox_ids",
+        metavar="ID",
         help="these outbox ids (repeatable)",
     )  # fmt: skip
     parser.add_argument("--conversation", dest="conversation_id", metavar="C")
@@ -85,8 +120,11 @@ def selector_from(args: argparse.Namespace, now: datetime) -> DeadSelector:
     def resolve(value: Moment | None) -> datetime | None:
         return now - value if isinstance(value, timedelta) else value
 
+    conversation_id = args.conversation_id
+    if conversation_id is not None:
+        conversation_id = utf8_argument("--conversation", conversation_id)
     return DeadSelector(
-        conversation_id=args.conversation_id,
+        conversation_id=conversation_id,
         outbox_ids=tuple(args.outbox_ids or ()),
         died_since=resolve(args.since),
         died_until=resolve(args.until),
@@ -117,12 +155,14 @@ async def dead_list(args: argparse.Namespace, settings: Settings) -> int:
     for message in dead:
         row = dead_document(message, held[message.message_key], now)
         if args.json:
-            print(json.dumps(row, ensure_ascii=False))
+            print(json_line(row))
         else:
             print(
-                f"{row['id']:>10}  {row['conversation_id']:<24} retries={row['retry_count']:<3}"
-                f" held={row['held_behind']:<4} age={row['age_s']}s"
-                f" dead_for={row['dead_for_s']}s  {row['last_error']}"
+                one_line(
+                    f"{row['id']:>10}  {row['conversation_id']:<24} "
+                    f"retries={row['retry_count']:<3} held={row['held_behind']:<4} "
+                    f"age={row['age_s']}s dead_for={row['dead_for_s']}s  {row['last_error']}"
+                )
             )
     return 0
 
@@ -155,11 +195,11 @@ async def dead_show(args: argparse.Namespace, settings: Settings) -> int:
         "payload": _payload(message.payload),
     }
     if args.json:
-        print(json.dumps(document, ensure_ascii=False))
+        print(json_line(document))
     else:
         for name, value in document.items():
-            shown = json.dumps(value, ensure_ascii=False) if name == "payload" else value
-            print(f"{name:<16}{'-' if value is None else shown}")
+            shown = json_line(value) if name == "payload" else value
+            print(one_line(f"{name:<16}{'-' if value is None else shown}"))
     return 0
 
 

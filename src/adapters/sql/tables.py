@@ -63,9 +63,11 @@ class UtcDateTime(TypeDecorator[datetime]):
 # MariaDB's TEXT holds 64 KiB; a message may be 512 KiB or more.
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+# A NO PAD binary collation (migration 0009): utf8mb4_bin pads, so "c1 " equalled "c1".
+# This is MariaDB's; on MySQL 8 the migration uses utf8mb4_0900_bin, the same comparison.
 MYSQL: dict[str, Any] = {
     "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_bin",
+    "mysql_collate": "utf8mb4_nopad_bin",
     "mysql_engine": "InnoDB",
 }
 
