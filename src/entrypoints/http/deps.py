@@ -6,12 +6,13 @@ import inspect
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from chat_outbox.application.ports import Clock, UnitOfWorkFactory
 from chat_outbox.application.recording import RecordChatMessage
 from chat_outbox.entrypoints.config import Settings
 from chat_outbox.entrypoints.containers import ApiContainer
+from chat_outbox.entrypoints.http.auth import Caller, authenticator_of
 
 MAX_ID = 2**63 - 1
 """The largest id a BIGINT column holds; a larger one in a request is a 422, not a 500."""
@@ -51,7 +52,17 @@ def settings(container: Container) -> Settings:
     return found
 
 
+def caller(
+    settings: Annotated[Settings, Depends(settings)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Caller | None:
+    """The verified caller of a message route; None when authentication is off."""
+    authenticator = authenticator_of(settings)
+    return None if authenticator is None else authenticator.caller(authorization)
+
+
 Uow = Annotated[UnitOfWorkFactory, Depends(uow)]
 Record = Annotated[RecordChatMessage, Depends(record)]
 Now = Annotated[Clock, Depends(clock)]
 Config = Annotated[Settings, Depends(settings)]
+Calling = Annotated[Caller | None, Depends(caller)]

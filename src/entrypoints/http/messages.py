@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 import structlog
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
-from chat_outbox.application import operations
+from chat_outbox.application.ports import UnitOfWorkFactory
 from chat_outbox.application.recording import idempotent_event_id
 from chat_outbox.application.tracing import valid_traceparent
 from chat_outbox.domain import ChatMessage, HistoryEntry, InvalidChatMessage
 from chat_outbox.domain.chat import MAX_CONVERSATION_ID_LENGTH, checked_conversation_id
-from chat_outbox.entrypoints.http.deps import MAX_ID, Config, Record, Uow
+from chat_outbox.entrypoints.config import Settings
+from chat_outbox.entrypoints.http.auth import SERVICE_ONLY_ROLES, Caller, forbidden
+from chat_outbox.entrypoints.http.deps import MAX_ID, Calling, Config, Record, Uow
 from chat_outbox.entrypoints.http.errors import InvalidField
+from chat_outbox.entrypoints.http.owners import conversation_owner
 from chat_outbox.entrypoints.http.strict_json import StrictJsonRoute
 
 log = structlog.get_logger(__name__)
@@ -26,6 +39,8 @@ router = APIRouter(
     route_class=StrictJsonRoute,
 )
 _RAW_CONVERSATION_ID = re.compile(rb"/conversations/([^/]*)/messages/?$")
+MIN_ROWS_PER_READ = 8
+"""A history page reads at least this many rows a query, however large messages may be."""
 
 
 def path_conversation_id(
@@ -97,8 +112,32 @@ class HistoryPage(BaseModel):
     conversation_id: str
     messages: list[HistoryMessage]
     next_after: int | None = Field(
-        description="pass as ?after= for the next page; null when this page is the last"
+        description="pass as ?after= for the next page; null when this page is the last. "
+        "A page ends at `limit` messages or at CHAT_OUTBOX_HTTP_MAX_RESPONSE_BYTES, "
+        "whichever comes first; the Link header (rel=next) holds the same cursor."
     )
+
+
+def no_such_conversation() -> HTTPException:
+    # The same answer whether the conversation is another user's or nobody's.
+    return HTTPException(404, "no such conversation")
+
+
+async def check_write(
+    caller: Caller, uow: UnitOfWorkFactory, conversation_id: str, body: NewMessage
+) -> None:
+    """A user writes as itself, in its own or a new conversation, not as system or tool;
+    a service token writes anything."""
+    if caller.service:
+        return
+    if body.role in SERVICE_ONLY_ROLES:
+        raise forbidden(f"the {body.role} role needs a service token")
+    if body.user_id != caller.user_id:
+        raise forbidden(
+            "user_id must be the token's user; writing for another needs a service token"
+        )
+    if not caller.may_write_into(await conversation_owner(uow, conversation_id)):
+        raise no_such_conversation()
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
@@ -108,6 +147,8 @@ async def record_message(
     record: Record,
     settings: Config,
     response: Response,
+    caller: Calling,
+    uow: Uow,
     traceparent: Annotated[str | None, Header()] = None,
     idempotency_key: Annotated[
         str | None,
@@ -117,7 +158,10 @@ async def record_message(
     """Record one message in the outbox (one transaction); the relay and consumer persist
     it into history shortly after. A W3C `traceparent` header travels with it. With an
     `Idempotency-Key`, a retry of the same message answers 200 with the first recording,
-    and the key reused for another message is a 409."""
+    and the key reused for another message is a 409. With authentication on, see
+    `check_write` for who may write what."""
+    if caller is not None:
+        await check_write(caller, uow, conversation_id, body)
     try:
         chat = ChatMessage.create(
             user_id=body.user_id,
@@ -150,13 +194,45 @@ async def record_message(
 async def read_history(
     conversation_id: ConversationId,
     uow: Uow,
+    settings: Config,
+    caller: Calling,
+    response: Response,
     after: Annotated[int, Query(ge=0, le=MAX_ID, description="outbox id to start after")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> HistoryPage:
-    """The persisted history in recording order, a page at a time."""
-    entries = await operations.read_history(uow, conversation_id, limit, after)
-    return HistoryPage(
-        conversation_id=conversation_id,
-        messages=[HistoryMessage.of(entry) for entry in entries],
-        next_after=entries[-1].outbox_id if len(entries) == limit else None,
-    )
+    """The persisted history in recording order, a page at a time: at most `limit`
+    messages and about CHAT_OUTBOX_HTTP_MAX_RESPONSE_BYTES (never less than one message)."""
+    if caller is not None and not caller.may_see(await conversation_owner(uow, conversation_id)):
+        raise no_such_conversation()
+    messages, next_after = await _page(uow, conversation_id, limit, after, settings)
+    if next_after is not None:
+        path = router.prefix.replace("{conversation_id}", quote(conversation_id, safe=""))
+        response.headers["Link"] = f'<{path}?after={next_after}&limit={limit}>; rel="next"'
+    return HistoryPage(conversation_id=conversation_id, messages=messages, next_after=next_after)
+
+
+async def _page(
+    uow_factory: UnitOfWorkFactory, conversation_id: str, limit: int, after: int, settings: Settings
+) -> tuple[list[HistoryMessage], int | None]:
+    """Up to `limit` messages after `after` within the byte budget, and the cursor of the
+    next page (None when none follows)."""
+    budget, largest = settings.http_max_response_bytes, max(settings.max_message_bytes, 1)
+    messages: list[HistoryMessage] = []
+    envelope = HistoryPage(conversation_id=conversation_id, messages=[], next_after=MAX_ID)
+    size, cursor = len(envelope.model_dump_json().encode()), after
+    async with uow_factory() as uow:
+        while len(messages) < limit:
+            # Rows per query from the budget left: a query never loads far past the page.
+            rows = max(MIN_ROWS_PER_READ, (budget - size) // largest)
+            rows = min(limit - len(messages), rows)
+            entries = await uow.history.for_conversation(conversation_id, rows, cursor)
+            for entry in entries:
+                message = HistoryMessage.of(entry)
+                cost = len(message.model_dump_json().encode()) + 1  # and its comma
+                if messages and size + cost > budget:
+                    return messages, cursor
+                messages.append(message)
+                size, cursor = size + cost, entry.outbox_id
+            if len(entries) < rows:
+                return messages, None
+    return messages, cursor
