@@ -14,6 +14,9 @@ from chat_outbox.domain import OutboxStatus
 # From a few milliseconds (a healthy pipeline) to half an hour (a broker outage).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+"""The one label value of every method outside HTTP_METHODS (a client picks the method)."""
 
 
 class PrometheusMetrics(Metrics):
@@ -97,6 +100,8 @@ class PrometheusMetrics(Metrics):
         self.held_behind_dead.set(stats.held)
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        # Each distinct label value is a new series kept forever: only known methods count.
+        method = method if method in HTTP_METHODS else OTHER_METHOD
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_duration.labels(method, route).observe(seconds)
 

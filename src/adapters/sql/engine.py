@@ -65,7 +65,8 @@ def create_engine(
     if backend in ("postgresql", "mysql", "mariadb"):
         # No pre-ping: it costs a round trip per transaction, and a dropped connection is
         # already invalidated and reported as StoreUnavailable, which every caller retries.
-        options: dict[str, Any] = {"pool_size": pool_size}
+        # hide_parameters: a failed statement's error and log line would quote chat text.
+        options: dict[str, Any] = {"pool_size": pool_size, "hide_parameters": True}
         if backend != "postgresql":
             options["isolation_level"] = "READ COMMITTED"
         if idle_transaction_timeout is not None:
@@ -91,7 +92,8 @@ def _idle_limit(backend: str, limit: timedelta) -> dict[str, Any]:
 
 
 def _sqlite(url: str) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    # hide_parameters: a failed statement's error and log line would quote chat text.
+    engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hmac
 import io
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chat_outbox.application import operations
@@ -15,7 +16,7 @@ from chat_outbox.domain import InvalidChatMessage
 from chat_outbox.domain.chat import checked_conversation_id
 from chat_outbox.entrypoints.audit import audited
 from chat_outbox.entrypoints.commands import stats_document
-from chat_outbox.entrypoints.http.deps import MAX_ID, Config, Now, Uow
+from chat_outbox.entrypoints.http.deps import MAX_ID, Config, Now, Uow, container
 from chat_outbox.entrypoints.http.errors import InvalidField
 from chat_outbox.entrypoints.http.strict_json import StrictJsonRoute
 
@@ -36,11 +37,27 @@ def require_admin(settings: Config, authorization: Annotated[str | None, Header(
         )
 
 
+class AdminRoute(StrictJsonRoute):
+    """A route that checks the admin token before anything else: FastAPI reads and parses
+    a body before it runs any dependency, so a caller without the token would cost that."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            settings = container(request).settings()
+            require_admin(settings, request.headers.get("authorization"))
+            return await handler(request)
+
+        return guarded
+
+
 router = APIRouter(
     prefix="/v1/outbox",
     tags=["admin"],
+    # The route class enforces the token; the dependency also documents it in OpenAPI.
     dependencies=[Depends(require_admin)],
-    route_class=StrictJsonRoute,
+    route_class=AdminRoute,
 )
 
 

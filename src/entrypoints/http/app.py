@@ -15,6 +15,9 @@ def create_app(container: ApiContainer) -> FastAPI:
         title="chat-outbox",
         version="1",
         summary="Record chat messages through a transactional outbox; read history back.",
+        # Starlette's slash redirect builds its Location from the Host header, which the
+        # client chooses: a trailing slash is a plain 404 instead.
+        redirect_slashes=False,
     )
     app.state.container = container
     app.include_router(messages.router)

@@ -15,6 +15,9 @@ from chat_outbox.domain import InvalidChatMessage
 from chat_outbox.domain.chat import PAYLOAD_FIELDS
 
 log = structlog.get_logger(__name__)
+MAX_ECHO_CHARS = 64
+"""The most of a client's own text (a path, a field name) an error answer quotes."""
+MAX_REASON_CHARS = 300
 
 
 class InvalidField(Exception):
@@ -42,7 +45,7 @@ def invalid(fields: list[dict[str, str]]) -> JSONResponse:
 async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     reason = error.detail
     if error.status_code == 404 and reason == "Not Found":
-        reason = f"no route {request.url.path}"
+        reason = f"no route {_clipped(request.url.path, MAX_ECHO_CHARS)}"
     return JSONResponse({"error": reason}, error.status_code, headers=error.headers)
 
 
@@ -54,19 +57,28 @@ def _field(detail: dict[str, Any]) -> dict[str, str]:
     location, *path = detail.get("loc", ("body",))
     if detail.get("type") == "json_invalid":  # loc holds a character offset, not a field
         reason = detail.get("ctx", {}).get("error", "invalid")
-        return {"field": "body", "in": "body", "message": f"body is not valid JSON: {reason}"}
+        message = _clipped(f"body is not valid JSON: {reason}", MAX_REASON_CHARS)
+        return {"field": "body", "in": "body", "message": message}
+    # A field's name can be any key the client sent (an unexpected field): quote only a bit.
+    field = ".".join(str(part) for part in path) or str(location)
     return {
-        "field": ".".join(str(part) for part in path) or str(location),
-        "in": str(location),
-        "message": str(detail.get("msg", "invalid")),
+        "field": _clipped(field, MAX_ECHO_CHARS),
+        "in": _clipped(str(location), MAX_ECHO_CHARS),
+        "message": _clipped(str(detail.get("msg", "invalid")), MAX_REASON_CHARS),
     }
+
+
+def _clipped(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 async def _invalid_field(request: Request, error: InvalidField) -> JSONResponse:
     # The domain's messages start with the field they are about ("user_id must be ...").
     name = str(error.error).split(" ", 1)[0]
     field = name if name in PAYLOAD_FIELDS else error.location
-    return invalid([{"field": field, "in": error.location, "message": str(error.error)}])
+    message = _clipped(str(error.error), MAX_REASON_CHARS)
+    return invalid([{"field": field, "in": error.location, "message": message}])
 
 
 async def _store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:

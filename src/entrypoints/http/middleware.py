@@ -52,9 +52,13 @@ async def _too_large(send: Send, max_bytes: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+UNMATCHED_ROUTE = "unmatched"
+"""The route label of every request that matched no route (its raw path is the client's)."""
+
+
 class RequestMetrics:
     """Counts and times requests by route template (not raw path: ids would explode the
-    label set)."""
+    label set), and by method, unknown methods folded into one value by the metrics."""
 
     def __init__(self, app: ASGIApp, metrics: PrometheusMetrics) -> None:
         self.app = app
@@ -76,6 +80,8 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, recorded)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = getattr(scope.get("route"), "path", None)
+            if not isinstance(route, str):  # only a route of this app names a template
+                route = UNMATCHED_ROUTE
             elapsed = time.perf_counter() - started
             self.metrics.http_request(scope["method"], route, status, elapsed)
