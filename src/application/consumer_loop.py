@@ -18,7 +18,13 @@ from typing import Any
 
 import structlog
 
-from chat_outbox.application.consuming import Consumer, ConsumeReport, Received, Written
+from chat_outbox.application.consuming import (
+    Consumer,
+    ConsumeReport,
+    Received,
+    Written,
+    describe,
+)
 from chat_outbox.application.tally import add_up
 
 log = structlog.get_logger(__name__)
@@ -97,5 +103,5 @@ async def _abandon(
             "consumer_batches_unacknowledged",
             batches=dropped,
             failed=len(errors),
-            first_error=str(errors[0])[:500] if errors else None,
+            first_error=describe(errors[0]) if errors else None,
         )

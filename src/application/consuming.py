@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import TypeVar
 
@@ -56,6 +56,9 @@ class Persisted:
     inserted: int
     conflicting: frozenset[str] = frozenset()
     """Event ids already in history with other content: left as stored, not consumed."""
+    forged: Mapping[str, str] = attrs.field(factory=dict)
+    """Event ids whose outbox row does not vouch for them, each with the reason: nothing
+    written, no row touched."""
 
 
 @attrs.frozen
@@ -88,33 +91,52 @@ class HistoryWriter:
 
     async def persist(self, envelopes: Sequence[Envelope]) -> Persisted:
         """Insert new history rows and mark their outbox rows consumed, each row's insert
-        and mark in one transaction (the shortcut's, or else the unit of work's). An event
-        id already stored with other content is a conflict, never silently kept: the caller
-        dead-letters it. (Same content is a redelivery, and harmless.)"""
-        unique = {e.event_id: HistoryEntry.from_envelope(e) for e in envelopes}
+        and mark in one transaction (the shortcut's, or else the unit of work's), but only
+        for records their outbox row vouches for (Provenance.mismatch). A record it does not
+        vouch for is a forgery or stale, and the caller dead-letters it, unless its event id
+        is in history with the same content: a redelivery, harmless even after the row was
+        purged. An event id already stored with other content is a conflict, never silently
+        kept: the caller dead-letters it too."""
+        unique = {e.event_id: e for e in envelopes}
         # One lock order for every consumer (a rebalance or a redelivery can hand two of them
         # the same records): history rows and outbox rows are both written in outbox id order,
         # so concurrent consumers wait on each other instead of deadlocking.
-        entries = sorted(unique.values(), key=lambda entry: entry.outbox_id)
+        ordered = sorted(unique.values(), key=lambda envelope: envelope.outbox_id)
+        entries = [HistoryEntry.from_envelope(envelope) for envelope in ordered]
         now = self.clock.now()
         fresh = 0
         if self.fresh is not None:
             fresh = await self.fresh.add_consumed(entries, now)
             if fresh == len(entries):
                 return Persisted(fresh)
-            # Some event ids were in history already: told apart below. The rows just
-            # inserted are consumed, and the guard refuses them a second time.
+            # Some were in history already, or not vouched for: told apart below. The rows
+            # just inserted are consumed, and the guard refuses them a second time.
         async with self.uow() as uow:
-            inserted = await uow.history.add_many(entries)
-            conflicting: frozenset[str] = frozenset()
-            if inserted < len(entries):  # only redeliveries pay for the look-up
+            rows = await uow.outbox.provenances([e.outbox_id for e in ordered])
+            vouched: list[HistoryEntry] = []
+            refused: dict[str, str] = {}
+            for envelope, entry in zip(ordered, entries, strict=True):
+                claimed = envelope.provenance
+                reason = claimed.mismatch(rows.get(claimed.id))
+                if reason is None:
+                    vouched.append(entry)
+                else:
+                    refused[entry.event_id] = reason
+            inserted = await uow.history.add_many(vouched)
+            stored: dict[str, HistoryEntry] = {}
+            if inserted < len(vouched) or refused:  # only redeliveries and forgeries look up
                 stored = await uow.history.by_event_ids([e.event_id for e in entries])
-                conflicting = frozenset(e.event_id for e in entries if stored[e.event_id] != e)
+            conflicting = frozenset(
+                e.event_id for e in entries if e.event_id in stored and stored[e.event_id] != e
+            )
+            forged = {
+                event_id: reason for event_id, reason in refused.items() if event_id not in stored
+            }
             await uow.outbox.apply(
-                [consumed(e.outbox_id, now) for e in entries if e.event_id not in conflicting]
+                [consumed(e.outbox_id, now) for e in vouched if e.event_id not in conflicting]
             )
             await uow.commit()
-        return Persisted(fresh + inserted, conflicting)
+        return Persisted(fresh + inserted, conflicting, forged)
 
 
 @attrs.frozen
@@ -189,11 +211,11 @@ class Consumer:
             try:
                 envelope = Envelope.decode(record.value or b"", self.max_message_bytes)
                 _check_key(record, envelope)
-            except MalformedEnvelope as error:
+            except Exception as error:  # noqa: BLE001 - whatever the failure, the record is malformed
                 # Restored for the dead letter's log lines only: a context per record
                 # would cost the hot path more than the decode.
                 with self.tracing.restored(_traceparent(record)):
-                    await self._dead_letter(record, str(error))
+                    await self._dead_letter(record, _malformed(error))
                 continue
             entry = HistoryEntry.from_envelope(envelope)
             if first_seen.setdefault(envelope.event_id, entry) != entry:
@@ -215,7 +237,7 @@ class Consumer:
         except (StoreUnavailable, BusUnavailable):
             raise
         except Exception as error:  # noqa: BLE001 - isolated below, then dead-lettered
-            log.error("batch_refused_persisting_one_by_one", error=str(error)[:500])
+            log.error("batch_refused_persisting_one_by_one", error=describe(error))
         inserted = 0
         persisted: Decoded = []
         for record, envelope in decoded:
@@ -225,24 +247,26 @@ class Consumer:
                 raise
             except Exception as error:  # noqa: BLE001 - parked in the DLQ with the reason
                 with self.tracing.restored(_traceparent(record)):
-                    await self._dead_letter(
-                        record, f"cannot persist: {type(error).__name__}: {error}"
-                    )
+                    await self._dead_letter(record, f"cannot persist: {describe(error)}")
                 continue
             inserted += one.inserted
             persisted += await self._without_conflicts([(record, envelope)], one)
         return inserted, persisted
 
     async def _without_conflicts(self, decoded: Decoded, outcome: Persisted) -> Decoded:
-        """The records persisted; those whose event id history holds with other content
-        are dead-lettered instead."""
+        """The records persisted; those whose event id history holds with other content,
+        and those their outbox row does not vouch for, are dead-lettered instead."""
         kept: Decoded = []
         for record, envelope in decoded:
-            if envelope.event_id not in outcome.conflicting:
+            if envelope.event_id in outcome.conflicting:
+                reason = _conflict(envelope.event_id, "in chat history")
+            elif envelope.event_id in outcome.forged:
+                reason = outcome.forged[envelope.event_id]
+            else:
                 kept.append((record, envelope))
                 continue
             with self.tracing.restored(_traceparent(record)):
-                await self._dead_letter(record, _conflict(envelope.event_id, "in chat history"))
+                await self._dead_letter(record, reason)
         return kept
 
     def _observe(self, persisted: Decoded) -> None:
@@ -310,6 +334,23 @@ def _check_key(record: IncomingRecord, envelope: Envelope) -> None:
         raise MalformedEnvelope("record has no key (expected the conversation id)")
     if record.key != envelope.key.encode():
         raise MalformedEnvelope("record key does not match the envelope's conversation id")
+
+
+def describe(error: BaseException) -> str:
+    """An error for a log line or a DLQ reason: its type (and its driver error's), never
+    its text, which may quote the statement's parameters and so a message. The errors the
+    adapters raise in the application's words carry a text written for logs."""
+    if isinstance(error, StoreUnavailable | BusUnavailable):
+        return f"{type(error).__name__}: {error}"[:500]
+    cause = getattr(error, "orig", None) or error.__cause__
+    return type(error).__name__ + (f" ({type(cause).__name__})" if cause is not None else "")
+
+
+def _malformed(error: Exception) -> str:
+    """The reason a record that failed to decode is dead-lettered."""
+    if isinstance(error, MalformedEnvelope):
+        return str(error)
+    return f"cannot decode: {describe(error)}"
 
 
 def _conflict(event_id: str, where: str) -> str:

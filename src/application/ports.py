@@ -13,6 +13,7 @@ from typing import Protocol, Self
 import attrs
 
 from chat_outbox.domain import HistoryEntry, OutboxMessage, OutboxStatus, PublishFailure, Transition
+from chat_outbox.domain.envelope import Provenance
 
 
 @attrs.frozen
@@ -120,6 +121,11 @@ class OutboxRepository(Protocol):
 
     async def get(self, outbox_id: int) -> OutboxMessage | None: ...
 
+    async def provenances(self, outbox_ids: Sequence[int]) -> dict[int, Provenance]:
+        """The provenance of each of these rows that exists (a purged or never recorded id
+        is absent), for the consumer to check records against."""
+        ...
+
     async def dead(
         self, selector: DeadSelector, limit: int, after_id: int = 0
     ) -> list[OutboxMessage]:
@@ -163,10 +169,12 @@ class FreshHistory(Protocol):
     """The consumer's usual batch, whose event ids are all new to history, in one write."""
 
     async def add_consumed(self, entries: Sequence[HistoryEntry], at: datetime) -> int:
-        """In one transaction of its own, insert the entries whose event id is new and mark
-        the outbox row of each one inserted consumed at `at` (guarded as domain.consumed
-        is); return how many were inserted. An entry already in history is left alone, and
-        so is its outbox row: the caller tells a redelivery from a conflict."""
+        """In one transaction of its own, insert the entries whose event id is new and whose
+        outbox row vouches for them (Provenance.mismatch is None, the type being chat
+        history), and mark the outbox row of each one inserted consumed at `at` (guarded as
+        domain.consumed is); return how many were inserted. Any other entry is left alone,
+        and so is its outbox row: the caller tells a redelivery, a conflict and a forgery
+        apart."""
         ...
 
 

@@ -31,6 +31,38 @@ KEY_END = re.compile(r'"\s*:')
 
 
 @attrs.frozen
+class Provenance:
+    """What a record and its outbox row must agree on before the record has any effect.
+    The field names are the outbox columns', so the SQL checks derive from this class."""
+
+    id: int
+    event_id: str
+    message_key: str
+    biz_type: str
+
+    @classmethod
+    def of_row(cls, row: OutboxMessage) -> Provenance:
+        return cls(row.id, row.event_id, row.message_key, row.biz_type)
+
+    def mismatch(self, row: Provenance | None) -> str | None:
+        """None when `row` (the stored row of this id, None if there is none) vouches for
+        the record claiming this provenance; else why not, naming fields, never values."""
+        if row is None:
+            return f"forged_or_stale: no outbox row {self.id}"
+        if row == self:
+            return None
+        fields = [
+            f.name
+            for f in attrs.fields(Provenance)
+            if getattr(row, f.name) != getattr(self, f.name)
+        ]
+        return f"forged_or_stale: outbox row {self.id} has another {' and '.join(fields)}"
+
+
+PROVENANCE_COLUMNS = tuple(field.name for field in attrs.fields(Provenance))
+
+
+@attrs.frozen
 class Envelope:
     event_id: str
     type: str
@@ -39,6 +71,11 @@ class Envelope:
     key: str
     outbox_id: int
     payload: ChatMessage
+
+    @property
+    def provenance(self) -> Provenance:
+        """What this record claims about its outbox row."""
+        return Provenance(self.outbox_id, self.event_id, self.key, self.type)
 
     @classmethod
     def for_outbox_message(cls, message: OutboxMessage) -> Envelope:
@@ -90,7 +127,20 @@ class Envelope:
 
     @classmethod
     def decode(cls, data: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Envelope:
-        """Parse untrusted bytes; raise MalformedEnvelope with the precise reason."""
+        """Parse untrusted bytes; raise MalformedEnvelope with the precise reason, and
+        nothing else whatever the bytes (a consumer that crashed on a record would stop its
+        partition behind it for good)."""
+        try:
+            return cls._decode(data, max_message_bytes)
+        except MalformedEnvelope:
+            raise
+        except RecursionError:  # a repr or a check walking a deeply nested value
+            raise MalformedEnvelope("envelope is nested too deeply") from None
+        except Exception as error:  # noqa: BLE001 - any other failure is a malformed record too
+            raise MalformedEnvelope(f"cannot decode: {type(error).__name__}") from None
+
+    @classmethod
+    def _decode(cls, data: bytes, max_message_bytes: int) -> Envelope:
         document = _parse_json_object(data)
         if len(document) != len(ENVELOPE_FIELDS) or not ENVELOPE_KEYS.issuperset(document):
             missing = [name for name in ENVELOPE_FIELDS if name not in document]
@@ -167,6 +217,11 @@ def _loads(text: str, strict: bool) -> Any:
         raise MalformedEnvelope(
             f"not JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None
+    except RecursionError:
+        raise MalformedEnvelope("not JSON: nested too deeply") from None
+    except ValueError as error:  # int() refusing a number over sys.get_int_max_str_digits()
+        problem = "a number has too many digits" if "digits" in str(error) else "bad value"
+        raise MalformedEnvelope(f"not JSON: {problem}") from None
 
 
 def _keys_in(document: dict[str, Any]) -> int:

@@ -17,6 +17,7 @@ from chat_outbox.application.consumer_loop import run_consumer
 from chat_outbox.application.consuming import Consumer, HistoryWriter, Persisted
 from chat_outbox.application.ports import IncomingRecord
 from chat_outbox.domain import ChatMessage, Envelope
+from tests.unit.outbox_rows import add_rows_for
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -78,10 +79,11 @@ class SlowWriter(HistoryWriter):
 
 def consumer_of(batches: int, *, fail_on: int | None = None) -> tuple[Consumer, InMemoryBus]:
     bus = InMemoryBus()
+    store = InMemoryStore()
     for outbox_id in range(1, batches * 2 + 1):
         bus.produce_raw(envelope(outbox_id), b"c")
+        add_rows_for(store, envelope(outbox_id))
     journal = Journal()
-    store = InMemoryStore()
     writer = SlowWriter(lambda: InMemoryUnitOfWork(store), ManualClock(T0), journal, fail_on)
     consumer = Consumer(JournalingSource(bus, journal), writer, batch_size=2)
     return consumer, bus

@@ -29,6 +29,7 @@ from chat_outbox.domain import (
     RetryPolicy,
 )
 from tests.unit.conftest import Harness, RecordingSleep, make_outbox_message
+from tests.unit.outbox_rows import add_rows_for
 
 pytestmark = pytest.mark.unit
 POISON = "the database refuses this one"
@@ -85,6 +86,7 @@ async def test_a_record_the_database_refuses_is_dead_lettered_alone() -> None:
     store, bus = InMemoryStore(), InMemoryBus()
     for outbox_id, text in ((1, "fine"), (2, POISON), (3, "also fine")):
         bus.produce_raw(envelope(outbox_id, text), b"c")
+        add_rows_for(store, envelope(outbox_id, text))
     consumer = Consumer(
         bus,
         HistoryWriter(lambda: RefusingUnitOfWork(store), Harness().clock),
@@ -96,7 +98,7 @@ async def test_a_record_the_database_refuses_is_dead_lettered_alone() -> None:
     assert sorted(entry.message for entry in store.history.values()) == ["also fine", "fine"]
     [(parked, reason)] = bus.dead_letters
     assert parked.offset == 1
-    assert reason == "cannot persist: ValueError: value out of range for the column"
+    assert reason == "cannot persist: ValueError"  # the type only: a driver's text can quote values
     assert bus.acknowledged == 3
 
 

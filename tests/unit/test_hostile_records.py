@@ -16,6 +16,7 @@ from chat_outbox.application.operations import read_history
 from chat_outbox.application.relay_loop import run_relay
 from chat_outbox.domain import ChatMessage, Envelope
 from tests.unit.conftest import Harness
+from tests.unit.outbox_rows import add_rows_for
 
 pytestmark = pytest.mark.unit
 TIMEOUT = 0.0
@@ -119,6 +120,7 @@ async def test_a_burst_reaches_the_handler_in_batches_no_larger_than_the_bound(
         at = datetime(2026, 1, 1, tzinfo=UTC)
         burst = Envelope(str(uuid.UUID(int=n)), "chat_history_persist", 1, at, "c", n, chat)
         harness.bus.produce_raw(burst.encode(), b"c")
+        add_rows_for(harness.store, burst.encode())
     writer = MeasuringWriter(harness.uow, harness.clock)
     consumer = attrs.evolve(harness.consumer(batch_size=64), writer=writer)
 
@@ -127,3 +129,4 @@ async def test_a_burst_reaches_the_handler_in_batches_no_larger_than_the_bound(
 
     assert max(writer.sizes) == 64
     assert sum(writer.sizes) == 2000
+    assert len(harness.store.history) == 2000

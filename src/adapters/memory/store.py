@@ -32,6 +32,7 @@ from chat_outbox.domain import (
     apply_to,
     holds_back_later_messages,
 )
+from chat_outbox.domain.envelope import Provenance
 
 
 @attrs.define
@@ -112,6 +113,9 @@ class InMemoryOutboxRepository(OutboxRepository):
     async def get(self, outbox_id: int) -> OutboxMessage | None:
         row = self.rows.get(outbox_id)
         return None if row is None else attrs.evolve(row)
+
+    async def provenances(self, outbox_ids: Sequence[int]) -> dict[int, Provenance]:
+        return {i: Provenance.of_row(self.rows[i]) for i in outbox_ids if i in self.rows}
 
     async def dead(
         self, selector: DeadSelector, limit: int, after_id: int = 0

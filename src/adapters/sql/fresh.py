@@ -15,9 +15,20 @@ from chat_outbox.adapters.sql.engine import is_transient, unavailable
 from chat_outbox.adapters.sql.history import history_columns, naive_utc
 from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
 from chat_outbox.application.ports import FreshHistory
-from chat_outbox.domain import HistoryEntry, OutboxEvent, OutboxStatus, statuses_changed_by
+from chat_outbox.domain import (
+    BIZ_TYPE_CHAT_HISTORY,
+    HistoryEntry,
+    OutboxEvent,
+    OutboxStatus,
+    statuses_changed_by,
+)
+from chat_outbox.domain.envelope import PROVENANCE_COLUMNS
 
 _GUARD = ", ".join(f"'{s.value}'" for s in sorted(statuses_changed_by(OutboxEvent.CONSUMED)))
+# What each provenance field of an entry is in the statement (its type is chat history's).
+_CLAIMED = {"id": "row.o", "event_id": "row.e", "message_key": "row.c", "biz_type": ":biz_type"}
+assert tuple(_CLAIMED) == PROVENANCE_COLUMNS, "the check must cover the domain's provenance"
+_VOUCHED = " AND ".join(f"source.{column} = {_CLAIMED[column]}" for column in PROVENANCE_COLUMNS)
 ADD_CONSUMED = text(
     f"""
     WITH added AS (
@@ -30,6 +41,9 @@ ADD_CONSUMED = text(
             CAST(:roles AS VARCHAR[]), CAST(:messages AS TEXT[]),
             CAST(:recorded_ats AS TIMESTAMP[])
         ) AS row(e, o, c, u, r, m, at)
+        -- only entries whose outbox row vouches for them (Provenance.mismatch); the others
+        -- fall to the unit of work, which tells a redelivery from a forgery
+        JOIN {outbox_messages.name} AS source ON {_VOUCHED}
         ON CONFLICT (event_id) DO NOTHING
         RETURNING outbox_id
     ), consumed AS (
@@ -54,7 +68,11 @@ class SqlFreshHistory(FreshHistory):
     async def add_consumed(self, entries: Sequence[HistoryEntry], at: datetime) -> int:
         if not entries:
             return 0
-        values = {**history_columns(entries, datetime.now(UTC)), "at": naive_utc(at)}
+        values = {
+            **history_columns(entries, datetime.now(UTC)),
+            "at": naive_utc(at),
+            "biz_type": BIZ_TYPE_CHAT_HISTORY,
+        }
         try:
             async with self._engine.connect() as connection:
                 return int((await connection.execute(ADD_CONSUMED, values)).scalar_one())

@@ -45,8 +45,10 @@ from chat_outbox.domain import (
     OutboxStatus,
     Transition,
 )
+from chat_outbox.domain.envelope import PROVENANCE_COLUMNS, Provenance
 
 CHUNK = 1000
+PROVENANCE_SELECT = tuple(t.c[name] for name in PROVENANCE_COLUMNS)
 
 
 class SqlOutboxRepository(OutboxRepository):
@@ -135,6 +137,14 @@ class SqlOutboxRepository(OutboxRepository):
     async def get(self, outbox_id: int) -> OutboxMessage | None:
         row = (await self._conn.execute(select(t).where(t.c.id == outbox_id))).mappings().first()
         return None if row is None else _message(row)
+
+    async def provenances(self, outbox_ids: Sequence[int]) -> dict[int, Provenance]:
+        found: dict[int, Provenance] = {}
+        for chunk in _chunks(list(outbox_ids)):
+            query = select(*PROVENANCE_SELECT).where(t.c.id.in_(chunk))
+            for row in await self._conn.execute(query):
+                found[row.id] = Provenance(*row)
+        return found
 
     async def dead(
         self, selector: DeadSelector, limit: int, after_id: int = 0
