@@ -15,3 +15,7 @@ class DuplicateEvent(Exception):
 
 class IdempotencyConflict(Exception):
     """An idempotency key came back with a different message than it was first used for."""
+
+
+class NotOwner(Exception):
+    """The conversation belongs to another user than the one writing into it."""

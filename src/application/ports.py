@@ -121,6 +121,10 @@ class OutboxRepository(Protocol):
 
     async def get(self, outbox_id: int) -> OutboxMessage | None: ...
 
+    async def first_of(self, conversation_id: str) -> OutboxMessage | None:
+        """The conversation's first chat message still in the outbox (the lowest id)."""
+        ...
+
     async def provenances(self, outbox_ids: Sequence[int]) -> dict[int, Provenance]:
         """The provenance of each of these rows that exists (a purged or never recorded id
         is absent), for the consumer to check records against."""
@@ -189,12 +193,27 @@ class RelayRoster(Protocol):
     async def leave(self, member: str) -> None: ...
 
 
+class ConversationOwners(Protocol):
+    """Who owns each conversation: the user it was first claimed for. An owner never
+    changes once recorded."""
+
+    async def claim(self, conversation_id: str, user_id: int, at: datetime) -> int:
+        """Make `user_id` the owner unless the conversation has one (insert-if-absent, race
+        free: a concurrent claim waits for this unit of work), and return the owner."""
+        ...
+
+    async def owner_of(self, conversation_id: str) -> int | None:
+        """The owner, or None when the conversation was never claimed."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the block without commit() rolls everything back."""
 
     outbox: OutboxRepository
     history: ChatHistoryRepository
     relays: RelayRoster
+    owners: ConversationOwners
 
     async def __aenter__(self) -> Self: ...
 

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import attrs
 
-from chat_outbox.application.errors import DuplicateEvent, IdempotencyConflict
+from chat_outbox.application.errors import DuplicateEvent, IdempotencyConflict, NotOwner
 from chat_outbox.application.ports import (
     Clock,
     EventIds,
@@ -109,6 +109,21 @@ def payload_of(chat: ChatMessage) -> str:
 
 
 @attrs.frozen
+class Claim:
+    """A record's ownership step, in the record's own transaction: a new conversation
+    becomes `user_id`'s, and with `exclusive` the record is refused (NotOwner) when the
+    conversation is another user's.
+
+    Only the callers that check ownership claim (the HTTP API with authentication on): a
+    claim on every record would cost a query on the hot path of trusted callers (CLI
+    `send`, library `Outbox.record`, `serve` without authentication), whose conversations
+    stay unclaimed until their first checked write, which then claims them."""
+
+    user_id: int
+    exclusive: bool = True
+
+
+@attrs.frozen
 class RecordChatMessage:
     """The standalone use case (CLI, HTTP): record one message in its own transaction."""
 
@@ -122,10 +137,17 @@ class RecordChatMessage:
     tracing: Tracing = attrs.field(factory=LogContextOnly)
 
     async def __call__(
-        self, chat: ChatMessage, traceparent: str | None = None, event_id: str | None = None
+        self,
+        chat: ChatMessage,
+        traceparent: str | None = None,
+        event_id: str | None = None,
+        claim: Claim | None = None,
     ) -> OutboxMessage:
-        """Record in its own transaction, under `traceparent` or else the active trace."""
+        """Record in its own transaction, under `traceparent` or else the active trace,
+        after the `claim` of its conversation if one is given."""
         async with self.uow() as uow:
+            if claim is not None:
+                await claim_conversation(uow, chat, claim, self.clock)
             message = await record_chat_message(
                 uow,
                 chat,
@@ -141,13 +163,18 @@ class RecordChatMessage:
         return message
 
     async def once(
-        self, chat: ChatMessage, event_id: str, traceparent: str | None = None
+        self,
+        chat: ChatMessage,
+        event_id: str,
+        traceparent: str | None = None,
+        claim: Claim | None = None,
     ) -> tuple[OutboxMessage, bool]:
         """Record under a caller-chosen event id at most once, so a client may retry after
         a lost answer: a repeat of the same message returns the row recorded first (and
-        True); another message under the same id raises IdempotencyConflict."""
+        True); another message under the same id raises IdempotencyConflict. The claim
+        comes first: a writer refused NotOwner learns nothing of the conversation's rows."""
         try:
-            return await self(chat, traceparent, event_id), False
+            return await self(chat, traceparent, event_id, claim), False
         except DuplicateEvent:
             pass
         async with self.uow() as uow:
@@ -155,3 +182,49 @@ class RecordChatMessage:
         if first is None:
             raise IdempotencyConflict(f"event {event_id} was recorded with another message")
         return _same_recording(first, chat.conversation_id, payload_of(chat)), True
+
+
+async def claim_conversation(
+    uow: UnitOfWork, chat: ChatMessage, claim: Claim, clock: Clock
+) -> None:
+    """Claim the message's conversation; NotOwner if the claim is exclusive and the
+    conversation is another user's. A conversation recorded without a claim (by a trusted
+    caller) is claimed for the user of its first message, never for a later writer."""
+    conversation = chat.conversation_id
+    owner = await uow.owners.owner_of(conversation)
+    if owner is None:
+        first = await first_writer(uow, conversation)
+        owner = await uow.owners.claim(
+            conversation, claim.user_id if first is None else first, clock.now()
+        )
+    if claim.exclusive and owner != claim.user_id:
+        raise NotOwner(f"conversation {conversation!r} belongs to another user")
+
+
+async def conversation_owner(uow: UnitOfWork, conversation_id: str) -> int | None:
+    """Who may read the conversation: its claimed owner, else the user of its first
+    recorded message; None when it has no message."""
+    owner = await uow.owners.owner_of(conversation_id)
+    return owner if owner is not None else await first_writer(uow, conversation_id)
+
+
+async def first_writer(uow: UnitOfWork, conversation_id: str) -> int | None:
+    """The user of the conversation's first message (the lowest outbox id), whether it is
+    in history, still in the outbox, or both; NOBODY when that row cannot be read."""
+    persisted = await uow.history.for_conversation(conversation_id, 1)
+    pending = await uow.outbox.first_of(conversation_id)
+    firsts = [(entry.outbox_id, entry.user_id) for entry in persisted]
+    if pending is not None:
+        firsts.append((pending.id, _user_of(pending.payload)))
+    return min(firsts)[1] if firsts else None
+
+
+NOBODY = 0
+"""The owner of a conversation whose first row cannot be read: no user id matches it."""
+
+
+def _user_of(payload: str) -> int:
+    try:
+        return ChatMessage.from_payload(json.loads(payload)).user_id
+    except (ValueError, RecursionError, InvalidChatMessage):
+        return NOBODY

@@ -17,6 +17,7 @@ from chat_outbox.application.consuming import Consumer, HistoryWriter
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.ports import (
     ChatHistoryRepository,
+    ConversationOwners,
     IncomingRecord,
     MessageBus,
     OutboxRepository,
@@ -168,6 +169,7 @@ class FlakyUnitOfWork:
     outbox: OutboxRepository
     history: ChatHistoryRepository
     relays: RelayRoster
+    owners: ConversationOwners
 
     def __init__(self, inner: InMemoryUnitOfWork, commits: FlakyCommits) -> None:
         self._inner = inner
@@ -178,6 +180,7 @@ class FlakyUnitOfWork:
         self.outbox = self._inner.outbox
         self.history = self._inner.history
         self.relays = self._inner.relays
+        self.owners = self._inner.owners
         return self
 
     async def __aexit__(

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,25 +127,29 @@ async def test_a_service_writes_for_a_user_who_then_owns_the_conversation(api: A
 @pytest.mark.parametrize(
     ("headers", "reason"),
     [
-        ({}, "a valid bearer token is required"),
-        ({"Authorization": "Basic YWxpY2U6cHc="}, "a valid bearer token is required"),
-        (bearer(token(exp=int(time.time()) - 10)), "token expired"),
-        (bearer(token(key="another-secret-that-is-32-bytes-long")), "bad signature"),
-        (bearer(token(exp=None)), "missing claim exp"),
-        (bearer(token(user="alice")), "sub claim"),
-        (bearer(token(user=True)), "sub claim"),
-        (bearer(jwt.encode({"sub": "7", "exp": 2**40}, "", algorithm="none")), "not allowed"),
-        (bearer(token(key=SECRET * 2, algorithm="HS512")), "not allowed"),
+        (lambda: {}, "a valid bearer token is required"),
+        (lambda: {"Authorization": "Basic YWxpY2U6cHc="}, "a valid bearer token is required"),
+        (lambda: bearer(token(exp=int(time.time()) - 10)), "token expired"),
+        (lambda: bearer(token(key="another-secret-that-is-32-bytes-long")), "bad signature"),
+        (lambda: bearer(token(exp=None)), "missing claim exp"),
+        (lambda: bearer(token(user="alice")), "sub claim"),
+        (lambda: bearer(token(user=True)), "sub claim"),
+        (
+            lambda: bearer(jwt.encode({"sub": "7", "exp": 2**40}, "", algorithm="none")),
+            "not allowed",
+        ),
+        (lambda: bearer(token(key=SECRET * 2, algorithm="HS512")), "not allowed"),
     ],
     ids=["none", "basic", "expired", "wrong-key", "no-exp", "name", "bool", "alg-none", "hs512"],
 )
 async def test_a_missing_or_bad_token_is_a_401(
-    api: Api, headers: dict[str, str], reason: str
+    api: Api, headers: Callable[[], dict[str, str]], reason: str
 ) -> None:
     """Without a token that verifies, both routes answer 401 with a Bearer challenge."""
+    # Tokens are made when the test runs: made at collection, a valid one could expire first.
     for response in (
-        await api.client.get(path(), headers=headers),
-        await api.client.post(path(), json=message(), headers=headers),
+        await api.client.get(path(), headers=headers()),
+        await api.client.post(path(), json=message(), headers=headers()),
     ):
         assert response.status_code == 401, response.text
         assert reason in response.json()["error"]

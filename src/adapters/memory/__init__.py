@@ -1,6 +1,7 @@
 """In-memory adapters for every port: fakes with inspectable state, and a bus for one process."""
 
 from chat_outbox.adapters.memory.bus import InMemoryBus
+from chat_outbox.adapters.memory.owners import InMemoryConversationOwners
 from chat_outbox.adapters.memory.store import (
     InMemoryChatHistoryRepository,
     InMemoryOutboxRepository,
@@ -11,6 +12,7 @@ from chat_outbox.adapters.memory.store import (
 __all__ = [
     "InMemoryBus",
     "InMemoryChatHistoryRepository",
+    "InMemoryConversationOwners",
     "InMemoryOutboxRepository",
     "InMemoryStore",
     "InMemoryUnitOfWork",

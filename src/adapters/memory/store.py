@@ -11,6 +11,7 @@ from typing import Self
 
 import attrs
 
+from chat_outbox.adapters.memory.owners import InMemoryConversationOwners
 from chat_outbox.application.errors import DuplicateEvent
 from chat_outbox.application.ports import (
     EVERY_CONVERSATION,
@@ -43,6 +44,8 @@ class InMemoryStore:
     history: dict[str, HistoryEntry] = attrs.field(factory=dict)
     relays: dict[str, datetime] = attrs.field(factory=dict)
     """Live relays: member id -> alive until."""
+    owners: dict[str, int] = attrs.field(factory=dict)
+    """Conversation id -> its owner's user id."""
     commits: int = 0
     ids: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
 
@@ -109,6 +112,14 @@ class InMemoryOutboxRepository(OutboxRepository):
     async def by_event_id(self, event_id: str) -> OutboxMessage | None:
         found = [row for row in self.rows.values() if row.event_id == event_id]
         return attrs.evolve(found[0]) if found else None
+
+    async def first_of(self, conversation_id: str) -> OutboxMessage | None:
+        chats = [
+            row
+            for row in self.rows.values()
+            if row.message_key == conversation_id and row.biz_type == BIZ_TYPE_CHAT_HISTORY
+        ]
+        return attrs.evolve(min(chats, key=lambda row: row.id)) if chats else None
 
     async def get(self, outbox_id: int) -> OutboxMessage | None:
         row = self.rows.get(outbox_id)
@@ -238,12 +249,14 @@ class InMemoryUnitOfWork(UnitOfWork):
     outbox: InMemoryOutboxRepository = attrs.field(init=False)
     history: InMemoryChatHistoryRepository = attrs.field(init=False)
     relays: InMemoryRelayRoster = attrs.field(init=False)
+    owners: InMemoryConversationOwners = attrs.field(init=False)
 
     async def __aenter__(self) -> Self:
         rows = {key: attrs.evolve(row) for key, row in self.store.outbox.items()}
         self.outbox = InMemoryOutboxRepository(rows, self.store.ids)
         self.history = InMemoryChatHistoryRepository(dict(self.store.history))
         self.relays = InMemoryRelayRoster(dict(self.store.relays))
+        self.owners = InMemoryConversationOwners(dict(self.store.owners))
         self.committed = False
         return self
 
@@ -259,5 +272,6 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.store.outbox = self.outbox.rows
         self.store.history = self.history.entries
         self.store.relays = self.relays.members
+        self.store.owners = self.owners.owners
         self.store.commits += 1
         self.committed = True

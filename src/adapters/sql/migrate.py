@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0009"
+HEAD = "0010"
 """The newest migration's revision; a unit test checks it against the scripts."""
 VERSION_TABLE = "chat_outbox_alembic_version"
 """chat-outbox's own version table: a host application's Alembic keeps `alembic_version`."""

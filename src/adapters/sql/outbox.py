@@ -40,6 +40,7 @@ from chat_outbox.application.ports import (
     Shard,
 )
 from chat_outbox.domain import (
+    BIZ_TYPE_CHAT_HISTORY,
     OutboxEvent,
     OutboxMessage,
     OutboxStatus,
@@ -131,6 +132,16 @@ class SqlOutboxRepository(OutboxRepository):
 
     async def by_event_id(self, event_id: str) -> OutboxMessage | None:
         query = select(t).where(t.c.event_id == event_id)
+        row = (await self._conn.execute(query)).mappings().first()
+        return None if row is None else _message(row)
+
+    async def first_of(self, conversation_id: str) -> OutboxMessage | None:
+        query = (
+            select(t)
+            .where(t.c.message_key == conversation_id, t.c.biz_type == BIZ_TYPE_CHAT_HISTORY)
+            .order_by(t.c.id)
+            .limit(1)
+        )
         row = (await self._conn.execute(query)).mappings().first()
         return None if row is None else _message(row)
 

@@ -137,3 +137,14 @@ relay_members = Table(
     Column("alive_until", UtcDateTime, nullable=False),
     **MYSQL,
 )
+
+# Who owns each conversation (migration 0010): the user it was first claimed for. The key
+# is a conversation id, typed and collated as outbox message keys are.
+conversation_owners = Table(
+    "chat_outbox_conversation_owners",
+    metadata,
+    Column("conversation_id", String(128), primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    **MYSQL,
+)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from chat_outbox.adapters.sql.engine import is_transient, unavailable
 from chat_outbox.adapters.sql.history import SqlChatHistoryRepository
 from chat_outbox.adapters.sql.outbox import SqlOutboxRepository
+from chat_outbox.adapters.sql.owners import SqlConversationOwners
 from chat_outbox.adapters.sql.roster import SqlRelayRoster
 from chat_outbox.application.ports import UnitOfWork
 
@@ -21,6 +22,7 @@ class SqlUnitOfWork(UnitOfWork):
     outbox: SqlOutboxRepository
     history: SqlChatHistoryRepository
     relays: SqlRelayRoster
+    owners: SqlConversationOwners
     connection: AsyncConnection
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -38,6 +40,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.outbox = SqlOutboxRepository(self.connection)
         self.history = SqlChatHistoryRepository(self.connection)
         self.relays = SqlRelayRoster(self.connection)
+        self.owners = SqlConversationOwners(self.connection)
         self._committed = False
         return self
 

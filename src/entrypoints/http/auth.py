@@ -3,8 +3,8 @@
 A user token (its user id in CHAT_OUTBOX_AUTH_USER_CLAIM, `sub` by default) reads and
 writes only the conversations it owns, as itself, in the `user` and `assistant` roles. A
 service token (CHAT_OUTBOX_AUTH_SERVICE_SCOPE in its `scope` or `scp` claim) reads and
-writes any conversation, as any user, in any role. A conversation belongs to the user of
-its first recorded message.
+writes any conversation, as any user, in any role. A conversation belongs to the user who
+claimed it with the first checked write, or else to the user of its first message.
 """
 
 from __future__ import annotations
@@ -49,9 +49,6 @@ class Caller:
         """Reading needs ownership; an unknown conversation is hidden like another's,
         so a 404 never tells a user that someone else's conversation exists."""
         return self.service or (owner is not None and owner == self.user_id)
-
-    def may_write_into(self, owner: int | None) -> bool:
-        return self.service or owner is None or owner == self.user_id
 
 
 def unauthorized(reason: str) -> HTTPException:

@@ -20,8 +20,9 @@ from fastapi import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
+from chat_outbox.application.errors import NotOwner
 from chat_outbox.application.ports import UnitOfWorkFactory
-from chat_outbox.application.recording import idempotent_event_id
+from chat_outbox.application.recording import Claim, conversation_owner, idempotent_event_id
 from chat_outbox.application.tracing import valid_traceparent
 from chat_outbox.domain import ChatMessage, HistoryEntry, InvalidChatMessage
 from chat_outbox.domain.chat import MAX_CONVERSATION_ID_LENGTH, checked_conversation_id
@@ -29,7 +30,6 @@ from chat_outbox.entrypoints.config import Settings
 from chat_outbox.entrypoints.http.auth import SERVICE_ONLY_ROLES, Caller, forbidden
 from chat_outbox.entrypoints.http.deps import MAX_ID, Calling, Config, Record, Uow
 from chat_outbox.entrypoints.http.errors import InvalidField
-from chat_outbox.entrypoints.http.owners import conversation_owner
 from chat_outbox.entrypoints.http.strict_json import StrictJsonRoute
 
 log = structlog.get_logger(__name__)
@@ -123,21 +123,36 @@ def no_such_conversation() -> HTTPException:
     return HTTPException(404, "no such conversation")
 
 
-async def check_write(
-    caller: Caller, uow: UnitOfWorkFactory, conversation_id: str, body: NewMessage
-) -> None:
-    """A user writes as itself, in its own or a new conversation, not as system or tool;
-    a service token writes anything."""
+def checked_claim(caller: Caller | None, body: NewMessage) -> Claim | None:
+    """A user writes as itself, not as system or tool, in its own or a new conversation
+    (which becomes its own); a service token writes anything, and a new conversation
+    becomes the user's it writes for. Without authentication nothing is claimed."""
+    if caller is None:
+        return None
     if caller.service:
-        return
+        return Claim(body.user_id, exclusive=False)
     if body.role in SERVICE_ONLY_ROLES:
         raise forbidden(f"the {body.role} role needs a service token")
     if body.user_id != caller.user_id:
         raise forbidden(
             "user_id must be the token's user; writing for another needs a service token"
         )
-    if not caller.may_write_into(await conversation_owner(uow, conversation_id)):
-        raise no_such_conversation()
+    return Claim(body.user_id)
+
+
+def keyed_event_id(conversation_id: str, idempotency_key: str | None) -> str | None:
+    """The event id an Idempotency-Key stands for; None without one."""
+    if idempotency_key is None:
+        return None
+    try:
+        return idempotent_event_id(conversation_id, idempotency_key)
+    except InvalidChatMessage as error:
+        raise InvalidField("header", InvalidChatMessage(f"Idempotency-Key: {error}")) from error
+
+
+async def owner_of(uow_factory: UnitOfWorkFactory, conversation_id: str) -> int | None:
+    async with uow_factory() as uow:
+        return await conversation_owner(uow, conversation_id)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
@@ -148,7 +163,6 @@ async def record_message(
     settings: Config,
     response: Response,
     caller: Calling,
-    uow: Uow,
     traceparent: Annotated[str | None, Header()] = None,
     idempotency_key: Annotated[
         str | None,
@@ -159,9 +173,8 @@ async def record_message(
     it into history shortly after. A W3C `traceparent` header travels with it. With an
     `Idempotency-Key`, a retry of the same message answers 200 with the first recording,
     and the key reused for another message is a 409. With authentication on, see
-    `check_write` for who may write what."""
-    if caller is not None:
-        await check_write(caller, uow, conversation_id, body)
+    `checked_claim` for who may write what; another user's conversation is a 404."""
+    claim = checked_claim(caller, body)
     try:
         chat = ChatMessage.create(
             user_id=body.user_id,
@@ -177,14 +190,14 @@ async def record_message(
     if traceparent is not None and valid is None:
         # W3C Trace Context: an invalid traceparent is ignored, never a reason to refuse.
         log.info("traceparent_ignored", traceparent=repr(traceparent[:64]))
-    if idempotency_key is None:
-        message = await record(chat, traceparent=valid)
-        return Recorded(outbox_id=message.id, event_id=message.event_id)
+    event_id = keyed_event_id(conversation_id, idempotency_key)
     try:
-        event_id = idempotent_event_id(conversation_id, idempotency_key)
-    except InvalidChatMessage as error:
-        raise InvalidField("header", InvalidChatMessage(f"Idempotency-Key: {error}")) from error
-    message, replayed = await record.once(chat, event_id, traceparent=valid)
+        if event_id is None:
+            message, replayed = await record(chat, traceparent=valid, claim=claim), False
+        else:
+            message, replayed = await record.once(chat, event_id, traceparent=valid, claim=claim)
+    except NotOwner:
+        raise no_such_conversation() from None
     if replayed:
         response.status_code = status.HTTP_200_OK  # recorded by an earlier request
     return Recorded(outbox_id=message.id, event_id=message.event_id)
@@ -202,7 +215,7 @@ async def read_history(
 ) -> HistoryPage:
     """The persisted history in recording order, a page at a time: at most `limit`
     messages and about CHAT_OUTBOX_HTTP_MAX_RESPONSE_BYTES (never less than one message)."""
-    if caller is not None and not caller.may_see(await conversation_owner(uow, conversation_id)):
+    if caller is not None and not caller.may_see(await owner_of(uow, conversation_id)):
         raise no_such_conversation()
     messages, next_after = await _page(uow, conversation_id, limit, after, settings)
     if next_after is not None:
