@@ -103,13 +103,13 @@ async def test_event_ids_and_message_keys_that_differ_by_trailing_spaces_are_dis
     assert [e.event_id for e in await read_history(uow, "c1")] == ["e-1", "e-1 "]
 
 
+# PostgreSQL and SQLite compare strings without padding already.
+@pytest.mark.parametrize("migrated_engine", ["mariadb"], indirect=True)
 async def test_every_text_column_has_a_no_pad_binary_collation_on_mariadb(
     engine: AsyncEngine,
 ) -> None:
     """After the migrations, each text column of chat-outbox's tables compares bytes with
     no padding (utf8mb4_nopad_bin on MariaDB, utf8mb4_0900_bin on MySQL 8)."""
-    if engine.dialect.name not in ("mysql", "mariadb"):
-        pytest.skip("PostgreSQL and SQLite compare strings without padding already")
     query = text(
         "SELECT table_name, column_name, collation_name FROM information_schema.columns"
         " WHERE table_schema = DATABASE() AND collation_name IS NOT NULL"
