@@ -42,8 +42,12 @@ ADD_CONSUMED = text(
             CAST(:recorded_ats AS TIMESTAMP[])
         ) AS row(e, o, c, u, r, m, at)
         -- only entries whose outbox row vouches for them (Provenance.mismatch); the others
-        -- fall to the unit of work, which tells a redelivery from a forgery
-        JOIN {outbox_messages.name} AS source ON {_VOUCHED}
+        -- fall to the unit of work, which tells a redelivery from a forgery. A lateral
+        -- lookup of at most one row, not a join: the join's estimate (a row or two) sent
+        -- the update below down a slower plan than its walk of the primary key
+        CROSS JOIN LATERAL (
+            SELECT 1 FROM {outbox_messages.name} AS source WHERE {_VOUCHED} LIMIT 1
+        ) AS vouched
         ON CONFLICT (event_id) DO NOTHING
         RETURNING outbox_id
     ), consumed AS (
