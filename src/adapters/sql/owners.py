@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Insert, insert, select
+from sqlalchemy import Insert, Select, insert, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,18 +30,15 @@ class SqlConversationOwners(ConversationOwners):
         self._conn = connection
 
     async def claim(self, conversation_id: str, user_id: int, at: datetime) -> int:
-        # An owner row never changes, so any read that finds one is final: the usual
-        # record into an existing conversation costs this one query.
-        owner = await self.owner_of(conversation_id)
-        if owner is not None:
-            return owner
+        # Callers look the owner up first (an owner row never changes), so a claim is for a
+        # conversation that had none: insert, then read back whichever claim won.
         dialect = self._conn.dialect.name
         await self._conn.execute(
             insert_if_absent(dialect).values(
                 conversation_id=conversation_id, user_id=user_id, created_at=at
             )
         )
-        latest = select(o.c.user_id).where(o.c.conversation_id == conversation_id)
+        latest = _owner(conversation_id)
         if dialect in ("mysql", "mariadb"):
             # A locking read sees the latest committed row, which a REPEATABLE READ snapshot
             # may not; a shared lock, as INSERT IGNORE already holds one on a duplicate
@@ -50,6 +48,9 @@ class SqlConversationOwners(ConversationOwners):
         return found
 
     async def owner_of(self, conversation_id: str) -> int | None:
-        query = select(o.c.user_id).where(o.c.conversation_id == conversation_id)
-        owner: int | None = (await self._conn.execute(query)).scalar()
+        owner: int | None = (await self._conn.execute(_owner(conversation_id))).scalar()
         return owner
+
+
+def _owner(conversation_id: str) -> Select[Any]:
+    return select(o.c.user_id).where(o.c.conversation_id == conversation_id)
