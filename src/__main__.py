@@ -2,6 +2,6 @@
 
 import sys
 
-from chat_outbox.entrypoints.cli import main
+from chat_outbox.entrypoints.console import main
 
 sys.exit(main())

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
+from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,7 +31,6 @@ from chat_outbox.application.relay_loop import Polling
 from chat_outbox.application.relaying import Relay
 from chat_outbox.application.sharing import RelayShares
 from chat_outbox.entrypoints.config import PREFIX, Settings
-from chat_outbox.entrypoints.injection import containers, providers
 
 if TYPE_CHECKING:
     from chat_outbox.adapters.kafka import KafkaBus, KafkaOptions, KafkaSource

@@ -9,6 +9,9 @@ HTTP: those imports cost every process about 195 ms of start-up and 23 MiB of me
 (measured with `python -X importtime` and /proc's VmRSS). So FastAPI and Starlette are
 hidden for that one import, and pydantic is stood in for by a module that only says it is
 version 2; `serve` imports FastAPI and pydantic itself later, unaffected.
+
+Only the `chat-outbox` process does this (entrypoints/console.py, before anything imports
+dependency-injector): a host that embeds the library keeps its modules as they are.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ def _pydantic_2_stand_in() -> ModuleType:
     return module
 
 
-def _import_quietly() -> None:
+def import_quietly() -> None:
     hidden = [name for name in _HOOKED if name not in sys.modules]
     stand_in = None if "pydantic" in sys.modules else _pydantic_2_stand_in()
     for name in hidden:
@@ -40,10 +43,3 @@ def _import_quietly() -> None:
                 del sys.modules[name]
         if stand_in is not None and sys.modules.get("pydantic") is stand_in:
             del sys.modules["pydantic"]
-
-
-_import_quietly()
-
-from dependency_injector import containers, providers  # noqa: E402
-
-__all__ = ["containers", "providers"]

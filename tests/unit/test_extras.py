@@ -128,10 +128,12 @@ def test_a_feature_without_its_extra_exits_2_with_one_line_naming_the_extra(
 
 
 def _loaded(modules: tuple[str, ...]) -> list[str]:
-    """Which extras' modules, and whether the local broker, importing `modules` loads."""
+    """Which extras' modules, and whether the local broker, importing `modules` loads in
+    the chat-outbox process (which trims dependency-injector's imports first)."""
     watched = (*EXTRA_MODULES, LOCAL_BROKER)
     probe = (
-        f"import sys, {', '.join(modules)}; "
+        "import sys, chat_outbox.entrypoints.console as console; console.load(); "
+        f"import {', '.join(modules)}; "
         f"print(','.join(m for m in {watched!r} if m in sys.modules))"
     )
     result = subprocess.run(

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.unit
 
 HEAVY = ("fastapi", "starlette", "pydantic", "alembic")
 PROBE = (
-    "import sys, chat_outbox.entrypoints.cli, chat_outbox.entrypoints.processes; "
+    "import sys, chat_outbox.entrypoints.console as console; console.load(); "
+    "import chat_outbox.entrypoints.processes; "
     f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
 )
 
@@ -33,6 +34,7 @@ def test_the_web_framework_and_the_real_pydantic_still_import_after_the_containe
     """Hiding FastAPI and pydantic from dependency-injector's import leaves them importable
     for `serve`: the real pydantic, not the stand-in."""
     probe = (
+        "import chat_outbox.entrypoints.console as console; console.load(); "
         "import chat_outbox.entrypoints.containers, fastapi.routing, pydantic; "
         "print(fastapi.routing.__name__, hasattr(pydantic, 'BaseModel'))"
     )
@@ -40,6 +42,19 @@ def test_the_web_framework_and_the_real_pydantic_still_import_after_the_containe
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "fastapi.routing True"
+
+
+def test_a_host_importing_the_library_keeps_dependency_injectors_fastapi_support() -> None:
+    """Only the chat-outbox process trims dependency-injector's imports: in a host process
+    the containers leave sys.modules alone, so the host's own wiring still knows FastAPI."""
+    probe = (
+        "import chat_outbox.entrypoints.containers, dependency_injector.wiring as wiring; "
+        "print([f.__name__ for f in wiring.MARKER_EXTRACTORS])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert "extract_marker_from_fastapi" in result.stdout
 
 
 def test_the_schema_check_expects_the_newest_migration() -> None:
