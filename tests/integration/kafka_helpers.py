@@ -23,6 +23,7 @@ from chat_outbox.application.recording import record_chat_message
 from chat_outbox.application.relay_loop import Polling, run_relay
 from chat_outbox.application.relaying import Relay, RelayReport
 from chat_outbox.domain import ChatMessage, Role
+from chat_outbox.entrypoints.config import Settings
 
 KAFKA_BACKENDS = ("sqlite", "postgresql")
 on_sqlite_and_postgresql = pytest.mark.parametrize("migrated_engine", KAFKA_BACKENDS, indirect=True)
@@ -36,6 +37,26 @@ def unique_names(what: str) -> tuple[str, str]:
     """A topic and a consumer group of their own, so tests share a broker independently."""
     suffix = uuid.uuid4().hex[:12]
     return f"chat-{what}-{suffix}", f"history-{what}-{suffix}"
+
+
+def fast_kafka_settings(
+    database_url: str, bootstrap: str, what: str, **overrides: object
+) -> Settings:
+    """Public-API settings on the broker, with a topic and consumer group of their own and
+    the short group timeouts that keep the consumer's join near 3 s."""
+    topic, group = unique_names(what)
+    return Settings.of(
+        database_url=database_url,
+        bus="kafka",
+        kafka_bootstrap_servers=bootstrap,
+        topic=topic,
+        consumer_group=group,
+        kafka_fetch_max_wait_ms=10,
+        kafka_session_timeout_ms=6000,
+        kafka_heartbeat_interval_ms=500,
+        kafka_rebalance_timeout_ms=2000,
+        **overrides,
+    )
 
 
 def conversation_ids(prefix: str, count: int) -> list[str]:

@@ -22,7 +22,7 @@ from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
 from examples.fastapi_app.app import create_app
 from examples.fastapi_app.models import AgentRun
 from tests.integration.databases import url_for
-from tests.integration.kafka_helpers import unique_names
+from tests.integration.kafka_helpers import fast_kafka_settings
 
 pytestmark = pytest.mark.integration
 
@@ -66,19 +66,12 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 def settings(database_url: str, kafka_bootstrap: str) -> Settings:
     """chat-outbox on the test's database, with a topic and consumer group of its own and
     the short group timeouts that keep the consumer's join near 3 s."""
-    topic, group = unique_names("example")
-    return Settings.of(
-        database_url=database_url,
-        bus="kafka",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic=topic,
-        consumer_group=group,
+    return fast_kafka_settings(
+        database_url,
+        kafka_bootstrap,
+        "example",
         kafka_topic_partitions=2,
         kafka_request_timeout_ms=5000,
-        kafka_fetch_max_wait_ms=10,
-        kafka_session_timeout_ms=6000,
-        kafka_heartbeat_interval_ms=500,
-        kafka_rebalance_timeout_ms=2000,
     )
 
 

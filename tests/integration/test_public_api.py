@@ -27,9 +27,9 @@ from chat_outbox.adapters.sql.migrate import SchemaNotMigrated
 from tests.integration.kafka_helpers import (
     count_by_status,
     eventually,
+    fast_kafka_settings,
     history_event_ids,
     outbox_rows,
-    unique_names,
 )
 
 pytestmark = pytest.mark.integration
@@ -201,19 +201,7 @@ async def test_the_active_opentelemetry_context_travels_with_the_message(
 
 
 def kafka_settings(database_url: str, bootstrap: str) -> Settings:
-    topic, group = unique_names("api")
-    return Settings.of(
-        database_url=database_url,
-        bus="kafka",
-        kafka_bootstrap_servers=bootstrap,
-        topic=topic,
-        consumer_group=group,
-        kafka_fetch_max_wait_ms=10,
-        kafka_session_timeout_ms=6000,
-        kafka_heartbeat_interval_ms=500,
-        kafka_rebalance_timeout_ms=2000,
-        relay_claim="lease",
-    )
+    return fast_kafka_settings(database_url, bootstrap, "api", relay_claim="lease")
 
 
 @pytest.mark.parametrize("migrated_engine", ["sqlite"], indirect=True)
