@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import attrs
 
-from chat_outbox.adapters.sql import BadDatabaseUrl, check_url
+from chat_outbox.adapters.sql import check_url
 from chat_outbox.domain import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RETRY
-from chat_outbox.entrypoints.durations import parse_duration
+from chat_outbox.entrypoints import config_parsers as parsers
+from chat_outbox.entrypoints.config_parsers import PREFIX as PREFIX
+from chat_outbox.entrypoints.config_parsers import ConfigError as ConfigError
+from chat_outbox.entrypoints.config_parsers import redact_url as redact_url
 
-PREFIX = "CHAT_OUTBOX_"
 BUSES = ("kafka", "rabbitmq", "memory")
 # aiokafka's names, kept here so reading the settings never imports the Kafka client.
 KAFKA_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -69,25 +69,7 @@ LIMITS: dict[str, tuple[int | float, int | float]] = {
     "rabbitmq_confirm_timeout_ms": (1, DAY * 1000),
     "rabbitmq_max_message_size": (1, 512 * MIB),  # RabbitMQ's own ceiling
 }
-SECRET_QUERY_PARAMETER = re.compile(
-    r"([?&][^=&#]*(?:password|passwd|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE
-)
 T = TypeVar("T")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe for logs and error messages: the one in
-    the authority, and query parameters like `password=` (libpq and asyncpg take both)."""
-    url = SECRET_QUERY_PARAMETER.sub(r"\1***", url)
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
-        return url
-    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-
-
-class ConfigError(ValueError):
-    """Configuration that cannot work; the message is the one line the user sees."""
 
 
 @attrs.frozen
@@ -224,66 +206,78 @@ class Settings:
             raw = env.get(PREFIX + name.upper())
             if raw is None or raw == "":
                 return default
-            return within_limits(name, parse(PREFIX + name.upper(), _utf8(name, raw)))
+            return within_limits(name, parse(PREFIX + name.upper(), parsers.utf8(name, raw)))
 
         settings = cls(
-            database_url=get("database_url", _database_url, defaults.database_url),
-            bus=get("bus", _choice(BUSES), defaults.bus),
+            database_url=get("database_url", parsers.database_url, defaults.database_url),
+            bus=get("bus", parsers.choice(BUSES), defaults.bus),
             kafka_bootstrap_servers=get(
-                "kafka_bootstrap_servers", _servers, defaults.kafka_bootstrap_servers
+                "kafka_bootstrap_servers", parsers.servers, defaults.kafka_bootstrap_servers
             ),
-            topic=get("topic", _topic, defaults.topic),
-            consumer_group=get("consumer_group", _text, defaults.consumer_group),
-            log_format=get("log_format", _choice(LOG_FORMATS), defaults.log_format),
+            topic=get("topic", parsers.topic, defaults.topic),
+            consumer_group=get("consumer_group", parsers.text, defaults.consumer_group),
+            log_format=get("log_format", parsers.choice(LOG_FORMATS), defaults.log_format),
             log_level=get(
-                "log_level", _choice(("debug", "info", "warning", "error")), defaults.log_level
+                "log_level",
+                parsers.choice(("debug", "info", "warning", "error")),
+                defaults.log_level,
             ),
-            max_message_bytes=get("max_message_bytes", _positive_int, defaults.max_message_bytes),
-            max_retry=get("max_retry", _positive_int, defaults.max_retry),
-            relay_batch_size=get("relay_batch_size", _positive_int, defaults.relay_batch_size),
+            max_message_bytes=get(
+                "max_message_bytes", parsers.positive_int, defaults.max_message_bytes
+            ),
+            max_retry=get("max_retry", parsers.positive_int, defaults.max_retry),
+            relay_batch_size=get(
+                "relay_batch_size", parsers.positive_int, defaults.relay_batch_size
+            ),
             relay_poll_interval=get(
-                "relay_poll_interval", _positive_float, defaults.relay_poll_interval
+                "relay_poll_interval", parsers.positive_float, defaults.relay_poll_interval
             ),
             relay_max_poll_interval=get(
-                "relay_max_poll_interval", _positive_float, defaults.relay_max_poll_interval
+                "relay_max_poll_interval", parsers.positive_float, defaults.relay_max_poll_interval
             ),
-            relay_pace_ms=get("relay_pace_ms", _non_negative_float, defaults.relay_pace_ms),
+            relay_pace_ms=get("relay_pace_ms", parsers.non_negative_float, defaults.relay_pace_ms),
             relay_wakeup_coalesce_ms=get(
-                "relay_wakeup_coalesce_ms", _non_negative_float, defaults.relay_wakeup_coalesce_ms
+                "relay_wakeup_coalesce_ms",
+                parsers.non_negative_float,
+                defaults.relay_wakeup_coalesce_ms,
             ),
             sweep_published_after=get(
-                "sweep_published_after", _non_negative_float, defaults.sweep_published_after
+                "sweep_published_after", parsers.non_negative_float, defaults.sweep_published_after
             ),
             relay_lease_seconds=get(
-                "relay_lease_seconds", _positive_float, defaults.relay_lease_seconds
+                "relay_lease_seconds", parsers.positive_float, defaults.relay_lease_seconds
             ),
-            relay_claim=get("relay_claim", _choice(RELAY_CLAIMS), defaults.relay_claim),
-            relay_lanes=get("relay_lanes", _auto_or_positive_int, defaults.relay_lanes),
+            relay_claim=get("relay_claim", parsers.choice(RELAY_CLAIMS), defaults.relay_claim),
+            relay_lanes=get("relay_lanes", parsers.auto_or_positive_int, defaults.relay_lanes),
             consumer_batch_size=get(
-                "consumer_batch_size", _positive_int, defaults.consumer_batch_size
+                "consumer_batch_size", parsers.positive_int, defaults.consumer_batch_size
             ),
-            consumer_writes=get("consumer_writes", _auto_or_positive_int, defaults.consumer_writes),
-            retention=get("retention", _seconds, defaults.retention),
-            purge_interval=get("purge_interval", _positive_seconds, defaults.purge_interval),
-            purge_batch_size=get("purge_batch_size", _positive_int, defaults.purge_batch_size),
+            consumer_writes=get(
+                "consumer_writes", parsers.auto_or_positive_int, defaults.consumer_writes
+            ),
+            retention=get("retention", parsers.seconds, defaults.retention),
+            purge_interval=get("purge_interval", parsers.positive_seconds, defaults.purge_interval),
+            purge_batch_size=get(
+                "purge_batch_size", parsers.positive_int, defaults.purge_batch_size
+            ),
             kafka_security_protocol=get(
                 "kafka_security_protocol",
-                _choice(KAFKA_SECURITY_PROTOCOLS, upper=True),
+                parsers.choice(KAFKA_SECURITY_PROTOCOLS, upper=True),
                 defaults.kafka_security_protocol,
             ),
             kafka_sasl_mechanism=get(
                 "kafka_sasl_mechanism",
-                _choice(("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), upper=True),
+                parsers.choice(("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), upper=True),
                 defaults.kafka_sasl_mechanism,
             ),
-            kafka_sasl_username=get("kafka_sasl_username", _text, ""),
-            kafka_sasl_password=get("kafka_sasl_password", _raw, ""),
-            kafka_ssl_cafile=get("kafka_ssl_cafile", _text, ""),
-            kafka_compression=get("kafka_compression", _choice(KAFKA_COMPRESSIONS), "none"),
-            kafka_enable_idempotence=get("kafka_enable_idempotence", _bool, False),
-            kafka_create_topics=get("kafka_create_topics", _bool, True),
+            kafka_sasl_username=get("kafka_sasl_username", parsers.text, ""),
+            kafka_sasl_password=get("kafka_sasl_password", parsers.verbatim, ""),
+            kafka_ssl_cafile=get("kafka_ssl_cafile", parsers.text, ""),
+            kafka_compression=get("kafka_compression", parsers.choice(KAFKA_COMPRESSIONS), "none"),
+            kafka_enable_idempotence=get("kafka_enable_idempotence", parsers.boolean, False),
+            kafka_create_topics=get("kafka_create_topics", parsers.boolean, True),
             **{
-                name: get(name, _positive_int, getattr(defaults, name))
+                name: get(name, parsers.positive_int, getattr(defaults, name))
                 for name in (
                     "kafka_topic_partitions",
                     "kafka_replication_factor",
@@ -300,17 +294,17 @@ class Settings:
                     "rabbitmq_max_message_size",
                 )
             },
-            http_host=get("http_host", _text, defaults.http_host),
-            http_port=get("http_port", _port(1), defaults.http_port),
+            http_host=get("http_host", parsers.text, defaults.http_host),
+            http_port=get("http_port", parsers.port(1), defaults.http_port),
             http_max_body_bytes=get(
-                "http_max_body_bytes", _positive_int, defaults.http_max_body_bytes
+                "http_max_body_bytes", parsers.positive_int, defaults.http_max_body_bytes
             ),
-            admin_token=get("admin_token", _text, ""),
+            admin_token=get("admin_token", parsers.text, ""),
             http_max_response_bytes=get(
-                "http_max_response_bytes", _positive_int, defaults.http_max_response_bytes
+                "http_max_response_bytes", parsers.positive_int, defaults.http_max_response_bytes
             ),
             **{
-                name: get(name, _positive_float, getattr(defaults, name))
+                name: get(name, parsers.positive_float, getattr(defaults, name))
                 for name in (
                     "http_header_timeout_seconds",
                     "http_body_timeout_seconds",
@@ -318,21 +312,21 @@ class Settings:
                 )
             },
             http_max_connections=get(
-                "http_max_connections", _positive_int, defaults.http_max_connections
+                "http_max_connections", parsers.positive_int, defaults.http_max_connections
             ),
             auth_jwt_secret=get("auth_jwt_secret", _jwt_secret, ""),
-            auth_jwt_public_key_file=get("auth_jwt_public_key_file", _text, ""),
+            auth_jwt_public_key_file=get("auth_jwt_public_key_file", parsers.text, ""),
             auth_jwt_algorithms=get("auth_jwt_algorithms", _jwt_algorithms, ""),
-            auth_user_claim=get("auth_user_claim", _text, defaults.auth_user_claim),
-            auth_audience=get("auth_audience", _text, ""),
-            auth_issuer=get("auth_issuer", _text, ""),
-            auth_service_scope=get("auth_service_scope", _text, defaults.auth_service_scope),
-            metrics_host=get("metrics_host", _text, defaults.metrics_host),
-            metrics_port=get("metrics_port", _port(0), defaults.metrics_port),
+            auth_user_claim=get("auth_user_claim", parsers.text, defaults.auth_user_claim),
+            auth_audience=get("auth_audience", parsers.text, ""),
+            auth_issuer=get("auth_issuer", parsers.text, ""),
+            auth_service_scope=get("auth_service_scope", parsers.text, defaults.auth_service_scope),
+            metrics_host=get("metrics_host", parsers.text, defaults.metrics_host),
+            metrics_port=get("metrics_port", parsers.port(0), defaults.metrics_port),
             metrics_refresh_seconds=get(
-                "metrics_refresh_seconds", _positive_float, defaults.metrics_refresh_seconds
+                "metrics_refresh_seconds", parsers.positive_float, defaults.metrics_refresh_seconds
             ),
-            rabbitmq_url=get("rabbitmq_url", _amqp_url, defaults.rabbitmq_url),
+            rabbitmq_url=get("rabbitmq_url", parsers.amqp_url, defaults.rabbitmq_url),
         )
         if settings.relay_locks_claims:
             _check_lock_claims(settings)
@@ -429,166 +423,3 @@ def _jwt_algorithms(name: str, raw: str) -> str:
                 f"got {algorithm!r:.20}"
             )
     return ",".join(chosen)
-
-
-def _text(name: str, raw: str) -> str:
-    return raw.strip()
-
-
-def _utf8(name: str, raw: str) -> str:
-    """Python smuggles a variable's undecodable bytes in as lone surrogates, which fail
-    only where the value is first encoded: say so while reading the settings."""
-    try:
-        raw.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise ConfigError(f"{PREFIX}{name.upper()} is not valid UTF-8 at {error.start}") from None
-    return raw
-
-
-def _servers(name: str, raw: str) -> str:
-    """host[:port] entries separated by commas, IPv6 hosts in brackets when with a port."""
-    value = raw.strip()
-    for server in value.split(","):
-        server = server.strip()
-        if server.startswith("["):
-            _, bracket, after = server.partition("]")
-            port = after.removeprefix(":") if bracket and after else None
-        else:
-            port = server.rpartition(":")[2] if server.count(":") == 1 else None
-        valid_port = port is None or (port.isascii() and port.isdigit() and 0 < int(port) < 65536)
-        if not server or not valid_port:
-            raise ConfigError(f"{name} must be host:port entries (ports 1-65535), got {raw!r:.60}")
-    return value
-
-
-def _database_url(name: str, raw: str) -> str:
-    url = raw.strip()
-    try:
-        check_url(url)
-    except BadDatabaseUrl as error:
-        raise ConfigError(f"{name}: {error}") from None
-    if "://" in url and not url.startswith("sqlite"):
-        _check_port(name, url)
-    return url
-
-
-def _amqp_url(name: str, raw: str) -> str:
-    url = raw.strip()
-    if not url.startswith(("amqp://", "amqps://")):
-        raise ConfigError(f"{name} must be an amqp:// or amqps:// URL, got {redact_url(url)!r:.60}")
-    _check_port(name, url)
-    return url
-
-
-def _check_port(name: str, url: str) -> None:
-    """A port out of 1-65535 or not a number would fail only at the first connect."""
-    try:
-        port = urlsplit(url).port
-    except ValueError as error:  # "Port out of range 0-65535", or not a number
-        raise ConfigError(f"{name}: {error} in {redact_url(url)!r:.80}") from None
-    if port == 0:
-        raise ConfigError(f"{name}: port 0 in {redact_url(url)!r:.80}")
-
-
-def _raw(name: str, raw: str) -> str:
-    return raw
-
-
-def _bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r:.40}")
-
-
-def _choice(allowed: tuple[str, ...], upper: bool = False) -> Callable[[str, str], str]:
-    def parse(name: str, raw: str) -> str:
-        value = raw.strip().upper() if upper else raw.strip().lower()
-        if value not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r:.40}")
-        return value
-
-    return parse
-
-
-def _positive_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r:.40}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _auto_or_positive_int(name: str, raw: str) -> int | None:
-    if raw.strip().lower() == "auto":
-        return None
-    try:
-        return _positive_int(name, raw)
-    except ConfigError:
-        raise ConfigError(
-            f"{name} must be auto or a positive whole number, got {raw!r:.40}"
-        ) from None
-
-
-def _port(lowest: int) -> Callable[[str, str], int]:
-    def parse(name: str, raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a port number, got {raw!r:.40}") from None
-        if not lowest <= value <= 65535:
-            raise ConfigError(f"{name} must be {lowest}-65535, got {value}")
-        return value
-
-    return parse
-
-
-def _positive_float(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r:.40}") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"{name} must be a positive number, got {raw!r:.40}")
-    return value
-
-
-def _non_negative_float(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r:.40}") from None
-    if not 0 <= value < float("inf"):
-        raise ConfigError(f"{name} must be zero or more, got {raw!r:.40}")
-    return value
-
-
-def _seconds(name: str, raw: str) -> float:
-    """A duration with a unit (7d, 12h) or a number of seconds."""
-    try:
-        return _non_negative_float(name, raw)
-    except ConfigError:
-        pass
-    try:
-        return parse_duration(raw).total_seconds()
-    except ValueError as error:
-        raise ConfigError(f"{name}: {error}") from None
-
-
-def _positive_seconds(name: str, raw: str) -> float:
-    value = _seconds(name, raw)
-    if value <= 0:
-        raise ConfigError(f"{name} must be a positive duration, got {raw!r:.40}")
-    return value
-
-
-def _topic(name: str, raw: str) -> str:
-    value = raw.strip()
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-    if not 1 <= len(value) <= 249 or not set(value) <= allowed or value in (".", ".."):
-        raise ConfigError(f"{name} must be 1-249 of [a-zA-Z0-9._-], got {raw!r:.40}")
-    return value
