@@ -23,9 +23,10 @@ from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine, fresh_
 from chat_outbox.adapters.sql.probe import DatabaseProbe
 from chat_outbox.adapters.sql.wakeups import wakeups_for
 from chat_outbox.adapters.tracing import available_tracing
-from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.consuming import Consumer
 from chat_outbox.application.health import always_ready
 from chat_outbox.application.metrics import Metrics, NoMetrics
+from chat_outbox.application.persisting import HistoryWriter
 from chat_outbox.application.recording import RecordChatMessage
 from chat_outbox.application.relay_loop import Polling
 from chat_outbox.application.relaying import Relay
@@ -266,7 +267,7 @@ def _kafka_probe(settings: Settings) -> KafkaProbe:
 
 def rabbit_options(settings: Settings) -> RabbitOptions:
     # Called first by every RabbitMQ provider: aio-pika is imported only by processes that
-    # use RabbitMQ (about 15 MiB of RSS), and a missing one is a MissingExtra.
+    # use RabbitMQ (its import is heavy), and a missing one is a MissingExtra.
     require_bus("rabbitmq")
     from chat_outbox.adapters.rabbitmq import RabbitOptions
 
