@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.kafka import KafkaBus, KafkaOptions, KafkaSource, dlq_topic, ensure_topics
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.consuming import Consumer
+from chat_outbox.application.persisting import HistoryWriter
 from chat_outbox.application.ports import IncomingRecord
 from chat_outbox.application.relaying import Relay
 from tests.integration.conftest import fast_kafka_options

@@ -12,7 +12,8 @@ from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.kafka import KafkaBus, KafkaSource
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.consumer_loop import run_consumer
-from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.consuming import Consumer
+from chat_outbox.application.persisting import HistoryWriter
 from chat_outbox.application.relay_loop import run_relay, run_sweeper
 from chat_outbox.application.relaying import Relay
 from chat_outbox.entrypoints.local_broker import LocalBroker

@@ -13,8 +13,9 @@ import pytest
 
 from chat_outbox.adapters.clock import ManualClock
 from chat_outbox.adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
-from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.consuming import Consumer
 from chat_outbox.application.errors import StoreUnavailable
+from chat_outbox.application.persisting import HistoryWriter
 from chat_outbox.application.ports import (
     ChatHistoryRepository,
     ConversationOwners,

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import attrs
 import pytest
 
-from chat_outbox.application.consuming import HistoryWriter, Persisted
 from chat_outbox.application.operations import read_history
+from chat_outbox.application.persisting import HistoryWriter, Persisted
 from chat_outbox.application.relay_loop import run_relay
 from chat_outbox.domain import ChatMessage, Envelope
 from tests.unit.conftest import Harness

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from chat_outbox.application.consuming import Consumer, HistoryWriter
+from chat_outbox.application.consuming import Consumer
 from chat_outbox.application.errors import IdempotencyConflict, StoreUnavailable
 from chat_outbox.application.operations import (
     held_behind_dead,
@@ -19,6 +19,7 @@ from chat_outbox.application.operations import (
     requeue_dead,
     sweep_stale_published,
 )
+from chat_outbox.application.persisting import HistoryWriter
 from chat_outbox.application.ports import DeadSelector, NewOutboxMessage
 from chat_outbox.application.recording import (
     RecordChatMessage,
