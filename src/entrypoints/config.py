@@ -132,6 +132,8 @@ class Settings:
     http_port: int = 8080
     http_max_body_bytes: int = 2 * 1024 * 1024
     admin_token: str = attrs.field(default="", repr=False)
+    admin_trace_url: str = ""
+    """The dashboard's link to a trace viewer, with {trace_id} where the trace id goes."""
     http_max_response_bytes: int = 8 * 1024 * 1024
     """A history page stops before it grows past this (it always holds one message)."""
     http_header_timeout_seconds: float = 10.0
@@ -300,6 +302,7 @@ class Settings:
                 "http_max_body_bytes", parsers.positive_int, defaults.http_max_body_bytes
             ),
             admin_token=get("admin_token", parsers.text, ""),
+            admin_trace_url=get("admin_trace_url", parsers.trace_url, ""),
             http_max_response_bytes=get(
                 "http_max_response_bytes", parsers.positive_int, defaults.http_max_response_bytes
             ),

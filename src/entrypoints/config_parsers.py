@@ -35,6 +35,17 @@ def text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def trace_url(name: str, raw: str) -> str:
+    """An http(s) URL template with one {trace_id} placeholder; the dashboard fills it in."""
+    value = raw.strip()
+    scheme = urlsplit(value.replace("{trace_id}", "x")).scheme
+    if scheme not in ("http", "https") or value.count("{trace_id}") != 1:
+        raise ConfigError(
+            f"{name} must be an http(s) URL with one {{trace_id}} in it, got {raw!r:.60}"
+        )
+    return value
+
+
 def utf8(name: str, raw: str) -> str:
     """Python smuggles a variable's undecodable bytes in as lone surrogates, which fail
     only where the value is first encoded: say so while reading the settings."""

@@ -343,3 +343,17 @@ def test_any_text_for_any_setting_gives_settings_or_one_line(name: str, raw: str
     value = getattr(loaded, name)
     if isinstance(value, str):
         value.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["javascript:alert(1)//{trace_id}", "https://t/{trace_id}/{trace_id}", "https://t/", "t"],
+)
+def test_a_trace_url_that_is_not_an_http_template_exits_2_with_one_line(
+    database: dict[str, str], template: str
+) -> None:
+    """The dashboard links to it: only an http(s) URL with one {trace_id} is taken."""
+    code, _, err = run_cli(["stats"], {**database, "CHAT_OUTBOX_ADMIN_TRACE_URL": template})
+    assert code == 2, err
+    assert err.count("\n") == 1, err
+    assert "CHAT_OUTBOX_ADMIN_TRACE_URL" in err
