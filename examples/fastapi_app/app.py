@@ -97,10 +97,10 @@ def create_engine(url: str) -> AsyncEngine:
 def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     """The app, configured by chat-outbox's `settings` (a Kafka or RabbitMQ bus: the jobs
     refuse the in-memory one). `database_url` is the app's own engine URL, by default
-    `settings.database_url`; it must name the same database, since the outbox rows are
+    `settings.core.database_url`; it must name the same database, since the outbox rows are
     written through the app's connection and the relay reads them from that database."""
     outbox = Outbox(settings)
-    engine = create_engine(database_url or settings.database_url)
+    engine = create_engine(database_url or settings.core.database_url)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -141,7 +141,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
             conversation_id=conversation_id,
             role=Role.USER,
             message=body.message,
-            max_message_bytes=settings.max_message_bytes,
+            max_message_bytes=settings.core.max_message_bytes,
         )
         async with sessions() as session:
             # Recorded first only to learn whether an idempotency key replays an earlier

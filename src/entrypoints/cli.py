@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(path=args.config).settings
     except ConfigError as error:
         return _fail(str(error), EXIT_USAGE)
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.core.log_format, settings.core.log_level)
     try:
         code: int = asyncio.run(args.run(args, settings))
     except USAGE_ERRORS as error:

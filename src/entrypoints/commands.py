@@ -69,7 +69,7 @@ async def migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def send(args: argparse.Namespace, settings: Settings) -> int:
-    limit = settings.max_message_bytes
+    limit = settings.core.max_message_bytes
     text = stdin_text(limit) if args.message == "-" else utf8_argument("message", args.message)
     chat = ChatMessage.create(
         user_id=args.user_id,

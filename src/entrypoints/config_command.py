@@ -1,5 +1,6 @@
-"""`chat-outbox config show`: the effective configuration, where each value came from,
-with every secret redacted."""
+"""`chat-outbox config show`: the effective configuration by section, where each value
+came from, with every secret redacted; `chat-outbox config docs`: the reference of every
+setting (docs/configuration.md), generated from the declarations."""
 
 from __future__ import annotations
 
@@ -7,12 +8,9 @@ import argparse
 import json
 from typing import Any
 
-import attrs
-
-from chat_outbox.entrypoints.config import Settings, redact_url
+from chat_outbox.entrypoints.config import BY_KEY, DECLARATIONS, Settings
+from chat_outbox.entrypoints.config_docs import reference
 from chat_outbox.entrypoints.config_file import load_settings
-
-SECRET_WORDS = ("password", "secret", "token")
 
 
 def add_parsers(sub: Any) -> None:
@@ -23,29 +21,46 @@ def add_parsers(sub: Any) -> None:
     show = actions.add_parser("show", help="effective settings and their sources, redacted")
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=show_config)
+    docs = actions.add_parser("docs", help="the reference of every setting, in Markdown")
+    docs.set_defaults(run=print_reference)
 
 
-def redacted(name: str, value: object) -> object:
-    """Secrets become ***; URLs keep everything but their password."""
-    if isinstance(value, str) and value and any(word in name for word in SECRET_WORDS):
-        return "***"
-    if isinstance(value, str) and name.endswith("_url"):
-        return redact_url(value)
-    return value
+def redacted(key: str, value: object) -> object:
+    """The value as shown: a secret's as ***, a URL's without its password."""
+    return BY_KEY[key].redact(value)
+
+
+def shown(settings: Settings, origins: dict[str, str]) -> dict[str, dict[str, object]]:
+    """Each setting by key: its value, redacted, and where it came from."""
+    return {
+        d.key: {"value": d.redact(settings.value(d)), "source": origins.get(d.key, "default")}
+        for d in DECLARATIONS
+    }
 
 
 async def show_config(args: argparse.Namespace, settings: Settings) -> int:
-    origins = load_settings(path=args.config).origins
-    shown = {
-        field.name: {
-            "value": redacted(field.name, getattr(settings, field.name)),
-            "source": origins.get(field.name, "default"),
-        }
-        for field in attrs.fields(Settings)
-    }
+    entries = shown(settings, load_settings(path=args.config).origins)
     if args.json:
-        print(json.dumps(shown))
+        print(json.dumps(entries))
         return 0
-    for name, entry in shown.items():
-        print(f"{name:<30} {entry['value']!s:<44} {entry['source']}")
+    section = ""
+    for d in DECLARATIONS:
+        if d.section != section:
+            section = d.section
+            print(f"{'' if d is DECLARATIONS[0] else chr(10)}[{section}]")
+        entry = entries[d.key]
+        print(f"{d.name:<26} {_text(entry['value']):<44} {entry['source']}")
+    return 0
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "auto"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return '""' if value == "" else str(value)
+
+
+async def print_reference(args: argparse.Namespace, settings: Settings) -> int:
+    print(reference(), end="")
     return 0

@@ -1,7 +1,9 @@
 """Settings from a TOML file under the environment: the file fills in, CHAT_OUTBOX_* wins.
 
-The file's keys are Settings field names (`max_retry = 20`); a table prefixes its keys
-(`[kafka]` + `sasl_username` is `kafka_sasl_username`). Each value is checked by the same
+The file's keys are the variables' names without CHAT_OUTBOX_, in lower case
+(`max_retry = 20`, `retention = "7d"`); a table prefixes its keys (`[kafka]` +
+`sasl_username` is `kafka_sasl_username`), so a section's table takes its fields' names
+(`[relay]` + `batch_size`, `[relay]` + `retention`). Each value is checked by the same
 parser as its environment variable, and an error names the file and the key.
 """
 
@@ -11,23 +13,26 @@ import difflib
 import os
 import tomllib
 from collections.abc import Mapping
+from typing import NoReturn
 
 import attrs
 
-from chat_outbox.entrypoints.config import PREFIX, ConfigError, Settings
+from chat_outbox.entrypoints.config import BY_KEY, DECLARATIONS, PREFIX, ConfigError, Settings
+from chat_outbox.entrypoints.config_schema import Declaration
 
 CONFIG_ENV = PREFIX + "CONFIG"
 
 
-def env_name(key: str) -> str:
-    return PREFIX + key.upper()
+# A section's table spells a field section_name; where that differs from the field's key
+# (`[relay]` + `retention`), it names the field too.
+QUALIFIED = {d.qualified: d for d in DECLARATIONS if d.qualified not in BY_KEY}
 
 
 @attrs.frozen
 class LoadedSettings:
     settings: Settings
     origins: dict[str, str]
-    """Where each field's value came from: the variable, the file, or 'default'."""
+    """Where each setting's value came from, by key: the variable, the file, or 'default'."""
 
 
 def load_settings(
@@ -41,14 +46,14 @@ def load_settings(
     from_env = {name: value for name, value in env.items() if value != ""}
     settings = Settings.from_env({**from_file, **from_env})
     origins = {
-        key: (
-            env_name(key)
-            if env_name(key) in from_env
+        d.key: (
+            d.variable
+            if d.variable in from_env
             else f"file {path}"
-            if env_name(key) in from_file
+            if d.variable in from_file
             else "default"
         )
-        for key in _keys()
+        for d in DECLARATIONS
     }
     return LoadedSettings(settings, origins)
 
@@ -57,9 +62,10 @@ def settings_of(values: Mapping[str, object], origin: str = "Settings.of") -> Se
     """Settings from keyword values (None leaves a default), each checked by the parser of
     its environment variable; the environment itself is not read."""
     for key in values:
-        _check_known(origin, key)
-    given = {key: value for key, value in values.items() if value is not None}
-    return Settings.from_env({env_name(key): _as_text(origin, key, v) for key, v in given.items()})
+        if key not in BY_KEY:
+            _refuse_unknown(origin, key, list(BY_KEY))
+    given = {BY_KEY[key]: value for key, value in values.items() if value is not None}
+    return Settings.from_env({d.variable: _as_text(origin, d.key, v) for d, v in given.items()})
 
 
 def read_config_file(path: str) -> dict[str, str]:
@@ -76,19 +82,20 @@ def read_config_file(path: str) -> dict[str, str]:
     except UnicodeDecodeError as error:  # TOML is UTF-8; tomllib decodes before it parses
         raise ConfigError(f"config file {path} is not UTF-8 at byte {error.start}") from None
     values: dict[str, str] = {}
-    for key, value in _flatten(document).items():
-        _check_known(path, key)
+    for written, value in _flatten(document).items():
+        declaration = _known(path, written)
+        key = declaration.key
         raw = _as_text(path, key, value)
+        if declaration.variable in values:
+            raise ConfigError(f"{path}: {key} is set twice (as {written} too)")
         try:
-            Settings.from_env({env_name(key): raw})
+            declaration.read(raw)
         except ConfigError as error:
-            raise ConfigError(str(error).replace(env_name(key), f"{path}: {key}", 1)) from None
-        values[env_name(key)] = raw
+            raise ConfigError(
+                str(error).replace(declaration.variable, f"{path}: {key}", 1)
+            ) from None
+        values[declaration.variable] = raw
     return values
-
-
-def _keys() -> list[str]:
-    return [field.name for field in attrs.fields(Settings)]
 
 
 def _flatten(table: Mapping[str, object], prefix: str = "") -> dict[str, object]:
@@ -101,10 +108,15 @@ def _flatten(table: Mapping[str, object], prefix: str = "") -> dict[str, object]
     return flat
 
 
-def _check_known(path: str, key: str) -> None:
-    if key in _keys():
-        return
-    close = difflib.get_close_matches(key, _keys(), n=1)
+def _known(path: str, key: str) -> Declaration:
+    found = BY_KEY.get(key) or QUALIFIED.get(key)
+    if found is None:
+        _refuse_unknown(path, key, [*BY_KEY, *QUALIFIED])
+    return found
+
+
+def _refuse_unknown(path: str, key: str, known: list[str]) -> NoReturn:
+    close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise ConfigError(f"{path}: unknown key {key!r}{hint}")
 

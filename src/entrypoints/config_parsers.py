@@ -96,7 +96,10 @@ def _check_port(name: str, url: str) -> None:
     try:
         port = urlsplit(url).port
     except ValueError as error:  # "Port out of range 0-65535", or not a number
-        raise ConfigError(f"{name}: {error} in {redact_url(url)!r:.80}") from None
+        # Not the error's own text: it quotes the would-be port, which is the password
+        # when a `#` or `?` in the password ends the authority early.
+        reason = "port out of range 0-65535" if "out of range" in str(error) else "bad port"
+        raise ConfigError(f"{name}: {reason} in {redact_url(url)!r:.80}") from None
     if port == 0:
         raise ConfigError(f"{name}: port 0 in {redact_url(url)!r:.80}")
 

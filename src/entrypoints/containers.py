@@ -91,9 +91,9 @@ async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     # With lock claims the lease doubles as the longest a transaction may sit idle: a hung
     # relay holding row locks loses them (and its connection) after that long. Only then:
     # MySQL and MariaDB before 10.3 refuse the session variable.
-    idle_limit = timedelta(seconds=settings.relay_lease_seconds)
+    idle_limit = timedelta(seconds=settings.relay.lease_seconds)
     limit = idle_limit if settings.relay_locks_claims else None
-    engine = create_engine(settings.database_url, idle_transaction_timeout=limit)
+    engine = create_engine(settings.core.database_url, idle_transaction_timeout=limit)
     try:
         yield engine
     finally:
@@ -103,7 +103,7 @@ async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 def _scraped(settings: Settings, metrics: PrometheusMetrics) -> Metrics:
     """The relay's and the consumer's metrics, kept only when a metrics port serves them:
     unscraped, they cost a histogram observation per message and nothing reads them."""
-    return metrics if settings.metrics_port else NoMetrics()
+    return metrics if settings.metrics.port else NoMetrics()
 
 
 class Core(containers.DeclarativeContainer):
@@ -124,8 +124,8 @@ class Core(containers.DeclarativeContainer):
         uow=uow,
         clock=clock,
         event_ids=event_ids,
-        topic=settings.provided.topic,
-        max_retry=settings.provided.max_retry,
+        topic=settings.provided.core.topic,
+        max_retry=settings.provided.core.max_retry,
         tracing=tracing,
     )
 
@@ -147,7 +147,7 @@ def _relay(
         uow=core.uow,
         bus=bus,
         clock=core.clock,
-        batch_size=settings.provided.relay_batch_size,
+        batch_size=settings.provided.relay.batch_size,
         lease=providers.Callable(_relay_lease, settings),
         metrics=core.scraped,
         shares=providers.Callable(_relay_shares, settings, core.uow, core.clock),
@@ -155,7 +155,7 @@ def _relay(
 
 
 def _relay_lease(settings: Settings) -> timedelta | None:
-    return None if settings.relay_locks_claims else timedelta(seconds=settings.relay_lease_seconds)
+    return None if settings.relay_locks_claims else timedelta(seconds=settings.relay.lease_seconds)
 
 
 def _relay_shares(
@@ -166,7 +166,7 @@ def _relay_shares(
     if not settings.relay_locks_claims:
         return None
     member = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    alive_for = timedelta(seconds=max(5.0, 3 * settings.relay_max_poll_interval))
+    alive_for = timedelta(seconds=max(5.0, 3 * settings.relay.max_poll_interval))
     return RelayShares(uow, clock, member, alive_for=alive_for)
 
 
@@ -184,8 +184,8 @@ def _consumer(
             clock=core.clock,
             fresh=providers.Callable(fresh_history, core.engine),
         ),
-        max_message_bytes=settings.provided.max_message_bytes,
-        batch_size=settings.provided.consumer_batch_size,
+        max_message_bytes=settings.provided.core.max_message_bytes,
+        batch_size=settings.provided.consumer.batch_size,
         writes=settings.provided.consumer_writes_at_once,
         metrics=core.scraped,
         tracing=core.tracing,
@@ -209,23 +209,23 @@ def kafka_options(settings: Settings) -> KafkaOptions:
     from chat_outbox.adapters.kafka import KafkaOptions
 
     return KafkaOptions(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        security_protocol=settings.kafka_security_protocol,
-        sasl_mechanism=settings.kafka_sasl_mechanism,
-        sasl_username=settings.kafka_sasl_username or None,
-        sasl_password=settings.kafka_sasl_password or None,
-        ssl_cafile=settings.kafka_ssl_cafile or None,
-        compression=settings.kafka_compression,
-        enable_idempotence=settings.kafka_enable_idempotence,
-        request_timeout_ms=settings.kafka_request_timeout_ms,
-        max_request_size=settings.kafka_max_request_size,
-        topic_partitions=settings.kafka_topic_partitions,
-        replication_factor=settings.kafka_replication_factor,
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-        rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        commit_interval_ms=settings.kafka_commit_interval_ms,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        security_protocol=settings.kafka.security_protocol,
+        sasl_mechanism=settings.kafka.sasl_mechanism,
+        sasl_username=settings.kafka.sasl_username or None,
+        sasl_password=settings.kafka.sasl_password or None,
+        ssl_cafile=settings.kafka.ssl_cafile or None,
+        compression=settings.kafka.compression,
+        enable_idempotence=settings.kafka.enable_idempotence,
+        request_timeout_ms=settings.kafka.request_timeout_ms,
+        max_request_size=settings.kafka.max_request_size,
+        topic_partitions=settings.kafka.topic_partitions,
+        replication_factor=settings.kafka.replication_factor,
+        session_timeout_ms=settings.kafka.session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
+        rebalance_timeout_ms=settings.kafka.rebalance_timeout_ms,
+        fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
+        commit_interval_ms=settings.kafka.commit_interval_ms,
     )
 
 
@@ -233,7 +233,7 @@ async def _kafka_bus(settings: Settings) -> AsyncIterator[KafkaBus]:
     options = kafka_options(settings)
     from chat_outbox.adapters.kafka import KafkaBus
 
-    topic = settings.topic if settings.kafka_create_topics else None
+    topic = settings.core.topic if settings.kafka.create_topics else None
     bus = KafkaBus(options, provision_topic=topic)
     try:
         yield bus
@@ -247,9 +247,9 @@ async def _kafka_source(settings: Settings, metrics: Metrics) -> AsyncIterator[K
 
     source = KafkaSource(
         options,
-        settings.topic,
-        settings.consumer_group,
-        provision=settings.kafka_create_topics,
+        settings.core.topic,
+        settings.consumer.group,
+        provision=settings.kafka.create_topics,
         metrics=metrics,
     )
     try:
@@ -272,11 +272,11 @@ def rabbit_options(settings: Settings) -> RabbitOptions:
     from chat_outbox.adapters.rabbitmq import RabbitOptions
 
     return RabbitOptions(
-        url=settings.rabbitmq_url,
-        queues=settings.rabbitmq_queues,
-        prefetch=settings.rabbitmq_prefetch,
-        confirm_timeout=_seconds(settings.rabbitmq_confirm_timeout_ms),
-        max_message_size=settings.rabbitmq_max_message_size,
+        url=settings.rabbitmq.url,
+        queues=settings.rabbitmq.queues,
+        prefetch=settings.rabbitmq.prefetch,
+        confirm_timeout=_seconds(settings.rabbitmq.confirm_timeout_ms),
+        max_message_size=settings.rabbitmq.max_message_size,
     )
 
 
@@ -302,7 +302,7 @@ async def _rabbit_source(settings: Settings) -> AsyncIterator[RabbitSource]:
     options = rabbit_options(settings)
     from chat_outbox.adapters.rabbitmq import RabbitSource
 
-    source = RabbitSource(options, settings.topic)
+    source = RabbitSource(options, settings.core.topic)
     try:
         yield source
     finally:
@@ -319,7 +319,7 @@ class RelayContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
     bus = providers.Selector(
-        settings.provided.bus,
+        settings.provided.core.bus,
         kafka=providers.Resource(_kafka_bus, settings),
         rabbitmq=providers.Resource(_rabbit_bus, settings),
     )
@@ -327,16 +327,16 @@ class RelayContainer(containers.DeclarativeContainer):
     wakeups = providers.Resource(wakeups_for, core.engine)
     polling = providers.Factory(
         Polling,
-        minimum=settings.provided.relay_poll_interval,
-        maximum=settings.provided.relay_max_poll_interval,
-        coalesce=providers.Callable(_seconds, settings.provided.relay_wakeup_coalesce_ms),
-        pace=providers.Callable(_seconds, settings.provided.relay_pace_ms),
+        minimum=settings.provided.relay.poll_interval,
+        maximum=settings.provided.relay.max_poll_interval,
+        coalesce=providers.Callable(_seconds, settings.provided.relay.wakeup_coalesce_ms),
+        pace=providers.Callable(_seconds, settings.provided.relay.pace_ms),
     )
     metrics_server = providers.Resource(
         metrics_server,
         core.registry,
-        settings.provided.metrics_host,
-        settings.provided.metrics_port,
+        settings.provided.metrics.host,
+        settings.provided.metrics.port,
     )
 
 
@@ -346,7 +346,7 @@ class ConsumerContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
     source = providers.Selector(
-        settings.provided.bus,
+        settings.provided.core.bus,
         kafka=providers.Resource(_kafka_source, settings, core.scraped),
         rabbitmq=providers.Resource(_rabbit_source, settings),
     )
@@ -354,8 +354,8 @@ class ConsumerContainer(containers.DeclarativeContainer):
     metrics_server = providers.Resource(
         metrics_server,
         core.registry,
-        settings.provided.metrics_host,
-        settings.provided.metrics_port,
+        settings.provided.metrics.host,
+        settings.provided.metrics.port,
     )
 
 
@@ -366,7 +366,7 @@ class ApiContainer(containers.DeclarativeContainer):
     core = providers.Container(Core, settings=settings)
     database_probe = providers.Singleton(DatabaseProbe, core.engine)
     bus_probe = providers.Selector(
-        settings.provided.bus,
+        settings.provided.core.bus,
         kafka=providers.Singleton(_kafka_probe, settings),
         rabbitmq=providers.Singleton(_rabbit_probe, settings),
         memory=providers.Object(always_ready),

@@ -61,9 +61,9 @@ def demo_messages(count: int, conversations: int, run_id: str) -> list[ChatMessa
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.bus == "memory":
+    if settings.core.bus == "memory":
         return await _in_process(settings, args.messages, args.conversations)
-    require_bus(settings.bus)  # here, not in the relay and consumer it spawns and waits for
+    require_bus(settings.core.bus)  # here, not in the relay and consumer it spawns and waits for
     async with _broker(settings) as env:
         return await _with_processes(settings, env, args.messages, args.conversations)
 
@@ -73,8 +73,8 @@ async def _broker(settings: Settings) -> AsyncIterator[dict[str, str]]:
     """The environment for the relay and consumer: on Kafka, with a local broker if none
     is set; RabbitMQ is the configured one."""
     env = dict(os.environ)
-    if settings.bus != "kafka" or PREFIX + "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
-        log.info("demo_bus", bus=settings.bus)
+    if settings.core.bus != "kafka" or PREFIX + "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
+        log.info("demo_bus", bus=settings.core.bus)
         yield env
         return
     async with local_kafka_broker() as bootstrap:

@@ -69,7 +69,7 @@ class Outbox:
             conversation_id=message.conversation_id,
             role=message.role,
             message=message.message,
-            max_message_bytes=self.settings.max_message_bytes,
+            max_message_bytes=self.settings.core.max_message_bytes,
         )
         keyed = idempotency_key is not None
         row = chat_row(
@@ -79,9 +79,9 @@ class Outbox:
                 if idempotency_key is not None
                 else uuid4_event_id()
             ),
-            topic=self.settings.topic,
+            topic=self.settings.core.topic,
             created_at=self._clock.now(),
-            max_retry=self.settings.max_retry,
+            max_retry=self.settings.core.max_retry,
             traceparent=self._tracing.current(),
         )
         outbox = SqlOutboxRepository(await _connection(session))
@@ -99,7 +99,7 @@ class Outbox:
     async def migrate(self) -> None:
         """Bring chat-outbox's tables in the configured database up to date (its own
         Alembic version table; the host's is never touched)."""
-        engine = create_engine(self.settings.database_url)
+        engine = create_engine(self.settings.core.database_url)
         try:
             await upgrade(engine)
         finally:

@@ -226,7 +226,7 @@ async def purge(args: argparse.Namespace, settings: Settings) -> int:
         selector = {"consumed_before": cutoff.isoformat()}
         with audited("purge", selector) as progress:
             deleted = await operations.purge_consumed(
-                uow, cutoff, settings.purge_batch_size, progress=progress
+                uow, cutoff, settings.relay.purge_batch_size, progress=progress
             )
     print(json.dumps({"deleted": deleted}))
     return 0

@@ -27,7 +27,7 @@ log = structlog.get_logger(__name__)
 
 
 def _require_cross_process_bus(settings: Settings) -> None:
-    if settings.bus == "memory":
+    if settings.core.bus == "memory":
         raise ConfigError(
             "CHAT_OUTBOX_BUS=memory only works inside `chat-outbox demo`, where the relay "
             "and the consumer share one process; use kafka or rabbitmq"
@@ -65,7 +65,13 @@ async def run_relay(settings: Settings, started: Started, *, once: bool = False)
         stopping = asyncio.Event()
         started(stopping.set)
         lanes = settings.relay_lanes_at_once
-        log.info("relay_started", bus=settings.bus, topic=settings.topic, once=once, lanes=lanes)
+        log.info(
+            "relay_started",
+            bus=settings.core.bus,
+            topic=settings.core.topic,
+            once=once,
+            lanes=lanes,
+        )
         relaying = run_relay_lanes(
             [await container.relay.async_() for _ in range(lanes)],
             stopping,
@@ -93,22 +99,22 @@ async def _chores(
     uow = await container.core.uow.async_()
     clock = container.core.clock()
     chores: list[Coroutine[Any, Any, object]] = []
-    if settings.sweep_published_after:
-        stale_after = timedelta(seconds=settings.sweep_published_after)
+    if settings.relay.sweep_published_after:
+        stale_after = timedelta(seconds=settings.relay.sweep_published_after)
         chores.append(run_sweeper(uow, clock, stopping, stale_after=stale_after))
-    if settings.retention:
+    if settings.relay.retention:
         chores.append(
             run_purger(
                 uow,
                 clock,
                 stopping,
-                retention=timedelta(seconds=settings.retention),
-                every=timedelta(seconds=settings.purge_interval),
-                batch=settings.purge_batch_size,
+                retention=timedelta(seconds=settings.relay.retention),
+                every=timedelta(seconds=settings.relay.purge_interval),
+                batch=settings.relay.purge_batch_size,
             )
         )
-    if settings.metrics_port:
-        every = settings.metrics_refresh_seconds
+    if settings.metrics.port:
+        every = settings.metrics.refresh_seconds
         metrics = container.core.metrics()
         chores.append(run_gauge_refresher(uow, clock, metrics, stopping, every=every))
     return chores
@@ -132,9 +138,9 @@ async def run_consume(
         started(consumer.stopping.set)
         log.info(
             "consumer_started",
-            bus=settings.bus,
-            topic=settings.topic,
-            group=settings.consumer_group,
+            bus=settings.core.bus,
+            topic=settings.core.topic,
+            group=settings.consumer.group,
         )
         totals = await run_consumer(consumer, idle_exit=idle_exit)
         log.info("consumer_stopped", **attrs.asdict(totals))

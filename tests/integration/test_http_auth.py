@@ -47,7 +47,7 @@ def message(user: int, text: str = "hello") -> dict[str, object]:
 
 def settings_on(engine: AsyncEngine, **values: object) -> Settings:
     url = engine.url.render_as_string(hide_password=False)
-    return Settings(database_url=url, bus="memory", **values)  # type: ignore[arg-type]
+    return Settings.of(database_url=url, bus="memory", **values)
 
 
 @contextlib.asynccontextmanager

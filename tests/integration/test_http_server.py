@@ -36,7 +36,7 @@ def container_on(engine: AsyncEngine, **overrides: object) -> ApiContainer:
     """The API on the test's engine; the memory bus (always ready) unless overridden."""
     url = engine.url.render_as_string(hide_password=False)
     settings = {"database_url": url, "admin_token": ADMIN_TOKEN, "bus": "memory", **overrides}
-    container = ApiContainer(settings=Settings(**settings))  # type: ignore[arg-type]
+    container = ApiContainer(settings=Settings.of(**settings))
     container.core.engine.override(providers.Object(engine))
     return container
 
@@ -191,7 +191,7 @@ async def test_readyz_names_an_unreachable_database() -> None:
     """With the database refusing connections, readiness is 503 with the database
     `unavailable`; the reason, with no password, goes to a warning log line only."""
     url = "postgresql+asyncpg://chat:s3cret-pw@127.0.0.1:1/chat"
-    container = ApiContainer(settings=Settings(database_url=url, bus="memory"))
+    container = ApiContainer(settings=Settings.of(database_url=url, bus="memory"))
     with capture_logs() as logs:
         async with resources(container), serving(container) as client:
             response = await client.get("/readyz")

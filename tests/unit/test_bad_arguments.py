@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from unittest import mock
 
-import attrs
 import pytest
 import structlog
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +21,8 @@ from hypothesis import strategies as st
 
 from chat_outbox.entrypoints import cli
 from chat_outbox.entrypoints.cli import build_parser, main
-from chat_outbox.entrypoints.config import ConfigError, Settings
+from chat_outbox.entrypoints.config import BY_KEY, DECLARATIONS, ConfigError, Settings
+from chat_outbox.entrypoints.config_schema import Declaration
 from chat_outbox.entrypoints.log_setup import configure_logging
 
 pytestmark = pytest.mark.unit
@@ -212,11 +212,11 @@ def test_any_number_for_a_process_option_is_parsed_in_range_or_refused(
 
 
 def numeric_settings() -> list[str]:
-    """The Settings fields that hold a number (or auto and a number)."""
+    """The keys of the settings that hold a number (or auto and a number)."""
     return [
-        field.name
-        for field in attrs.fields(Settings)
-        if str(field.type).replace(" ", "") in ("int", "float", "int|None", "float|None")
+        declaration.key
+        for declaration in DECLARATIONS
+        if declaration.type in ("int", "float", "int|None", "float|None")
     ]
 
 
@@ -229,7 +229,7 @@ def test_any_number_for_a_numeric_setting_is_bounded_or_refused_in_one_line(
     milliseconds and 100,000 of a batch, or refused with one line naming it."""
     variable = f"CHAT_OUTBOX_{name.upper()}"
     try:
-        value = getattr(Settings.from_env({variable: number}), name)
+        value = Settings.from_env({variable: number}).value(BY_KEY[name])
     except ConfigError as error:
         refusal = str(error)
         assert "\n" not in refusal
@@ -328,19 +328,21 @@ def test_kafka_bootstrap_servers_with_a_bad_port_exit_2_with_one_line(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    name=st.sampled_from([field.name for field in attrs.fields(Settings)]),
+    declaration=st.sampled_from(DECLARATIONS),
     raw=st.text(st.characters(exclude_categories=())),  # surrogates included
 )
-def test_any_text_for_any_setting_gives_settings_or_one_line(name: str, raw: str) -> None:
-    """Any text, undecodable bytes (lone surrogates) included, for any variable gives
-    Settings whose text values encode as UTF-8, or a one-line ConfigError."""
+def test_any_text_for_any_setting_gives_settings_or_one_line(
+    declaration: Declaration, raw: str
+) -> None:
+    """Any text, undecodable bytes (lone surrogates) included, for any declared variable
+    gives Settings whose text values encode as UTF-8, or a one-line ConfigError."""
     try:
-        loaded = Settings.from_env({f"CHAT_OUTBOX_{name.upper()}": raw})
+        loaded = Settings.from_env({declaration.variable: raw})
     except ConfigError as error:
         refusal = str(error)
         assert "\n" not in refusal
         return
-    value = getattr(loaded, name)
+    value = loaded.value(declaration)
     if isinstance(value, str):
         value.encode("utf-8")
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chat_outbox.entrypoints.config import LIMITS, ConfigError, Settings
+from chat_outbox.entrypoints.config import BY_KEY, LIMITS, ConfigError, Settings
 from chat_outbox.entrypoints.config_file import read_config_file, settings_of
 from tests.unit.test_bad_arguments import NUMBER_TEXT, numeric_settings
 
@@ -20,7 +20,7 @@ def test_every_numeric_setting_has_limits_that_hold_its_default() -> None:
     assert sorted(LIMITS) == sorted(numeric_settings())
     defaults = Settings()
     for name, (least, most) in LIMITS.items():
-        default = getattr(defaults, name)
+        default = defaults.value(BY_KEY[name])
         assert default is None or least <= default <= most, name
 
 
@@ -29,7 +29,7 @@ def test_settings_of_and_a_file_apply_the_same_limits(name: str, number: str) ->
     """Settings.of and a TOML file go through the same parsers: a value is within its
     LIMITS or refused in one line."""
     try:
-        value = getattr(settings_of({name: number}), name)
+        value = settings_of({name: number}).value(BY_KEY[name])
     except ConfigError as error:
         refusal = str(error)
         assert "\n" not in refusal
@@ -42,7 +42,7 @@ def test_settings_of_and_a_file_apply_the_same_limits(name: str, number: str) ->
 def test_one_past_the_most_is_refused_and_the_most_is_kept(name: str) -> None:
     """The most value is accepted as is; the next whole number up is refused naming it."""
     most = LIMITS[name][1]
-    assert getattr(Settings.of(**{name: most}), name) == most
+    assert Settings.of(**{name: most}).value(BY_KEY[name]) == most
     with pytest.raises(ConfigError, match=f"CHAT_OUTBOX_{name.upper()} must be"):
         Settings.of(**{name: most + 1})
 

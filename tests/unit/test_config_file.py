@@ -27,9 +27,13 @@ def test_file_values_fill_in_what_the_environment_leaves_unset(config: Path) -> 
     """Keys, including a table's (`[kafka]` + key), become settings; the rest stay defaults."""
     loaded = load_settings({}, str(config))
     settings = loaded.settings
-    assert (settings.topic, settings.max_retry, settings.retention) == ("from-file", 5, 604800.0)
-    assert (settings.kafka_sasl_password, settings.kafka_enable_idempotence) == ("hunter2", True)
-    assert settings.consumer_batch_size == 500
+    assert (settings.core.topic, settings.core.max_retry, settings.relay.retention) == (
+        "from-file",
+        5,
+        604800.0,
+    )
+    assert (settings.kafka.sasl_password, settings.kafka.enable_idempotence) == ("hunter2", True)
+    assert settings.consumer.batch_size == 500
     assert loaded.origins["topic"] == f"file {config}"
     assert loaded.origins["consumer_batch_size"] == "default"
 
@@ -37,22 +41,22 @@ def test_file_values_fill_in_what_the_environment_leaves_unset(config: Path) -> 
 def test_environment_variables_win_over_the_file(config: Path) -> None:
     """A set variable overrides the file, and the origin names the variable."""
     loaded = load_settings({"CHAT_OUTBOX_MAX_RETRY": "9"}, str(config))
-    assert loaded.settings.max_retry == 9
+    assert loaded.settings.core.max_retry == 9
     assert loaded.origins["max_retry"] == "CHAT_OUTBOX_MAX_RETRY"
 
 
 def test_an_empty_variable_does_not_hide_the_files_value(config: Path) -> None:
     """CHAT_OUTBOX_TOPIC= (empty) means unset, as without a file, so the file's topic holds."""
-    assert load_settings({"CHAT_OUTBOX_TOPIC": ""}, str(config)).settings.topic == "from-file"
+    assert load_settings({"CHAT_OUTBOX_TOPIC": ""}, str(config)).settings.core.topic == "from-file"
 
 
 def test_the_path_can_come_from_chat_outbox_config(config: Path, tmp_path: Path) -> None:
     """$CHAT_OUTBOX_CONFIG names the file when --config does not; --config wins over it."""
     env = {"CHAT_OUTBOX_CONFIG": str(config)}
-    assert load_settings(env).settings.topic == "from-file"
+    assert load_settings(env).settings.core.topic == "from-file"
     other = tmp_path / "other.toml"
     other.write_text('topic = "other"\n')
-    assert load_settings(env, str(other)).settings.topic == "other"
+    assert load_settings(env, str(other)).settings.core.topic == "other"
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,7 @@ async def test_an_idempotent_replay_claims_before_it_looks_up_the_first_recordin
 
 @pytest.fixture
 async def api(harness: Harness) -> AsyncIterator[Api]:
-    async for api in api_for(harness, Settings(auth_jwt_secret=SECRET)):
+    async for api in api_for(harness, Settings.of(auth_jwt_secret=SECRET)):
         yield api
 
 

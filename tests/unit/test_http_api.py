@@ -80,7 +80,7 @@ async def api_for(
 
 @pytest.fixture
 async def api(harness: Harness) -> AsyncIterator[Api]:
-    async for api in api_for(harness, Settings(admin_token=TOKEN, http_max_body_bytes=4096)):
+    async for api in api_for(harness, Settings.of(admin_token=TOKEN, http_max_body_bytes=4096)):
         yield api
 
 
@@ -309,7 +309,7 @@ async def test_a_failed_requeue_over_http_is_audited_as_failed(
 ) -> None:
     """A requeue whose transaction is lost answers 503 and is audited with outcome failed."""
     flaky = FlakyCommits(harness.store, failures=0)
-    async for api in api_for(harness, Settings(admin_token=TOKEN), flaky):
+    async for api in api_for(harness, Settings.of(admin_token=TOKEN), flaky):
         await make_dead(api, ["c1"])
         flaky.failures = 1
         body = {"all": True}

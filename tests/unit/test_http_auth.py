@@ -60,7 +60,7 @@ def path(conversation: str = "conv-a") -> str:
 
 @pytest.fixture
 async def api(harness: Harness) -> AsyncIterator[Api]:
-    async for api in api_for(harness, Settings(auth_jwt_secret=SECRET)):
+    async for api in api_for(harness, Settings.of(auth_jwt_secret=SECRET)):
         yield api
 
 
@@ -159,7 +159,7 @@ async def test_a_missing_or_bad_token_is_a_401(
 
 async def test_audience_and_issuer_are_checked_when_configured(harness: Harness) -> None:
     """With an audience and issuer set, a token lacking or mismatching either is a 401."""
-    configured = Settings(auth_jwt_secret=SECRET, auth_audience="chat", auth_issuer="idp")
+    configured = Settings.of(auth_jwt_secret=SECRET, auth_audience="chat", auth_issuer="idp")
     async for api in api_for(harness, configured):
         cases = {
             "wrong audience": as_user(ALICE, aud="other", iss="idp"),
@@ -210,7 +210,7 @@ async def test_a_public_key_file_verifies_its_tokens_only(
     """RS256/ES256 tokens signed with the key pair pass; HS256 signed with the public key
     text (algorithm confusion) and tokens from another key pair are 401."""
     public, pem = key_file(tmp_path, private)
-    async for api in api_for(harness, Settings(auth_jwt_public_key_file=public)):
+    async for api in api_for(harness, Settings.of(auth_jwt_public_key_file=public)):
         good = bearer(token(str(ALICE), key=private, algorithm=algorithm))
         response = await api.client.post(path(), json=message(), headers=good)
         assert response.status_code == 202, response.text
@@ -282,7 +282,7 @@ FUTURE = st.integers(int(time.time()) + 60, 2**40)
 )
 async def test_arbitrary_bearer_strings_are_always_a_401(raw: str) -> None:
     """Any string that is not a signed token is a 401 on both routes, never a 500."""
-    async for api in api_for(Harness(), Settings(auth_jwt_secret=SECRET)):
+    async for api in api_for(Harness(), Settings.of(auth_jwt_secret=SECRET)):
         for response in (
             await api.client.get(path(), headers=bearer(raw)),
             await api.client.post(path(), json=message(), headers=bearer(raw)),
@@ -302,7 +302,7 @@ async def test_arbitrary_signed_claims_never_crash_the_routes(
     if sub is not None:
         claims["sub"] = str(sub)
     signed = hmac_token(claims, SECRET.encode())  # PyJWT would refuse to sign some claims
-    async for api in api_for(Harness(), Settings(auth_jwt_secret=SECRET)):
+    async for api in api_for(Harness(), Settings.of(auth_jwt_secret=SECRET)):
         for response in (
             await api.client.get(path(), headers=bearer(signed)),
             await api.client.post(path(), json=message(), headers=bearer(signed)),
@@ -320,7 +320,7 @@ async def test_a_history_page_stops_at_the_byte_budget_with_a_next_link(
     """Messages larger together than HTTP_MAX_RESPONSE_BYTES come a budget at a time; the
     cursor and Link lead through all of them, and a page holds at least one message."""
     budget = 4096
-    async for api in api_for(harness, Settings(http_max_response_bytes=budget)):
+    async for api in api_for(harness, Settings.of(http_max_response_bytes=budget)):
         texts = [f"{i:02d}" + "x" * 1500 for i in range(7)] + ["y" * 5000]
         for text in texts:
             await api.send("big", text)
@@ -374,12 +374,12 @@ def test_only_loopback_serves_without_auth_unless_told(host: str, loopback: bool
             check_exposure(host, Settings(), insecure_no_auth=False)
         assert "\n" not in str(raised.value)
     check_exposure(host, Settings(), insecure_no_auth=True)
-    check_exposure(host, Settings(auth_jwt_secret=SECRET), insecure_no_auth=False)
+    check_exposure(host, Settings.of(auth_jwt_secret=SECRET), insecure_no_auth=False)
 
 
 def test_the_http_limits_reach_uvicorn() -> None:
     """Keep-alive, connection ceiling and header deadline come from the settings."""
-    limits = Settings(
+    limits = Settings.of(
         http_keep_alive_seconds=3.5, http_max_connections=17, http_header_timeout_seconds=2.5
     )
     config = server_for(object(), "127.0.0.1", 1, limits).config

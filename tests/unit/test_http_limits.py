@@ -105,7 +105,7 @@ def test_metrics_labels_take_only_known_methods_and_route_templates(
         assert found_methods <= HTTP_METHODS | {OTHER_METHOD}
         assert found_routes <= templates | {UNMATCHED_ROUTE}
 
-    run_app(scenario, Settings(admin_token=TOKEN, http_max_body_bytes=4096))
+    run_app(scenario, Settings.of(admin_token=TOKEN, http_max_body_bytes=4096))
 
 
 def test_two_thousand_random_methods_add_one_series() -> None:
@@ -127,7 +127,7 @@ def test_two_thousand_random_methods_add_one_series() -> None:
 
 @pytest.fixture
 async def api(harness: Harness) -> AsyncIterator[Api]:
-    async for api in api_for(harness, Settings(admin_token=TOKEN, http_max_body_bytes=4096)):
+    async for api in api_for(harness, Settings.of(admin_token=TOKEN, http_max_body_bytes=4096)):
         yield api
 
 
@@ -197,7 +197,7 @@ def test_admin_routes_refuse_before_reading_the_body(
         assert status == (401 if token_set else 403)
         assert reads == []
 
-    run_app(scenario, Settings(admin_token=TOKEN if token_set else ""))
+    run_app(scenario, Settings.of(admin_token=TOKEN if token_set else ""))
 
 
 async def test_a_malformed_admin_body_without_a_token_is_401_not_422(api: Api) -> None:

@@ -109,7 +109,7 @@ def test_a_trailing_slash_never_echoes_the_host_header(path: str, host: str, met
         assert "location" not in response.headers
         assert all(host not in value for value in response.headers.values())
 
-    run_app(scenario, Settings(admin_token=TOKEN))
+    run_app(scenario, Settings.of(admin_token=TOKEN))
 
 
 def strings_in(document: object) -> Iterator[str]:
@@ -184,4 +184,4 @@ def test_an_error_answer_never_quotes_what_the_client_sent(secret: str, placemen
             for form in forms:
                 assert form[:echo_limit] not in text
 
-    run_app(scenario, Settings(admin_token=TOKEN, http_max_body_bytes=64 * 1024))
+    run_app(scenario, Settings.of(admin_token=TOKEN, http_max_body_bytes=64 * 1024))

@@ -110,7 +110,7 @@ def test_relay_and_consumer_keep_metrics_only_when_a_port_serves_them(
     port: int, kept: bool
 ) -> None:
     """Unserved, nobody reads them, and each message would pay a histogram observation."""
-    container = RelayContainer(settings=Settings(metrics_port=port))
+    container = RelayContainer(settings=Settings.of(metrics_port=port))
     scraped = container.core.scraped()
     assert isinstance(scraped, PrometheusMetrics) is kept
     assert (scraped is container.core.metrics()) is kept

@@ -49,10 +49,10 @@ def test_rabbitmq_settings_come_from_the_environment() -> None:
             "CHAT_OUTBOX_RABBITMQ_CONFIRM_TIMEOUT_MS": "2500",
         }
     )
-    assert settings.bus == "rabbitmq"
-    assert settings.rabbitmq_url == "amqps://app:pw@rabbit.internal:5671/chat"
-    assert (settings.rabbitmq_queues, settings.rabbitmq_prefetch) == (8, 100)
-    assert settings.rabbitmq_confirm_timeout_ms == 2500
+    assert settings.core.bus == "rabbitmq"
+    assert settings.rabbitmq.url == "amqps://app:pw@rabbit.internal:5671/chat"
+    assert (settings.rabbitmq.queues, settings.rabbitmq.prefetch) == (8, 100)
+    assert settings.rabbitmq.confirm_timeout_ms == 2500
 
 
 def test_the_rabbitmq_password_never_shows() -> None:

@@ -61,7 +61,7 @@ def test_a_lease_too_short_for_a_publish_is_refused_with_lock_claims(
     }
     with pytest.raises(ConfigError, match=f"too short for lock claims.*{timeout_variable}"):
         Settings.from_env(env)
-    assert Settings.from_env({**env, "CHAT_OUTBOX_RELAY_CLAIM": "lease"}).relay_lease_seconds == 5
+    assert Settings.from_env({**env, "CHAT_OUTBOX_RELAY_CLAIM": "lease"}).relay.lease_seconds == 5
 
 
 @pytest.mark.parametrize(

@@ -18,19 +18,19 @@ def test_arguments_set_their_fields_and_leave_the_rest_at_defaults() -> None:
     settings = Settings.of(
         topic="host.chat", max_retry=5, kafka_create_topics=False, relay_lanes=None
     )
-    assert (settings.topic, settings.max_retry, settings.kafka_create_topics) == (
+    assert (settings.core.topic, settings.core.max_retry, settings.kafka.create_topics) == (
         "host.chat",
         5,
         False,
     )
-    assert settings.relay_lanes is None
-    assert settings.consumer_batch_size == Settings().consumer_batch_size
+    assert settings.relay.lanes is None
+    assert settings.consumer.batch_size == Settings().consumer.batch_size
 
 
 def test_arguments_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A host's CHAT_OUTBOX_* variables do not leak into settings it spelled out."""
     monkeypatch.setenv("CHAT_OUTBOX_TOPIC", "from-env")
-    assert Settings.of(max_retry=3).topic == Settings().topic
+    assert Settings.of(max_retry=3).core.topic == Settings().core.topic
 
 
 @pytest.mark.parametrize(
@@ -69,4 +69,4 @@ def test_a_file_fills_in_and_the_environment_wins(tmp_path: Path) -> None:
     path = tmp_path / "chat-outbox.toml"
     path.write_text('topic = "from-file"\nmax_retry = 5\n')
     settings = Settings.from_file(str(path), environ={"CHAT_OUTBOX_MAX_RETRY": "9"})
-    assert (settings.topic, settings.max_retry) == ("from-file", 9)
+    assert (settings.core.topic, settings.core.max_retry) == ("from-file", 9)

@@ -25,12 +25,12 @@ HTTP_USER = "http"
 
 
 def require_admin(settings: Config, authorization: Annotated[str | None, Header()] = None) -> None:
-    if not settings.admin_token:
+    if not settings.http.admin_token:
         raise HTTPException(403, "admin routes are disabled: set CHAT_OUTBOX_ADMIN_TOKEN")
     scheme, _, token = (authorization or "").partition(" ")
     # compare_digest: the time taken does not reveal how much of a guess was right.
     if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), settings.admin_token.encode()
+        token.strip().encode(), settings.http.admin_token.encode()
     ):
         raise HTTPException(
             401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}

@@ -148,7 +148,7 @@ def _user_id(value: object) -> int | None:
 def authenticator_of(settings: Settings) -> Authenticator | None:
     """The settings' authenticator, None when authentication is off; a ConfigError names
     an unreadable key file or algorithms that do not fit the key."""
-    if not settings.auth_enabled:
+    if not settings.http.auth_enabled:
         return None
     return _cached(settings)
 
@@ -156,15 +156,15 @@ def authenticator_of(settings: Settings) -> Authenticator | None:
 @functools.lru_cache(maxsize=8)
 def _cached(settings: Settings) -> Authenticator:
     # Cached per settings, so the key file is read once, not on every request.
-    chosen = tuple(a for a in settings.auth_jwt_algorithms.split(",") if a)
-    if settings.auth_jwt_secret and settings.auth_jwt_public_key_file:
+    chosen = tuple(a for a in settings.http.auth_jwt_algorithms.split(",") if a)
+    if settings.http.auth_jwt_secret and settings.http.auth_jwt_public_key_file:
         raise ConfigError(f"{PREFIX}AUTH_JWT_SECRET and AUTH_JWT_PUBLIC_KEY_FILE are both set")
-    if settings.auth_jwt_secret:
-        key: Any = settings.auth_jwt_secret.encode()
+    if settings.http.auth_jwt_secret:
+        key: Any = settings.http.auth_jwt_secret.encode()
         algorithms = chosen or ("HS256",)
         allowed: tuple[str, ...] = JWT_SYMMETRIC
     else:
-        key = _public_key(settings.auth_jwt_public_key_file)
+        key = _public_key(settings.http.auth_jwt_public_key_file)
         algorithms = chosen or (_algorithm_of(key),)
         allowed = _algorithms_for(key)
     misfit = [a for a in algorithms if a not in allowed]
@@ -175,10 +175,10 @@ def _cached(settings: Settings) -> Authenticator:
     return Authenticator(
         key=key,
         algorithms=algorithms,
-        user_claim=settings.auth_user_claim,
-        audience=settings.auth_audience or None,
-        issuer=settings.auth_issuer or None,
-        service_scope=settings.auth_service_scope,
+        user_claim=settings.http.auth_user_claim,
+        audience=settings.http.auth_audience or None,
+        issuer=settings.http.auth_issuer or None,
+        service_scope=settings.http.auth_service_scope,
     )
 
 

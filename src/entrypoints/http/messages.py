@@ -181,7 +181,7 @@ async def record_message(
             conversation_id=conversation_id,
             role=body.role,
             message=body.message,
-            max_message_bytes=settings.max_message_bytes,
+            max_message_bytes=settings.core.max_message_bytes,
         )
     except InvalidChatMessage as error:
         where = "path" if str(error).startswith("conversation_id") else "body"
@@ -229,7 +229,7 @@ async def _page(
 ) -> tuple[list[HistoryMessage], int | None]:
     """Up to `limit` messages after `after` within the byte budget, and the cursor of the
     next page (None when none follows)."""
-    budget, largest = settings.http_max_response_bytes, max(settings.max_message_bytes, 1)
+    budget, largest = settings.http.max_response_bytes, max(settings.core.max_message_bytes, 1)
     messages: list[HistoryMessage] = []
     envelope = HistoryPage(conversation_id=conversation_id, messages=[], next_after=MAX_ID)
     size, cursor = len(envelope.model_dump_json().encode()), after

@@ -112,10 +112,10 @@ class BodyTimeout:
 def server_for(app: object, host: str, port: int, settings: Settings | None = None) -> ApiServer:
     limits = settings or Settings()
     protocol = type(
-        "TimedH11Protocol", (HeaderTimeout,), {"header_timeout": limits.http_header_timeout_seconds}
+        "TimedH11Protocol", (HeaderTimeout,), {"header_timeout": limits.http.header_timeout_seconds}
     )
     config = uvicorn.Config(
-        BodyTimeout(app, limits.http_body_timeout_seconds),  # type: ignore[arg-type]
+        BodyTimeout(app, limits.http.body_timeout_seconds),  # type: ignore[arg-type]
         host=host,
         port=port,
         log_config=None,  # uvicorn's loggers go through our structlog handler
@@ -124,8 +124,8 @@ def server_for(app: object, host: str, port: int, settings: Settings | None = No
         server_header=False,
         http=protocol,
         # Typed int, but uvicorn only hands it to call_later, which takes any seconds.
-        timeout_keep_alive=limits.http_keep_alive_seconds,  # type: ignore[arg-type]
-        limit_concurrency=limits.http_max_connections,
+        timeout_keep_alive=limits.http.keep_alive_seconds,  # type: ignore[arg-type]
+        limit_concurrency=limits.http.max_connections,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     return ApiServer(config)
@@ -148,7 +148,7 @@ def is_loopback(host: str) -> bool:
 
 def check_exposure(host: str, settings: Settings, insecure_no_auth: bool) -> None:
     """Refuse to serve the message routes without authentication beyond loopback."""
-    if settings.auth_enabled or insecure_no_auth or is_loopback(host):
+    if settings.http.auth_enabled or insecure_no_auth or is_loopback(host):
         return
     raise ConfigError(
         f"refusing to serve on {host} without authentication: set "
@@ -171,14 +171,14 @@ def _listening(host: str, port: int) -> socket.socket:
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
-    host = args.host or settings.http_host
-    port = settings.http_port if args.port is None else args.port
+    host = args.host or settings.http.host
+    port = settings.http.port if args.port is None else args.port
     check_exposure(host, settings, bool(getattr(args, "insecure_no_auth", False)))
     authenticator_of(settings)  # a bad key file stops the start, not the first request
-    if not settings.auth_enabled and not is_loopback(host):
+    if not settings.http.auth_enabled and not is_loopback(host):
         log.warning("api_without_auth", host=host, reason="--insecure-no-auth")
     # The readiness probe needs the bus's client: say so now, not on every probe.
-    require_bus(settings.bus)
+    require_bus(settings.core.bus)
     async with resources(ApiContainer(settings=settings)) as container:
         await ensure_migrated(await container.core.engine.async_())
         server = server_for(create_app(container), host, port, settings)
@@ -192,8 +192,8 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
             "api_starting",
             host=host,
             port=port,
-            admin=bool(settings.admin_token),
-            auth=settings.auth_enabled,
+            admin=bool(settings.http.admin_token),
+            auth=settings.http.auth_enabled,
         )
         await server.serve(sockets=[listener])
         log.info("api_stopped")
