@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install services demo test test-unit test-integration lint typecheck bench chaos clean
+.PHONY: install services browser promtool demo test test-unit test-integration lint typecheck bench chaos clean
 
 install: $(STAMP)
 
@@ -17,16 +17,24 @@ $(STAMP): pyproject.toml
 services:  ## start PostgreSQL, MariaDB and RabbitMQ if they are down, and wait until they answer
 	./scripts/services.sh
 
+browser:  ## headless Chromium and its driver from the system's packages, for the dashboard's browser tests
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver)
+
+promtool:  ## promtool (Debian's prometheus package), which checks deploy/prometheus/alerts.yml
+	command -v promtool >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus)
+
 demo: install
 	$(BIN)/chat-outbox demo
 
-test: lint services
+test: lint services browser promtool
 	$(BIN)/pytest -q
 
 test-unit: install
 	$(BIN)/pytest -q -m unit
 
-test-integration: install services
+test-integration: install services browser promtool
 	$(BIN)/pytest -q -m integration
 
 lint: install

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from chat_outbox.entrypoints.containers import ApiContainer
-from chat_outbox.entrypoints.http import admin, errors, health, messages
+from chat_outbox.entrypoints.http import admin, dashboard, errors, health, messages
 from chat_outbox.entrypoints.http.middleware import BodySizeLimit, RequestMetrics
 
 
@@ -24,8 +24,9 @@ def create_app(container: ApiContainer) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(health.router)
     errors.install(app)
+    dashboard.install(app)  # after errors: its own handlers answer its pages in HTML
     settings = container.settings()
     # The last added runs first: every request is timed, 413s from the size limit included.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.http_max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.http.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=container.core.metrics())
     return app
