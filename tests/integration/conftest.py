@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,10 +17,33 @@ from chat_outbox.adapters.kafka import KafkaOptions
 from chat_outbox.adapters.rabbitmq import redact
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.entrypoints.local_broker import LocalBroker
-from tests.integration.databases import BACKENDS, fresh_migrated_engine, truncate, url_for
+from tests.integration.databases import (
+    BACKENDS,
+    drop_run_databases,
+    fresh_migrated_engine,
+    truncate,
+    url_for,
+)
 
 if TYPE_CHECKING:
     from tests.integration.buses import BusHarness
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Drop the server databases named after this run (and those of gone runs): each run
+    has its own, so that two runs at once never truncate each other's rows."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    loop = asyncio.new_event_loop()  # the session's loop is closed by now
+    try:
+        dropped = loop.run_until_complete(drop_run_databases())
+    except Exception as error:  # noqa: BLE001 - a clean-up failure must not hide the results
+        if reporter is not None:
+            reporter.write_line(f"could not drop this run's test databases: {error!r}")
+        return
+    finally:
+        loop.close()
+    if dropped and reporter is not None and session.config.option.verbose > 0:
+        reporter.write_line(f"dropped test databases: {', '.join(sorted(dropped))}")
 
 
 @pytest.fixture(scope="session")
