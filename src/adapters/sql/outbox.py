@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chat_outbox.adapters.sql.claimed import claimed_message
 from chat_outbox.adapters.sql.statements import (
+    CLAIM_PLAN,
     INSERT_MESSAGE,
     LEASE_HEADS,
     LEASE_IDS,
@@ -87,6 +88,8 @@ class SqlOutboxRepository(OutboxRepository):
         assert lease is None or shard == EVERY_CONVERSATION, "shards narrow locked claims only"
         dialect = self._conn.dialect.name
         params: dict[str, Any] = {"now": now, "limit": limit}
+        if dialect == "postgresql":
+            await self._conn.execute(CLAIM_PLAN)
         if lease is None:
             # Locked, not leased: the caller's transaction stays open through the publish.
             assert dialect != "sqlite", "SQLite has no row locks; claim with a lease"

@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -33,6 +34,18 @@ from chat_outbox.adapters.sql.tables import outbox_messages as t
 from chat_outbox.domain import BIZ_TYPE_CHAT_HISTORY, HOLDING_STATUSES, OutboxStatus
 
 INSERT_MESSAGE = insert(t)
+
+CLAIM_PLAN = text(
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
+    " set_config('enable_sort', 'off', true),"
+    " set_config('enable_hashjoin', 'off', true)"
+)
+"""PostgreSQL, before a claim in the same transaction: a claim must walk the pending id
+index to its limit, whatever the statistics say. Analysed while empty (a new deployment,
+a truncated table), they make the planner expect one pending row, so it would read and
+sort the whole backlog (or hash-join a lease's picks against it), or keep a generic plan
+made for an empty table. A custom plan sized to the table as it is, with no sort and no
+hash join, is always the index walk."""
 
 
 def constant(value: str) -> ColumnElement[Any]:
