@@ -16,10 +16,12 @@ from structlog.testing import capture_logs
 
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine
+from chat_outbox.entrypoints.http import create_app
 from chat_outbox.entrypoints.http.dashboard import session
 from tests.integration.dashboard_helpers import (
     ADMIN_TOKEN,
     HOSTILE,
+    NONCE,
     TRACEPARENT,
     asgi_client,
     consume_all,
@@ -51,7 +53,9 @@ async def admin(client: httpx.AsyncClient) -> httpx.AsyncClient:
     return client
 
 
-@pytest.mark.parametrize("path", [*PAGES, "/admin/login"])
+@pytest.mark.parametrize(
+    "path", [*PAGES, "/admin/login", "/admin/rows", "/admin/static/dashboard.js"]
+)
 async def test_pages_answer_403_saying_so_when_no_admin_token_is_configured(
     engine: AsyncEngine, path: str
 ) -> None:
@@ -84,6 +88,28 @@ async def test_logging_out_needs_the_csrf_token_and_then_ends_the_session(
     assert refused.status_code == 403
     assert logged_out.status_code == 303
     assert (await admin.get("/admin")).status_code == 303
+
+
+async def test_a_session_cookie_copied_before_logging_out_no_longer_works(
+    admin: httpx.AsyncClient,
+) -> None:
+    copied = admin.cookies[session.SESSION_COOKIE]
+    logout = await admin.post("/admin/logout", data={"csrf": await csrf_of(admin)})
+    assert logout.status_code == 303
+    admin.cookies.set(session.SESSION_COOKIE, copied, path="/admin")
+    assert (await admin.get("/admin")).status_code == 303
+    assert (await admin.get("/admin/rows", params={"ids": "1"})).status_code == 401
+
+
+async def test_a_failed_login_keeps_where_it_was_going(client: httpx.AsyncClient) -> None:
+    form = await client.get("/admin/login", params={"next": "/admin/dead?limit=5"})
+    nonce = NONCE.search(form.text)
+    assert nonce
+    failed = await client.post(
+        "/admin/login", data={"nonce": nonce[1], "token": "wrong", "next": "/admin/dead?limit=5"}
+    )
+    assert failed.status_code == 401
+    assert 'name="next" value="/admin/dead?limit=5"' in failed.text
 
 
 async def test_a_wrong_token_gets_a_401_page_that_quotes_nothing(
@@ -120,6 +146,17 @@ async def test_cookies_are_secure_over_https_and_beyond_loopback(engine: AsyncEn
         response = await log_in(client)
     assert "Secure" in plain.headers["set-cookie"]
     assert response.status_code == 303
+    assert "Secure" in response.headers["set-cookie"]
+
+
+async def test_cookies_are_secure_for_a_remote_peer_even_with_a_loopback_host(
+    engine: AsyncEngine,
+) -> None:
+    """What a local reverse proxy forwarding for a remote browser looks like to the app."""
+    app = create_app(dashboard_container(engine))
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        response = await client.get("/admin/login")
     assert "Secure" in response.headers["set-cookie"]
 
 

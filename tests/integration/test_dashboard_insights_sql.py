@@ -96,6 +96,23 @@ async def test_dead_rows_are_found_by_error_text_whatever_its_case_and_wildcards
     assert len(await ids()) == 3
 
 
+async def test_dead_rows_are_found_by_the_exact_text_of_a_non_ascii_error(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    """Python's lower() is not the database's (SQLite lowers ASCII only, and 'İ' lowers to
+    two characters in Python): the error as written must always find its row."""
+    overflow = await record(uow, START, dead="Überlauf in İstanbul: 100%")
+    await record(uow, START, "c-2", dead="InvalidTopic")
+    insights = SqlInsights(engine)
+
+    async def ids(needle: str) -> list[int]:
+        return [m.id for m in await insights.dead(DeadQuery(error_contains=needle), 10)]
+
+    assert await ids("Überlauf") == [overflow]
+    assert await ids("İstanbul") == [overflow]
+    assert await ids("ÜBERLAUF in İSTANBUL") == [overflow]  # ASCII case is ignored everywhere
+
+
 async def test_dead_rows_are_found_by_when_they_died(
     engine: AsyncEngine, uow: SqlUnitOfWorkFactory
 ) -> None:

@@ -110,3 +110,60 @@ def test_after_login_only_a_dashboard_path_on_this_site_is_followed(
     given: str | None, goes_to: str
 ) -> None:
     assert safe_next(given) == goes_to
+
+
+def test_the_throttle_counts_an_ipv6_clients_whole_slash_64_together() -> None:
+    """One host commonly holds a whole /64: a new address per guess must not reset its count."""
+    throttle = session.LoginThrottle(failures=3, window=60)
+    for host in range(3):
+        throttle.failed(f"2001:db8:1:2::{host + 1:x}", NOW)
+    assert throttle.blocked("2001:db8:1:2:ffff::9", NOW + 1)
+    assert not throttle.blocked("2001:db8:1:3::1", NOW + 1)
+
+
+def test_the_throttle_counts_an_ipv4_mapped_address_as_its_ipv4_address() -> None:
+    throttle = session.LoginThrottle(failures=2, window=60)
+    throttle.failed("::ffff:192.0.2.7", NOW)
+    throttle.failed("192.0.2.7", NOW)
+    assert throttle.blocked("192.0.2.7", NOW + 1)
+    assert not throttle.blocked("::ffff:192.0.2.8", NOW + 1)  # not one bucket for all IPv4
+
+
+def test_clients_that_never_failed_do_not_push_a_failing_one_out() -> None:
+    throttle = session.LoginThrottle(failures=2, window=60, max_clients=2)
+    throttle.failed("10.0.0.1", NOW)
+    throttle.failed("10.0.0.1", NOW)
+    for host in range(10):
+        assert not throttle.blocked(f"10.0.1.{host}", NOW)
+    assert throttle.blocked("10.0.0.1", NOW + 1)
+
+
+def test_a_revoked_session_is_remembered_until_it_would_have_expired() -> None:
+    _, ended = session.issue(TOKEN, NOW)
+    _, other = session.issue(TOKEN, NOW)
+    revoked = session.RevokedSessions()
+    revoked.revoke(ended, NOW)
+    assert ended in revoked
+    assert other not in revoked
+    revoked.revoke(other, ended.expires + 1)  # the first has expired: no longer kept
+    assert ended not in revoked
+    assert other in revoked
+
+
+def test_revoked_sessions_are_bounded() -> None:
+    revoked = session.RevokedSessions(max_sessions=2)
+    sessions = [session.issue(TOKEN, NOW)[1] for _ in range(3)]
+    for each in sessions:
+        revoked.revoke(each, NOW)
+    assert [s in revoked for s in sessions] == [False, True, True]
+
+
+@pytest.mark.parametrize(
+    ("client", "secure"),
+    [("127.0.0.1", False), ("::1", False), ("203.0.113.9", True), ("unknown", True)],
+)
+def test_a_loopback_host_over_plain_http_from_a_peer_elsewhere_still_gets_a_secure_cookie(
+    client: str, secure: bool
+) -> None:
+    """A proxy that passes its upstream's name (Host: 127.0.0.1) on for a remote browser."""
+    assert session.secure_cookie("http", "127.0.0.1", client) is secure

@@ -9,7 +9,7 @@ import pytest
 from chat_outbox.application.insights import Persisted, timeline
 from chat_outbox.domain import HistoryEntry, OutboxMessage, OutboxStatus, Role
 from chat_outbox.entrypoints.http.dashboard.charts import bar_chart
-from chat_outbox.entrypoints.http.dashboard.render import trace_link
+from chat_outbox.entrypoints.http.dashboard.render import environment, trace_link
 
 pytestmark = pytest.mark.unit
 
@@ -91,3 +91,17 @@ def test_only_a_well_formed_traceparent_becomes_a_trace_link(
 
 def test_no_trace_link_without_a_template() -> None:
     assert trace_link("", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01") is None
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["javascript:alert(1)//{trace_id}", " data:text/html,{trace_id}", "{trace_id}:x"],
+)
+def test_a_trace_template_that_is_not_http_never_becomes_a_link(template: str) -> None:
+    """Checked when the setting is read; checked again where the link is made."""
+    assert trace_link(template, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01") is None
+
+
+def test_a_payload_nested_too_deeply_for_the_json_parser_is_shown_as_it_is() -> None:
+    payload = "[" * 100_000
+    assert environment.filters["chat_text"](payload) == payload

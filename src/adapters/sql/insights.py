@@ -117,9 +117,10 @@ class SqlInsights(OutboxInsights):
         if query.conversation_id is not None:
             conditions.append(t.c.message_key == query.conversation_id)
         if query.error_contains:
-            # Lowered on both sides: SQLite's LIKE ignores ASCII case, the others' may not.
-            needle = query.error_contains.lower()
-            conditions.append(func.lower(t.c.last_error).contains(needle, autoescape=True))
+            # Lowered on both sides by the database itself (ILIKE on PostgreSQL, lower() LIKE
+            # lower() elsewhere): Python's lower() differs from SQLite's ASCII-only one (and
+            # from every database's for some letters, like 'İ'), so the exact text could miss.
+            conditions.append(t.c.last_error.icontains(query.error_contains, autoescape=True))
         if query.died_since is not None:
             conditions.append(t.c.updated_at >= query.died_since)
         if query.died_before is not None:

@@ -49,19 +49,19 @@ def _cookie(response: Response, request: Request, name: str, value: str, age: in
         path=session.COOKIE_PATH,
         httponly=True,
         samesite="strict",
-        secure=session.secure_cookie(request.url.scheme, request.url.hostname),
+        secure=session.secure_cookie(request.url.scheme, request.url.hostname, client_of(request)),
     )
 
 
-def _login_form(request: Request, status: int = 200, failed: str | None = None) -> HTMLResponse:
+def _login_form(
+    request: Request, status: int = 200, failed: str | None = None, go_to: str | None = None
+) -> HTMLResponse:
+    """The form; `go_to` is where a successful login goes (the query's on a GET, the posted
+    form's when a failed login shows the form again)."""
     nonce = session.login_nonce()
+    wanted = request.query_params.get("next") if go_to is None else go_to
     response = page(
-        request,
-        "login.html",
-        status,
-        nonce=nonce,
-        next=safe_next(request.query_params.get("next")),
-        failed=failed,
+        request, "login.html", status, nonce=nonce, next=safe_next(wanted), failed=failed
     )
     _cookie(response, request, session.LOGIN_COOKIE, nonce, session.LOGIN_FORM_SECONDS)
     return response
@@ -77,13 +77,14 @@ async def login(request: Request, settings: Config) -> Response:
     fields = inputs.form_fields(await request.body())
     throttle: session.LoginThrottle = request.app.state.dashboard_throttle
     client = client_of(request)
+    wanted = fields.get("next", "")
     if throttle.blocked(client):
-        return _login_form(request, 429, "Too many failed logins: wait a minute and retry.")
+        return _login_form(request, 429, "Too many failed logins: wait a minute and retry.", wanted)
     if not session.nonce_ok(request.cookies.get(session.LOGIN_COOKIE), fields.get("nonce")):
-        return _login_form(request, 400, "The form expired: enter the token again.")
+        return _login_form(request, 400, "The form expired: enter the token again.", wanted)
     if not session.token_ok(settings.admin_token, fields.get("token")):
         throttle.failed(client)
-        return _login_form(request, 401, "That token was not accepted.")
+        return _login_form(request, 401, "That token was not accepted.", wanted)
     cookie, _ = session.issue(settings.admin_token)
     response = RedirectResponse(safe_next(fields.get("next")), 303, headers=SECURITY_HEADERS)
     _cookie(response, request, session.SESSION_COOKIE, cookie, session.SESSION_SECONDS)
@@ -103,6 +104,9 @@ async def _checked_form(
 @router.post("/logout")
 async def logout(request: Request, settings: Config, signed: SignedIn) -> Response:
     await _checked_form(request, settings, signed)
+    # Deleting the cookie is not enough: a copy of it would stay valid until it expires.
+    revoked: session.RevokedSessions = request.app.state.dashboard_revoked
+    revoked.revoke(signed)
     response = RedirectResponse("/admin/login", 303, headers=SECURITY_HEADERS)
     response.delete_cookie(session.SESSION_COOKIE, path=session.COOKIE_PATH)
     return response

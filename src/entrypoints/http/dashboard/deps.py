@@ -43,7 +43,8 @@ Config = Annotated[DashboardConfig, Depends(config)]
 
 def signed_in(request: Request, settings: Config) -> session.Session:
     found = session.verify(settings.admin_token, request.cookies.get(session.SESSION_COOKIE))
-    if found is None:
+    revoked: session.RevokedSessions = request.app.state.dashboard_revoked
+    if found is None or found in revoked:
         raise LoginNeeded
     # The templates put the CSRF token into every form of this session.
     request.state.dashboard_session = found

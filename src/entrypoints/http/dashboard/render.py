@@ -7,6 +7,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -55,7 +56,7 @@ def _chat_text(payload: str) -> str:
     """The chat text of an outbox payload, or the raw payload when it is not one."""
     try:
         document = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # deeply nested JSON overflows the parser's stack
         return payload
     message = document.get("message") if isinstance(document, dict) else None
     return message if isinstance(message, str) else payload
@@ -83,7 +84,11 @@ def trace_link(template: str, traceparent: str | None) -> str | None:
     if not template or traceparent is None:
         return None
     found = TRACEPARENT.fullmatch(traceparent)
-    return None if found is None else template.replace("{trace_id}", found[1])
+    if found is None:
+        return None
+    link = template.replace("{trace_id}", found[1])
+    # The setting is checked when read; checked again here, where it becomes an href.
+    return link if urlsplit(link).scheme.lower() in ("http", "https") else None
 
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:

@@ -91,10 +91,15 @@ def token_ok(admin_token: str, given: str | None) -> bool:
     return hmac.compare_digest(given.encode(), admin_token.encode())
 
 
-def secure_cookie(scheme: str, host: str | None) -> bool:
+def secure_cookie(scheme: str, host: str | None, client: str | None = None) -> bool:
     """Secure unless the request came over plain HTTP to a loopback address: a session
-    must not cross a network in clear, while http://127.0.0.1 still works locally."""
-    return scheme == "https" or not _loopback(host or "")
+    must not cross a network in clear, while http://127.0.0.1 still works locally.
+    `client` is the peer's address when known (a trusted proxy's X-Forwarded-For client):
+    a Host header of localhost from a peer elsewhere (a proxy passing its upstream's name
+    on) is no proof that the browser is on this machine."""
+    if scheme == "https" or not _loopback(host or ""):
+        return True
+    return client is not None and not _loopback(client)
 
 
 def _loopback(host: str) -> bool:
@@ -106,10 +111,26 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def throttle_key(client: str) -> str:
+    """Who a failed login is counted against: an IPv4 address, or an IPv6 address's /64
+    (one host is commonly handed a whole /64, so counting single IPv6 addresses would let
+    it guess without limit); an IPv4-mapped IPv6 address counts as its IPv4 address."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 @attrs.define
 class LoginThrottle:
-    """At most `failures` failed logins per client address in `window` seconds; beyond,
-    logins from it are refused until the window passes. Bounded in the addresses kept."""
+    """At most `failures` failed logins per client address (an IPv6 client's /64) in
+    `window` seconds; beyond, logins from it are refused until the window passes. Only
+    clients with recent failures are kept, at most `max_clients` of them."""
 
     failures: int = 10
     window: float = 60.0
@@ -117,18 +138,44 @@ class LoginThrottle:
     _seen: OrderedDict[str, deque[float]] = attrs.field(factory=OrderedDict)
 
     def blocked(self, client: str, now: float | None = None) -> bool:
-        recent = self._recent(client, time.monotonic() if now is None else now)
+        moment = time.monotonic() if now is None else now
+        recent = self._seen.get(throttle_key(client))
+        if recent is None:
+            return False  # not recorded: a client that never failed takes up no room
+        self._expire(recent, moment)
         return len(recent) >= self.failures
 
     def failed(self, client: str, now: float | None = None) -> None:
         moment = time.monotonic() if now is None else now
-        self._recent(client, moment).append(moment)
-
-    def _recent(self, client: str, now: float) -> deque[float]:
-        recent = self._seen.pop(client, None) or deque()
-        while recent and recent[0] <= now - self.window:
-            recent.popleft()
-        self._seen[client] = recent
+        key = throttle_key(client)
+        recent = self._seen.pop(key, None) or deque()
+        self._expire(recent, moment)
+        recent.append(moment)
+        self._seen[key] = recent
         while len(self._seen) > self.max_clients:
             self._seen.popitem(last=False)
-        return recent
+
+    def _expire(self, recent: deque[float], now: float) -> None:
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+
+
+@attrs.define
+class RevokedSessions:
+    """Sessions ended by a logout, until they would have expired anyway: a signed cookie
+    copied before the logout must not keep working for the rest of its hours. Kept in this
+    process, at most `max_sessions` (only a signed-in, CSRF-checked logout adds one)."""
+
+    max_sessions: int = 10_000
+    _until: dict[str, int] = attrs.field(factory=dict)
+
+    def revoke(self, session: Session, now: float | None = None) -> None:
+        moment = time.time() if now is None else now
+        for session_id in [i for i, until in self._until.items() if until <= moment]:
+            del self._until[session_id]
+        self._until[session.id] = session.expires
+        while len(self._until) > self.max_sessions:
+            del self._until[next(iter(self._until))]
+
+    def __contains__(self, session: Session) -> bool:
+        return session.id in self._until

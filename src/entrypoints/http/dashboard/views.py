@@ -148,7 +148,8 @@ async def conversation(request: Request, _: SignedIn, uow: Uow, reads: Insights)
 
 
 @router.get("/static/{name}")
-async def static(name: str) -> Response:
+async def static(name: str, _: Config) -> Response:
+    """The script and style sheet; like every dashboard path, 403 while it is disabled."""
     if name not in STATIC_TYPES:
         raise PageError(404, "no such file")
     headers = {**SECURITY_HEADERS, "Cache-Control": "max-age=300"}
