@@ -5,10 +5,10 @@ and Starlette, when they are installed, only to recognise their `Depends` marker
 wiring; and its providers import pydantic, only to tell pydantic 1 from 2 for
 `Configuration.from_pydantic`, which needs pydantic-settings (not installed) on pydantic 2.
 Nothing here is wired or configured from pydantic, and the relay and consumer never serve
-HTTP: those imports cost every process about 195 ms of start-up and 23 MiB of memory
-(measured with `python -X importtime` and /proc's VmRSS). So FastAPI and Starlette are
-hidden for that one import, and pydantic is stood in for by a module that only says it is
-version 2; `serve` imports FastAPI and pydantic itself later, unaffected.
+HTTP: those imports would only slow every process's start-up and grow its memory. So
+FastAPI and Starlette are hidden for that one import, and pydantic is stood in for by a
+module that only says it is version 2; `serve` imports FastAPI and pydantic itself later,
+unaffected.
 
 Only the `chat-outbox` process does this (entrypoints/console.py, before anything imports
 dependency-injector): a host that embeds the library keeps its modules as they are.

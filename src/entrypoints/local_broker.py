@@ -228,8 +228,8 @@ class LocalBroker:
         proc, self._proc = self._proc, None
         if proc is not None:
             if proc.poll() is None:
-                # SIGINT, not SIGTERM: with clients connected Tansu exits in ~50 ms on SIGINT
-                # but takes ~5 s on SIGTERM.
+                # SIGINT, not SIGTERM: with clients connected Tansu exits promptly on SIGINT
+                # but lingers on SIGTERM.
                 _signal_group(proc, signal.SIGINT)
                 # A paused (SIGSTOPped) broker cannot act on the signal until continued.
                 _signal_group(proc, signal.SIGCONT)

@@ -1,8 +1,8 @@
 """Acknowledged offsets waiting to be committed.
 
 A commit is a round trip to the group coordinator, and the consumer loop waits for it
-before it hands out the next batch: at a steady trickle, one commit per batch was half of
-the consumer's requests and stood on every message's path. So offsets are committed at
+before it hands out the next batch, so a commit per batch would stand on every message's
+path. So offsets are committed at
 most every interval, and at once when the consumer goes idle, loses partitions or stops.
 What is acknowledged but not yet committed is delivered again after a crash, and the
 idempotent history write absorbs it."""

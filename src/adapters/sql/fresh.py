@@ -1,7 +1,6 @@
 """PostgreSQL's shortcut for the consumer's usual batch: the history insert and the consumed
 mark in one statement, run on its own (autocommit), so a batch costs one round trip where a
-unit of work costs four (BEGIN, insert, update, COMMIT). At a trickle those round trips were
-most of the consumer's database time."""
+unit of work costs four (BEGIN, insert, update, COMMIT)."""
 
 from __future__ import annotations
 
