@@ -75,7 +75,7 @@ class SqlChatHistoryRepository(ChatHistoryRepository):
         for start in range(0, len(event_ids), CHUNK):
             query = select(t).where(t.c.event_id.in_(event_ids[start : start + CHUNK]))
             for row in (await self._conn.execute(query)).mappings():
-                found[row["event_id"]] = _entry(row)
+                found[row["event_id"]] = history_entry(row)
         return found
 
     async def for_conversation(
@@ -87,7 +87,7 @@ class SqlChatHistoryRepository(ChatHistoryRepository):
             .order_by(t.c.outbox_id)
             .limit(limit)
         )
-        return [_entry(row) for row in (await self._conn.execute(query)).mappings()]
+        return [history_entry(row) for row in (await self._conn.execute(query)).mappings()]
 
 
 def history_columns(entries: Sequence[HistoryEntry], now: datetime) -> dict[str, Any]:
@@ -117,7 +117,8 @@ def _row(entry: HistoryEntry, now: datetime) -> dict[str, Any]:
     }
 
 
-def _entry(row: Any) -> HistoryEntry:
+def history_entry(row: Any) -> HistoryEntry:
+    """A chat_history row as the domain's entry."""
     return HistoryEntry(
         event_id=row["event_id"],
         outbox_id=row["outbox_id"],

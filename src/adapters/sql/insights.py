@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.sql.claimed import claimed_columns, claimed_message
 from chat_outbox.adapters.sql.engine import is_transient, unavailable
+from chat_outbox.adapters.sql.history import history_entry
 from chat_outbox.adapters.sql.tables import chat_history as h
 from chat_outbox.adapters.sql.tables import outbox_messages as t
 from chat_outbox.adapters.sql.tables import relay_members as r
@@ -23,7 +24,7 @@ from chat_outbox.application.insights import (
     Persisted,
     RelayMember,
 )
-from chat_outbox.domain import HistoryEntry, OutboxMessage, OutboxStatus, Role
+from chat_outbox.domain import OutboxMessage, OutboxStatus
 
 _STATUSES = {status.value: status for status in OutboxStatus}
 
@@ -86,16 +87,7 @@ class SqlInsights(OutboxInsights):
         if not rows:
             return None
         row = rows[0]._mapping
-        entry = HistoryEntry(
-            event_id=row["event_id"],
-            outbox_id=row["outbox_id"],
-            conversation_id=row["conversation_id"],
-            user_id=row["user_id"],
-            role=Role(row["role"]),
-            message=row["message"],
-            recorded_at=row["recorded_at"],
-        )
-        return Persisted(entry, row["persisted_at"])
+        return Persisted(history_entry(row), row["persisted_at"])
 
     async def messages(self, outbox_ids: Sequence[int]) -> list[OutboxMessage]:
         if not outbox_ids:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import socket
 from collections.abc import Iterator
 
@@ -23,6 +22,7 @@ from chat_outbox.entrypoints.config import PREFIX, ConfigError, Settings
 from chat_outbox.entrypoints.containers import ApiContainer, require_bus, resources
 from chat_outbox.entrypoints.http.app import create_app
 from chat_outbox.entrypoints.http.auth import authenticator_of
+from chat_outbox.entrypoints.http.loopback import is_loopback
 from chat_outbox.entrypoints.processes import stop_on_signals
 
 log = structlog.get_logger(__name__)
@@ -133,17 +133,6 @@ def server_for(app: object, host: str, port: int, settings: Settings | None = No
 
 MAX_HEADER_BYTES = 16 * 1024
 """The request line and headers together; larger ones are a 431-like close by h11."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether only this machine can reach `host`; a name other than localhost is not
-    resolved, so it counts as reachable from elsewhere."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(host: str, settings: Settings, insecure_no_auth: bool) -> None:

@@ -12,6 +12,8 @@ from collections import OrderedDict, deque
 
 import attrs
 
+from chat_outbox.entrypoints.http.loopback import is_loopback
+
 SESSION_COOKIE = "chat_outbox_admin"
 LOGIN_COOKIE = "chat_outbox_login"
 COOKIE_PATH = "/admin"
@@ -97,18 +99,9 @@ def secure_cookie(scheme: str, host: str | None, client: str | None = None) -> b
     `client` is the peer's address when known (a trusted proxy's X-Forwarded-For client):
     a Host header of localhost from a peer elsewhere (a proxy passing its upstream's name
     on) is no proof that the browser is on this machine."""
-    if scheme == "https" or not _loopback(host or ""):
+    if scheme == "https" or not is_loopback(host or ""):
         return True
-    return client is not None and not _loopback(client)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return client is not None and not is_loopback(client)
 
 
 def throttle_key(client: str) -> str:
