@@ -9,7 +9,7 @@ import attrs
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.recording import record_chat_message
+from chat_outbox.application.record.recording import record_chat_message
 from chat_outbox.domain import ChatMessage, Role
 
 BATCH = 50

@@ -9,7 +9,7 @@ import attrs
 
 from chaos.recorder import Recorded
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.operations import read_history
+from chat_outbox.application.operate.operations import read_history
 from chat_outbox.domain import TABLE, OutboxStatus
 
 

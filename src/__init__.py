@@ -14,9 +14,9 @@ from chat_outbox.adapters.sql import (
     metadata,
     run_migrations,
 )
-from chat_outbox.application.consuming import ConsumeReport
+from chat_outbox.application.consume.consuming import ConsumeReport
 from chat_outbox.application.errors import DuplicateEvent, IdempotencyConflict
-from chat_outbox.application.relaying import RelayReport
+from chat_outbox.application.relay.relaying import RelayReport
 from chat_outbox.domain import ChatMessage, HistoryEntry, InvalidChatMessage, Role
 from chat_outbox.entrypoints.config import ConfigError, Settings
 from chat_outbox.entrypoints.library import Job, Outbox, Recorded

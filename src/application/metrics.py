@@ -13,8 +13,8 @@ from typing import Protocol
 
 import structlog
 
-from chat_outbox.application.chores import repeat
-from chat_outbox.application.operations import outbox_stats
+from chat_outbox.application.operate.chores import repeat
+from chat_outbox.application.operate.operations import outbox_stats
 from chat_outbox.application.ports import Clock, OutboxStats, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)

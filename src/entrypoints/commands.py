@@ -14,7 +14,7 @@ from datetime import datetime
 import structlog
 
 from chat_outbox.adapters.sql import ensure_migrated, upgrade
-from chat_outbox.application import operations
+from chat_outbox.application.operate import operations
 from chat_outbox.application.ports import OutboxStats
 from chat_outbox.application.tracing import valid_traceparent
 from chat_outbox.domain import ChatMessage, HistoryEntry, InvalidChatMessage, OutboxStatus

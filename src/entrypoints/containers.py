@@ -23,14 +23,14 @@ from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine, fresh_
 from chat_outbox.adapters.sql.probe import DatabaseProbe
 from chat_outbox.adapters.sql.wakeups import wakeups_for
 from chat_outbox.adapters.tracing import available_tracing
-from chat_outbox.application.consuming import Consumer
-from chat_outbox.application.health import always_ready
+from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.metrics import Metrics, NoMetrics
-from chat_outbox.application.persisting import HistoryWriter
-from chat_outbox.application.recording import RecordChatMessage
-from chat_outbox.application.relay_loop import Polling
-from chat_outbox.application.relaying import Relay
-from chat_outbox.application.sharing import RelayShares
+from chat_outbox.application.operate.health import always_ready
+from chat_outbox.application.record.recording import RecordChatMessage
+from chat_outbox.application.relay.loop import Polling
+from chat_outbox.application.relay.relaying import Relay
+from chat_outbox.application.relay.sharing import RelayShares
 from chat_outbox.entrypoints.config import PREFIX, Settings
 
 if TYPE_CHECKING:

@@ -20,11 +20,11 @@ from collections.abc import AsyncIterator
 import structlog
 
 from chat_outbox.adapters.sql import upgrade
-from chat_outbox.application import operations
-from chat_outbox.application.consumer_loop import run_consumer
+from chat_outbox.application.consume.loop import run_consumer
+from chat_outbox.application.operate import operations
 from chat_outbox.application.ports import Clock, UnitOfWorkFactory
-from chat_outbox.application.recording import RecordChatMessage
-from chat_outbox.application.relay_loop import run_relay
+from chat_outbox.application.record.recording import RecordChatMessage
+from chat_outbox.application.relay.loop import run_relay
 from chat_outbox.domain import ChatMessage, OutboxStatus, Role
 from chat_outbox.entrypoints.commands import cli_container, stats_document
 from chat_outbox.entrypoints.config import PREFIX, Settings

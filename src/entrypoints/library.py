@@ -17,9 +17,9 @@ from chat_outbox.adapters.sql import create_engine, upgrade
 from chat_outbox.adapters.sql.history import SqlChatHistoryRepository
 from chat_outbox.adapters.sql.outbox import SqlOutboxRepository
 from chat_outbox.adapters.tracing import available_tracing
-from chat_outbox.application.consuming import ConsumeReport
-from chat_outbox.application.recording import add_once, chat_row, idempotent_event_id
-from chat_outbox.application.relaying import RelayReport
+from chat_outbox.application.consume.consuming import ConsumeReport
+from chat_outbox.application.record.recording import add_once, chat_row, idempotent_event_id
+from chat_outbox.application.relay.relaying import RelayReport
 from chat_outbox.domain import ChatMessage, HistoryEntry
 from chat_outbox.entrypoints.config import Settings
 

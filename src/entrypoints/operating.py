@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from chat_outbox.application import operations
+from chat_outbox.application.operate import operations
 from chat_outbox.application.ports import DeadSelector
 from chat_outbox.domain import OutboxMessage, OutboxStatus
 from chat_outbox.entrypoints.audit import audited

@@ -14,12 +14,12 @@ import attrs
 import structlog
 
 from chat_outbox.adapters.sql import ensure_migrated
-from chat_outbox.application.consumer_loop import run_consumer
-from chat_outbox.application.consuming import ConsumeReport
+from chat_outbox.application.consume.consuming import ConsumeReport
+from chat_outbox.application.consume.loop import run_consumer
 from chat_outbox.application.metrics import run_gauge_refresher
-from chat_outbox.application.relay_loop import run_relay_lanes, run_sweeper
-from chat_outbox.application.relaying import RelayReport
-from chat_outbox.application.retention import run_purger
+from chat_outbox.application.operate.retention import run_purger
+from chat_outbox.application.relay.loop import run_relay_lanes, run_sweeper
+from chat_outbox.application.relay.relaying import RelayReport
 from chat_outbox.entrypoints.config import ConfigError, Settings
 from chat_outbox.entrypoints.containers import ConsumerContainer, RelayContainer, resources
 

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
-from chat_outbox.application.consumer_loop import run_consumer
-from chat_outbox.application.consuming import Consumer, ConsumeReport
-from chat_outbox.application.recording import record_chat_message
-from chat_outbox.application.relay_loop import Polling, run_relay
-from chat_outbox.application.relaying import Relay, RelayReport
+from chat_outbox.application.consume.consuming import Consumer, ConsumeReport
+from chat_outbox.application.consume.loop import run_consumer
+from chat_outbox.application.record.recording import record_chat_message
+from chat_outbox.application.relay.loop import Polling, run_relay
+from chat_outbox.application.relay.relaying import Relay, RelayReport
 from chat_outbox.domain import ChatMessage, Role
 from chat_outbox.entrypoints.config import Settings
 

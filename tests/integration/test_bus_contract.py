@@ -13,12 +13,12 @@ import pytest
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.memory import InMemoryStore, InMemoryUnitOfWork
-from chat_outbox.application.consuming import Consumer, ConsumeReport
+from chat_outbox.application.consume.consuming import Consumer, ConsumeReport
+from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.errors import StoreUnavailable
-from chat_outbox.application.persisting import HistoryWriter
 from chat_outbox.application.ports import MessageSource, OutgoingRecord, UnitOfWorkFactory
-from chat_outbox.application.recording import RecordChatMessage
-from chat_outbox.application.relaying import headers_for
+from chat_outbox.application.record.recording import RecordChatMessage
+from chat_outbox.application.relay.relaying import headers_for
 from chat_outbox.domain import ChatMessage, Envelope, Role
 from tests.integration.buses import (
     BROKER_BUS_NAMES,

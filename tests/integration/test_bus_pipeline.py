@@ -9,10 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.consuming import Consumer
-from chat_outbox.application.operations import read_history
-from chat_outbox.application.persisting import HistoryWriter
-from chat_outbox.application.relaying import Relay
+from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import HistoryWriter
+from chat_outbox.application.operate.operations import read_history
+from chat_outbox.application.relay.relaying import Relay
 from tests.integration.buses import BROKER_BUS_NAMES, BusHarness
 from tests.integration.kafka_helpers import (
     all_consumed,

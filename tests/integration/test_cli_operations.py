@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.relay_loop import run_relay
-from chat_outbox.application.relaying import Relay
+from chat_outbox.application.relay.loop import run_relay
+from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import Envelope, OutboxStatus
 from tests.integration.databases import fresh_migrated_engine
 from tests.integration.test_cli import chat_outbox

@@ -18,7 +18,7 @@ from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrad
 from chat_outbox.adapters.sql.tables import conversation_owners, outbox_messages
 from chat_outbox.application.errors import NotOwner
 from chat_outbox.application.ports import UnitOfWorkFactory
-from chat_outbox.application.recording import Claim, RecordChatMessage
+from chat_outbox.application.record.recording import Claim, RecordChatMessage
 from chat_outbox.domain import ChatMessage, HistoryEntry, Role
 from tests.integration.databases import fresh_database_url
 from tests.integration.test_exact_identifiers import downgrade_to

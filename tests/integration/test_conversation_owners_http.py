@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.tables import outbox_messages
-from chat_outbox.application.recording import RecordChatMessage
+from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.domain import ChatMessage, Role
 from tests.integration.test_http_auth import (
     ALICE,

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import ManualClock, uuid4_event_id
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.insights import SqlInsights
-from chat_outbox.application.insights import DeadQuery, RelayMember
-from chat_outbox.application.recording import record_chat_message
+from chat_outbox.application.operate.insights import DeadQuery, RelayMember
+from chat_outbox.application.record.recording import record_chat_message
 from chat_outbox.domain import (
     ChatMessage,
     HistoryEntry,

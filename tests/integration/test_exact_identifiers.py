@@ -13,14 +13,14 @@ from chat_outbox.adapters.clock import ManualClock, uuid4_event_id
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrade
 from chat_outbox.adapters.sql.migrate import alembic_config
 from chat_outbox.adapters.sql.tables import metadata
-from chat_outbox.application.operations import (
+from chat_outbox.application.operate.operations import (
     held_behind_dead,
     list_dead,
     read_history,
     requeue_dead,
 )
 from chat_outbox.application.ports import DeadSelector
-from chat_outbox.application.recording import record_chat_message
+from chat_outbox.application.record.recording import record_chat_message
 from chat_outbox.domain import ChatMessage, HistoryEntry, PublishFailure, RetryPolicy, Role
 from tests.integration.databases import fresh_database_url
 

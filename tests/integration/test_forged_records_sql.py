@@ -16,10 +16,10 @@ from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, fresh_history
 from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
-from chat_outbox.application.consuming import Consumer, ConsumeReport
-from chat_outbox.application.persisting import HistoryWriter
+from chat_outbox.application.consume.consuming import Consumer, ConsumeReport
+from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.ports import NewOutboxMessage
-from chat_outbox.application.recording import RecordChatMessage
+from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.domain import ChatMessage, Envelope, OutboxMessage
 
 pytestmark = pytest.mark.integration

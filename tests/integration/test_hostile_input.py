@@ -18,8 +18,8 @@ from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.kafka import dlq_topic, ensure_topics
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.tables import outbox_messages
-from chat_outbox.application.operations import read_history
-from chat_outbox.application.recording import record_chat_message
+from chat_outbox.application.operate.operations import read_history
+from chat_outbox.application.record.recording import record_chat_message
 from chat_outbox.domain import ChatMessage, Envelope, Role
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.hostile_records import CONVERSATION, HOSTILE, Hostile, document

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.operations import read_history
+from chat_outbox.application.operate.operations import read_history
 from chat_outbox.application.ports import OutgoingRecord
 from tests.integration.buses import RABBITMQ_QUEUES, KafkaHarness, RabbitHarness
 from tests.integration.hostile_records import CONVERSATION, document

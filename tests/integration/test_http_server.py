@@ -19,10 +19,10 @@ from structlog.testing import capture_logs
 from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.consuming import Consumer
+from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.metrics import Metrics
-from chat_outbox.application.persisting import HistoryWriter
-from chat_outbox.application.relaying import Relay
+from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import PublishFailure
 from chat_outbox.entrypoints.config import Settings
 from chat_outbox.entrypoints.containers import ApiContainer, resources

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.kafka import KafkaBus, KafkaSource
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.consuming import Consumer
-from chat_outbox.application.persisting import HistoryWriter
-from chat_outbox.application.relaying import Relay
+from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import HistoryWriter
+from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import RetryPolicy
 from chat_outbox.entrypoints.local_broker import LocalBroker, free_loopback_port
 from tests.integration.conftest import fast_kafka_options

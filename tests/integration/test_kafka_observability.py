@@ -19,7 +19,7 @@ from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.kafka import KafkaBus, KafkaSource
 from chat_outbox.adapters.metrics import PrometheusMetrics
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.relaying import Relay
+from chat_outbox.application.relay.relaying import Relay
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.http_helpers import free_port
 from tests.integration.kafka_helpers import (

@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.kafka import KafkaBus, KafkaOptions, KafkaSource, dlq_topic, ensure_topics
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.consuming import Consumer
-from chat_outbox.application.persisting import HistoryWriter
+from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.ports import IncomingRecord
-from chat_outbox.application.relaying import Relay
+from chat_outbox.application.relay.relaying import Relay
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (
     consume_until,

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.kafka import KafkaBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.operations import read_history
-from chat_outbox.application.relaying import Relay
+from chat_outbox.application.operate.operations import read_history
+from chat_outbox.application.relay.relaying import Relay
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (
     all_consumed,

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.kafka import KafkaBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.recording import RecordChatMessage
-from chat_outbox.application.relaying import Relay
+from chat_outbox.application.record.recording import RecordChatMessage
+from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import BIZ_TYPE_CHAT_HISTORY, SCHEMA_VERSION, ChatMessage, Envelope, Role
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (

@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.kafka import KafkaBus, KafkaSource
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.consumer_loop import run_consumer
-from chat_outbox.application.consuming import Consumer
-from chat_outbox.application.persisting import HistoryWriter
-from chat_outbox.application.relay_loop import run_relay, run_sweeper
-from chat_outbox.application.relaying import Relay
+from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.loop import run_consumer
+from chat_outbox.application.consume.persisting import HistoryWriter
+from chat_outbox.application.relay.loop import run_relay, run_sweeper
+from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.entrypoints.local_broker import LocalBroker
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (

@@ -28,7 +28,7 @@ from chat_outbox.adapters.sql import (
 )
 from chat_outbox.adapters.sql.migrate import HEAD, SHARED_VERSION_TABLE, version_table
 from chat_outbox.adapters.sql.tables import outbox_messages, relay_members
-from chat_outbox.application.recording import record_chat_message
+from chat_outbox.application.record.recording import record_chat_message
 from chat_outbox.domain import ChatMessage
 from tests.integration.databases import BACKENDS, fresh_database_url
 from tests.integration.test_cli import chat_outbox as run_cli

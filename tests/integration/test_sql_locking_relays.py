@@ -18,10 +18,10 @@ from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrade
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult, Shard
-from chat_outbox.application.recording import RecordChatMessage
-from chat_outbox.application.relay_loop import Polling, run_relay_lanes
-from chat_outbox.application.relaying import Relay
-from chat_outbox.application.sharing import RelayShares
+from chat_outbox.application.record.recording import RecordChatMessage
+from chat_outbox.application.relay.loop import Polling, run_relay_lanes
+from chat_outbox.application.relay.relaying import Relay
+from chat_outbox.application.relay.sharing import RelayShares
 from chat_outbox.domain import ChatMessage, Envelope, OutboxStatus, PublishFailure, RetryPolicy
 from tests.integration.databases import ensure_database, truncate, url_for
 from tests.integration.test_sql_outbox import outbox_row

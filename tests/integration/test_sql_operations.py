@@ -12,9 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import ManualClock, uuid4_event_id
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.tables import outbox_messages
-from chat_outbox.application.operations import purge_consumed, requeue_dead, sweep_stale_published
+from chat_outbox.application.operate.operations import (
+    purge_consumed,
+    requeue_dead,
+    sweep_stale_published,
+)
 from chat_outbox.application.ports import DeadSelector
-from chat_outbox.application.recording import record_chat_message
+from chat_outbox.application.record.recording import record_chat_message
 from chat_outbox.domain import (
     ChatMessage,
     OutboxStatus,

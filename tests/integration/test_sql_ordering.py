@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import ManualClock, SystemClock
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult
-from chat_outbox.application.relay_loop import run_relay
-from chat_outbox.application.relaying import Relay
+from chat_outbox.application.relay.loop import run_relay
+from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import Envelope, PublishFailure, RetryPolicy
 from tests.integration.databases import truncate
 from tests.integration.test_sql_relays import record_many

@@ -16,7 +16,7 @@ from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.tables import outbox_messages
 from chat_outbox.application.errors import DuplicateEvent
 from chat_outbox.application.ports import OutboxStats
-from chat_outbox.application.recording import record_chat_message
+from chat_outbox.application.record.recording import record_chat_message
 from chat_outbox.domain import ChatMessage, OutboxMessage, OutboxStatus, PublishFailure, RetryPolicy
 
 pytestmark = pytest.mark.integration

@@ -14,12 +14,12 @@ from chat_outbox.adapters.clock import ManualClock, SystemClock, uuid4_event_id
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
-from chat_outbox.application.consuming import Consumer, ConsumeReport
-from chat_outbox.application.operations import outbox_stats, read_history
-from chat_outbox.application.persisting import HistoryWriter
+from chat_outbox.application.consume.consuming import Consumer, ConsumeReport
+from chat_outbox.application.consume.persisting import HistoryWriter
+from chat_outbox.application.operate.operations import outbox_stats, read_history
 from chat_outbox.application.ports import Clock, IncomingRecord, MessageSource, OutgoingRecord
-from chat_outbox.application.recording import RecordChatMessage
-from chat_outbox.application.relaying import Relay
+from chat_outbox.application.record.recording import RecordChatMessage
+from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import ChatMessage, OutboxStatus, PublishFailure, RetryPolicy
 
 pytestmark = pytest.mark.integration

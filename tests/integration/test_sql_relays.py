@@ -17,10 +17,10 @@ from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.wakeups import wakeups_for
 from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult
-from chat_outbox.application.recording import RecordChatMessage
-from chat_outbox.application.relay_loop import Polling, run_relay
-from chat_outbox.application.relaying import Relay, RelayReport
-from chat_outbox.application.sharing import RelayShares
+from chat_outbox.application.record.recording import RecordChatMessage
+from chat_outbox.application.relay.loop import Polling, run_relay
+from chat_outbox.application.relay.relaying import Relay, RelayReport
+from chat_outbox.application.relay.sharing import RelayShares
 from chat_outbox.domain import ChatMessage, Envelope, OutboxStatus
 from tests.integration.test_sql_outbox import outbox_row
 

@@ -13,7 +13,7 @@ from chat_outbox.adapters.clock import ManualClock, uuid4_event_id
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, upgrade
 from chat_outbox.adapters.sql.migrate import alembic_config
 from chat_outbox.adapters.sql.tables import outbox_messages
-from chat_outbox.application.recording import record_chat_message
+from chat_outbox.application.record.recording import record_chat_message
 from chat_outbox.domain import ChatMessage
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,9 @@ import pytest
 
 from chat_outbox.adapters.clock import ManualClock
 from chat_outbox.adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
-from chat_outbox.application.consuming import Consumer
+from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.errors import StoreUnavailable
-from chat_outbox.application.persisting import HistoryWriter
 from chat_outbox.application.ports import (
     ChatHistoryRepository,
     ConversationOwners,
@@ -27,8 +27,8 @@ from chat_outbox.application.ports import (
     RelayRoster,
     UnitOfWork,
 )
-from chat_outbox.application.recording import RecordChatMessage
-from chat_outbox.application.relaying import Relay
+from chat_outbox.application.record.recording import RecordChatMessage
+from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import (
     ChatMessage,
     OutboxEvent,

@@ -16,9 +16,9 @@ from chat_outbox.adapters.memory import (
     InMemoryStore,
     InMemoryUnitOfWork,
 )
-from chat_outbox.application.consuming import Consumer
+from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.errors import BusUnavailable
-from chat_outbox.application.persisting import HistoryWriter
 from chat_outbox.application.ports import IncomingRecord
 from chat_outbox.domain import (
     ChatMessage,

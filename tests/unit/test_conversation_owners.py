@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from chat_outbox.application.errors import IdempotencyConflict, NotOwner
-from chat_outbox.application.recording import Claim, RecordChatMessage
+from chat_outbox.application.record.recording import Claim, RecordChatMessage
 from chat_outbox.domain import ChatMessage, Role
 from chat_outbox.entrypoints.config import Settings
 from tests.unit.conftest import TOPIC, Harness

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chat_outbox.application.operations import read_history
+from chat_outbox.application.operate.operations import read_history
 from chat_outbox.application.ports import NewOutboxMessage
 from chat_outbox.domain import Envelope, OutboxMessage, OutboxStatus
 from tests.unit.conftest import T0, TOPIC, Harness

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 import attrs
 import pytest
 
-from chat_outbox.application.operations import read_history
-from chat_outbox.application.persisting import HistoryWriter, Persisted
-from chat_outbox.application.relay_loop import run_relay
+from chat_outbox.application.consume.persisting import HistoryWriter, Persisted
+from chat_outbox.application.operate.operations import read_history
+from chat_outbox.application.relay.loop import run_relay
 from chat_outbox.domain import ChatMessage, Envelope
 from tests.unit.conftest import Harness
 from tests.unit.outbox_rows import add_rows_for

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat_outbox.application.operations import read_history
+from chat_outbox.application.operate.operations import read_history
 from chat_outbox.domain import Envelope, MalformedEnvelope
 from tests.unit.conftest import Harness
 

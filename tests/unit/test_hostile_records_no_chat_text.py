@@ -11,8 +11,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from chat_outbox.adapters.memory import InMemoryChatHistoryRepository, InMemoryUnitOfWork
-from chat_outbox.application.consuming import Consumer
-from chat_outbox.application.persisting import HistoryWriter
+from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.domain import Envelope, HistoryEntry
 from tests.unit.conftest import Harness, RecordingSleep
 

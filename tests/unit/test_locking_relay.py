@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from chat_outbox.application.relay_loop import run_relay
+from chat_outbox.application.relay.loop import run_relay
 from chat_outbox.domain import OutboxStatus, PublishFailure, RetryPolicy
 from tests.unit.conftest import Harness
 

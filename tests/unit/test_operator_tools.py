@@ -13,10 +13,10 @@ import pytest
 import structlog
 
 from chat_outbox.adapters.memory import InMemoryUnitOfWork
-from chat_outbox.application.operations import list_dead, purge_consumed, requeue_dead
+from chat_outbox.application.operate.operations import list_dead, purge_consumed, requeue_dead
+from chat_outbox.application.operate.retention import run_purger
 from chat_outbox.application.ports import DeadSelector
-from chat_outbox.application.relay_loop import run_relay
-from chat_outbox.application.retention import run_purger
+from chat_outbox.application.relay.loop import run_relay
 from chat_outbox.domain import OutboxStatus, PublishFailure
 from chat_outbox.entrypoints.audit import Progress, audited
 from tests.unit.conftest import T0, FlakyCommits, Harness, failing

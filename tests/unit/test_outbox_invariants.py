@@ -22,9 +22,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from chat_outbox.application.operations import requeue_dead, sweep_stale_published
+from chat_outbox.application.operate.operations import requeue_dead, sweep_stale_published
 from chat_outbox.application.ports import DeadSelector, OutgoingRecord
-from chat_outbox.application.relaying import headers_for
+from chat_outbox.application.relay.relaying import headers_for
 from chat_outbox.domain import (
     Envelope,
     OutboxEvent,

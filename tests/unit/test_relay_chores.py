@@ -13,9 +13,9 @@ import structlog
 
 from chat_outbox.adapters.memory import InMemoryUnitOfWork
 from chat_outbox.application.metrics import NoMetrics, run_gauge_refresher
+from chat_outbox.application.operate.retention import run_purger
 from chat_outbox.application.ports import OutboxStats, UnitOfWork
-from chat_outbox.application.relay_loop import run_sweeper
-from chat_outbox.application.retention import run_purger
+from chat_outbox.application.relay.loop import run_sweeper
 from chat_outbox.domain import OutboxStatus
 from tests.unit.conftest import Harness
 

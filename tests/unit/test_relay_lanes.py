@@ -12,9 +12,9 @@ import pytest
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.ports import OutgoingRecord, PublishResult, UnitOfWork
-from chat_outbox.application.relay_loop import Backlog, Polling, run_relay_lanes
-from chat_outbox.application.relaying import Relay, RelayReport
-from chat_outbox.application.sharing import RelayShares
+from chat_outbox.application.relay.loop import Backlog, Polling, run_relay_lanes
+from chat_outbox.application.relay.relaying import Relay, RelayReport
+from chat_outbox.application.relay.sharing import RelayShares
 from chat_outbox.domain import OutboxStatus
 from tests.unit.conftest import Harness
 

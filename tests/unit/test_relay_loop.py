@@ -10,8 +10,8 @@ import pytest
 
 from chat_outbox.adapters.wakeups import LocalWakeups
 from chat_outbox.application.ports import Wakeups
-from chat_outbox.application.recording import RecordChatMessage
-from chat_outbox.application.relay_loop import Polling, run_relay, run_sweeper
+from chat_outbox.application.record.recording import RecordChatMessage
+from chat_outbox.application.relay.loop import Polling, run_relay, run_sweeper
 from chat_outbox.domain import OutboxStatus
 from tests.unit.conftest import TOPIC, Harness, chat
 

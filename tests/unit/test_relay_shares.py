@@ -8,8 +8,8 @@ from datetime import timedelta
 import attrs
 import pytest
 
-from chat_outbox.application.relay_loop import run_relay
-from chat_outbox.application.sharing import RelayShares
+from chat_outbox.application.relay.loop import run_relay
+from chat_outbox.application.relay.sharing import RelayShares
 from chat_outbox.domain import OutboxStatus
 from tests.unit.conftest import Harness
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from chat_outbox.application.recording import payload_of
+from chat_outbox.application.record.recording import payload_of
 from chat_outbox.domain import ChatMessage, Envelope, InvalidChatMessage, MalformedEnvelope
 from tests.unit.conftest import T0, make_outbox_message
 

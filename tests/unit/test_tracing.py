@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from chat_outbox.adapters.tracing import OpenTelemetryTracing, available_tracing
-from chat_outbox.application.recording import RecordChatMessage
+from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.tracing import LogContextOnly, valid_traceparent
 from tests.unit.conftest import TOPIC, Harness, chat
 
@@ -39,11 +39,11 @@ def logged() -> Iterator[list[MutableMapping[str, Any]]]:
     """Log lines with the structlog context merged in, as production renders them."""
     capture = structlog.testing.LogCapture()
     structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
-    logging.getLogger("chat_outbox.application.consuming").setLevel(logging.DEBUG)
+    logging.getLogger("chat_outbox.application.consume.consuming").setLevel(logging.DEBUG)
     try:
         yield capture.entries
     finally:
-        logging.getLogger("chat_outbox.application.consuming").setLevel(logging.NOTSET)
+        logging.getLogger("chat_outbox.application.consume.consuming").setLevel(logging.NOTSET)
         structlog.reset_defaults()
         structlog.contextvars.clear_contextvars()
 

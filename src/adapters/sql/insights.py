@@ -17,7 +17,7 @@ from chat_outbox.adapters.sql.history import history_entry
 from chat_outbox.adapters.sql.tables import chat_history as h
 from chat_outbox.adapters.sql.tables import outbox_messages as t
 from chat_outbox.adapters.sql.tables import relay_members as r
-from chat_outbox.application.insights import (
+from chat_outbox.application.operate.insights import (
     Activity,
     DeadQuery,
     OutboxInsights,

@@ -129,7 +129,7 @@ chat_history = Table(
 )
 
 # Live relays (migration 0008): each refreshes its row while it works, and the members
-# alive share the conversations between them (application.sharing).
+# alive share the conversations between them (application.relay.sharing).
 relay_members = Table(
     "chat_outbox_relays",
     metadata,

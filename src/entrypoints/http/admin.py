@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from chat_outbox.application import operations
+from chat_outbox.application.operate import operations
 from chat_outbox.application.ports import DeadSelector
 from chat_outbox.domain import InvalidChatMessage
 from chat_outbox.domain.chat import checked_conversation_id

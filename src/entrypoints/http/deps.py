@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 
 from chat_outbox.application.ports import Clock, UnitOfWorkFactory
-from chat_outbox.application.recording import RecordChatMessage
+from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.entrypoints.config import Settings
 from chat_outbox.entrypoints.containers import ApiContainer
 from chat_outbox.entrypoints.http.auth import Caller, authenticator_of

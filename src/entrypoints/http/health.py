@@ -8,8 +8,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from chat_outbox.application.errors import StoreUnavailable
-from chat_outbox.application.health import OK, Probe, readiness
 from chat_outbox.application.metrics import refresh_outbox_gauges
+from chat_outbox.application.operate.health import OK, Probe, readiness
 from chat_outbox.entrypoints.http.deps import Container, Now, Uow, resolved
 
 log = structlog.get_logger(__name__)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chat_outbox.application.errors import NotOwner
 from chat_outbox.application.ports import UnitOfWorkFactory
-from chat_outbox.application.recording import Claim, conversation_owner, idempotent_event_id
+from chat_outbox.application.record.recording import Claim, conversation_owner, idempotent_event_id
 from chat_outbox.application.tracing import valid_traceparent
 from chat_outbox.domain import ChatMessage, HistoryEntry, InvalidChatMessage
 from chat_outbox.domain.chat import MAX_CONVERSATION_ID_LENGTH, checked_conversation_id

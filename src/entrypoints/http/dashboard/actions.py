@@ -9,8 +9,8 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from chat_outbox.application import operations
-from chat_outbox.application.insights import DeadQuery
+from chat_outbox.application.operate import operations
+from chat_outbox.application.operate.insights import DeadQuery
 from chat_outbox.application.ports import DeadSelector
 from chat_outbox.domain import OutboxStatus
 from chat_outbox.entrypoints.audit import audited

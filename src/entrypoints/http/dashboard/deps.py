@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.sql.insights import SqlInsights
 from chat_outbox.application.errors import StoreUnavailable
-from chat_outbox.application.insights import OutboxInsights
+from chat_outbox.application.operate.insights import OutboxInsights
 from chat_outbox.entrypoints.http.dashboard import session
 from chat_outbox.entrypoints.http.dashboard.config import DashboardConfig, dashboard_config
 from chat_outbox.entrypoints.http.dashboard.inputs import PageError

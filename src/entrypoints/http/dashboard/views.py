@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from chat_outbox.application import insights
-from chat_outbox.application.insights import ACTIVITY_WINDOW, DeadQuery
+from chat_outbox.application.operate import insights
+from chat_outbox.application.operate.insights import ACTIVITY_WINDOW, DeadQuery
 from chat_outbox.domain import OutboxStatus
 from chat_outbox.entrypoints.http.dashboard import inputs
 from chat_outbox.entrypoints.http.dashboard.charts import bar_chart

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import attrs
 
-from chat_outbox.application import operations
+from chat_outbox.application.operate import operations
 from chat_outbox.application.ports import Clock, OutboxStats, UnitOfWorkFactory
 from chat_outbox.domain import HistoryEntry, OutboxMessage, OutboxStatus
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from chat_outbox.application.consuming import (
+from chat_outbox.application.consume.consuming import (
     Consumer,
     ConsumeReport,
     Received,

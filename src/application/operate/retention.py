@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import structlog
 
-from chat_outbox.application.chores import repeat
-from chat_outbox.application.operations import purge_consumed
+from chat_outbox.application.operate.chores import repeat
+from chat_outbox.application.operate.operations import purge_consumed
 from chat_outbox.application.ports import Clock, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)

@@ -17,7 +17,7 @@ from chat_outbox.application.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from chat_outbox.application.sharing import RelayShares
+from chat_outbox.application.relay.sharing import RelayShares
 from chat_outbox.application.tracing import TRACEPARENT_HEADER
 from chat_outbox.domain import (
     SCHEMA_VERSION,

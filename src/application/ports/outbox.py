@@ -1,18 +1,14 @@
-"""The ports the use cases need, named in the domain's words.
-
-Adapters implement these Protocols; mypy checks each adapter where a container binds it.
-"""
+"""The outbox store: rows recorded, claimed, moved through their states, and read back."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 import attrs
 
-from chat_outbox.domain import HistoryEntry, OutboxMessage, OutboxStatus, PublishFailure, Transition
+from chat_outbox.domain import OutboxMessage, OutboxStatus, Transition
 from chat_outbox.domain.envelope import Provenance
 
 
@@ -150,154 +146,3 @@ class OutboxRepository(Protocol):
     async def purge_consumed(self, consumed_before: datetime, limit: int) -> int: ...
 
     async def stats(self) -> OutboxStats: ...
-
-
-class ChatHistoryRepository(Protocol):
-    async def add_many(self, entries: Sequence[HistoryEntry]) -> int:
-        """Insert entries whose event id is new; return how many were inserted."""
-        ...
-
-    async def by_event_ids(self, event_ids: Sequence[str]) -> dict[str, HistoryEntry]:
-        """The stored entries among these event ids, to tell a redelivery (same content)
-        from a forged or corrupted duplicate (same event id, other content)."""
-        ...
-
-    async def for_conversation(
-        self, conversation_id: str, limit: int, after_outbox_id: int = 0
-    ) -> list[HistoryEntry]:
-        """The conversation's entries in recording order."""
-        ...
-
-
-class FreshHistory(Protocol):
-    """The consumer's usual batch, whose event ids are all new to history, in one write."""
-
-    async def add_consumed(self, entries: Sequence[HistoryEntry], at: datetime) -> int:
-        """In one transaction of its own, insert the entries whose event id is new and whose
-        outbox row vouches for them (Provenance.mismatch is None, the type being chat
-        history), and mark the outbox row of each one inserted consumed at `at` (guarded as
-        domain.consumed is); return how many were inserted. Any other entry is left alone,
-        and so is its outbox row: the caller tells a redelivery, a conflict and a forgery
-        apart."""
-        ...
-
-
-class RelayRoster(Protocol):
-    """Which relays are alive."""
-
-    async def beat(self, member: str, now: datetime, alive_until: datetime) -> list[str]:
-        """Record that `member` is alive until `alive_until`; return the members alive at
-        `now`, itself included, sorted."""
-        ...
-
-    async def leave(self, member: str) -> None: ...
-
-
-class ConversationOwners(Protocol):
-    """Who owns each conversation: the user it was first claimed for. An owner never
-    changes once recorded."""
-
-    async def claim(self, conversation_id: str, user_id: int, at: datetime) -> int:
-        """Make `user_id` the owner unless the conversation has one (insert-if-absent, race
-        free: a concurrent claim waits for this unit of work), and return the owner."""
-        ...
-
-    async def owner_of(self, conversation_id: str) -> int | None:
-        """The owner, or None when the conversation was never claimed."""
-        ...
-
-
-class UnitOfWork(Protocol):
-    """One transaction. Leaving the block without commit() rolls everything back."""
-
-    outbox: OutboxRepository
-    history: ChatHistoryRepository
-    relays: RelayRoster
-    owners: ConversationOwners
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None: ...
-
-    async def commit(self) -> None: ...
-
-
-class UnitOfWorkFactory(Protocol):
-    def __call__(self) -> UnitOfWork: ...
-
-
-@attrs.frozen
-class OutgoingRecord:
-    topic: str
-    key: str
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
-PublishResult = PublishFailure | None
-"""None means the bus acknowledged the record."""
-
-
-class MessageBus(Protocol):
-    keeps_key_order: bool = False
-    """True when a record that fails stops its key for the rest of the call: no later
-    record with the same key and topic is delivered (each reports a failure). The relay
-    then publishes a whole batch in one call rather than one call per position in a
-    conversation (waves)."""
-
-    async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
-        """Publish a batch; return one result per record, in order. Never raises for a
-        record's own failure: that is what the result is for."""
-        ...
-
-
-@attrs.frozen
-class IncomingRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
-    timestamp: datetime | None = None
-    """When the bus took the record (Kafka's CreateTime), if the bus says."""
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return value.decode("utf-8", "replace")
-        return None
-
-
-class MessageSource(Protocol):
-    async def fetch(self, max_records: int, timeout: float) -> list[IncomingRecord]: ...
-
-    async def acknowledge(self, records: Sequence[IncomingRecord]) -> None:
-        """Mark records done; called only after the handler's transaction committed."""
-        ...
-
-    async def dead_letter(self, record: IncomingRecord, reason: str) -> None:
-        """Park a record that can never be handled, with the reason; raises if it could
-        not be parked, so the caller does not acknowledge it."""
-        ...
-
-
-class Wakeups(Protocol):
-    """Tells the relay that rows may have become due, so it need not wait for its poll."""
-
-    async def wait(self, timeout: float) -> bool:
-        """Return True when woken, False when `timeout` seconds passed without a wake-up."""
-        ...
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class EventIds(Protocol):
-    def __call__(self) -> str: ...

@@ -12,9 +12,9 @@ from typing import TypeVar
 import attrs
 import structlog
 
+from chat_outbox.application.consume.persisting import HistoryWriter, Persisted
 from chat_outbox.application.errors import BusUnavailable, StoreUnavailable
 from chat_outbox.application.metrics import Metrics, NoMetrics
-from chat_outbox.application.persisting import HistoryWriter, Persisted
 from chat_outbox.application.ports import (
     IncomingRecord,
     MessageSource,

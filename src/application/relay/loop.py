@@ -11,12 +11,12 @@ from datetime import timedelta
 import attrs
 import structlog
 
-from chat_outbox.application.chores import repeat, wait_or_stop
 from chat_outbox.application.errors import StoreUnavailable
-from chat_outbox.application.operations import sweep_stale_published
+from chat_outbox.application.operate.chores import repeat, wait_or_stop
+from chat_outbox.application.operate.operations import sweep_stale_published
 from chat_outbox.application.ports import Clock, UnitOfWorkFactory, Wakeups
-from chat_outbox.application.relaying import Batch, Relay, RelayReport
-from chat_outbox.application.sharing import RelayShares
+from chat_outbox.application.relay.relaying import Batch, Relay, RelayReport
+from chat_outbox.application.relay.sharing import RelayShares
 from chat_outbox.application.tally import add_up
 from chat_outbox.domain import RetryPolicy
 

@@ -1,0 +1,1 @@
+"""Consume: write delivered records into chat history and mark their rows consumed."""

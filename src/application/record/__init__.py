@@ -1,0 +1,1 @@
+"""Record: write a message into the outbox inside the caller's transaction."""

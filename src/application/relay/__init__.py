@@ -1,0 +1,1 @@
+"""Relay: claim due outbox rows, publish them, write each one's outcome."""
