@@ -248,8 +248,14 @@ class LocalBroker:
         await self.start(timeout)
 
     def pause(self) -> None:
-        """Freeze the broker (SIGSTOP): connections stay open but nothing is answered."""
-        os.kill(self._require_pid(), signal.SIGSTOP)
+        """Freeze the broker (SIGSTOP): connections stay open but nothing is answered.
+        Returns once every thread has stopped: on a busy machine a thread running on another
+        core could otherwise still answer a request sent right after this call."""
+        pid = self._require_pid()
+        os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not _all_threads_stopped(pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def resume(self) -> None:
         """Continue a paused broker (SIGCONT)."""
@@ -377,3 +383,20 @@ class LocalBroker:
         if self._proc is None or self._proc.poll() is not None:
             raise LocalBrokerUnavailable("the broker is not running")
         return self._proc.pid
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of `pid` is in the stopped state (Linux /proc; elsewhere, assume
+    the signal took effect)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return True
+    for task in tasks:
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # the thread ended
+        if state not in ("T", "t"):
+            return False
+    return True
