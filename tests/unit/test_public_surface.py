@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def test_the_readme_documents_every_exported_name() -> None:
 def test_importing_the_package_changes_no_process_wide_state() -> None:
     """A host importing chat_outbox keeps its logging handlers, its signal handlers and
     its structlog configuration; no database, broker or web module is loaded, nor
-    dependency-injector (whose import the CLI processes trim by editing sys.modules)."""
+    dependency-injector (the containers load with the first job a host starts)."""
     probe = (
         "import json, logging, signal, sys, structlog\n"
         "before = (logging.getLogger().handlers[:], signal.getsignal(signal.SIGTERM),"
@@ -49,3 +50,17 @@ def test_importing_the_package_changes_no_process_wide_state() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert json.loads(result.stdout) == {"same": True, "loaded": []}
+
+
+def test_every_package_under_src_is_in_the_distribution() -> None:
+    """A folder of src/ missing from pyproject's package list would be left out of the wheel:
+    the editable install still imports it, so only an installed wheel would fail."""
+    root = Path(__file__).resolve().parents[2]
+    listed = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(("chat_outbox", *init.parent.relative_to(root / "src").parts))
+        for init in (root / "src").rglob("__init__.py")
+    }
+    assert found - listed == set()
