@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from json.encoder import encode_basestring
 from typing import Any
 
 import attrs
@@ -27,7 +27,7 @@ ENVELOPE_FIELDS = (
     "payload",
 )
 ENVELOPE_KEYS = frozenset(ENVELOPE_FIELDS)
-KEY_END = re.compile(r'"\s*:')
+JsonParser = Callable[[str], Any] | None
 
 
 @attrs.frozen
@@ -94,25 +94,6 @@ class Envelope:
             payload=chat,
         )
 
-    @staticmethod
-    def encode_stored(message: OutboxMessage) -> bytes:
-        """The same bytes as for_outbox_message(message).encode(), built around the stored
-        payload text instead of re-validating it: it was validated when recorded. A payload
-        that is no longer a JSON object of the row's conversation is malformed."""
-        payload = _stored_payload(message)
-        if not isinstance(payload, dict) or payload.get("conversation_id") != message.message_key:
-            raise MalformedEnvelope(
-                f"outbox row {message.id} has a bad payload: not an object of its conversation"
-            )
-        # What the compact encoder writes for these keys, in this order, without building a
-        # dict and walking it (the relay encodes every message it sends).
-        return (
-            f'{{"event_id":{_quoted(message.event_id)},"type":{_quoted(message.biz_type)},'
-            f'"schema_version":{SCHEMA_VERSION},"occurred_at":"{message.created_at.isoformat()}",'
-            f'"key":{_quoted(message.message_key)},"outbox_id":{message.id:d},'
-            f'"payload":{message.payload}}}'
-        ).encode()
-
     def encode(self) -> bytes:
         document = {
             "event_id": self.event_id,
@@ -126,12 +107,18 @@ class Envelope:
         return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     @classmethod
-    def decode(cls, data: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Envelope:
+    def decode(
+        cls,
+        data: bytes,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        parse: JsonParser = None,
+    ) -> Envelope:
         """Parse untrusted bytes; raise MalformedEnvelope with the precise reason, and
         nothing else whatever the bytes (a consumer that crashed on a record would stop its
-        partition behind it for good)."""
+        partition behind it for good). `parse` turns the text into a value, refusing repeated
+        keys as parse_json does; an adapter may pass a faster one with the same results."""
         try:
-            return cls._decode(data, max_message_bytes)
+            return cls._decode(data, max_message_bytes, parse or parse_json)
         except MalformedEnvelope:
             raise
         except RecursionError:  # a repr or a check walking a deeply nested value
@@ -140,8 +127,8 @@ class Envelope:
             raise MalformedEnvelope(f"cannot decode: {type(error).__name__}") from None
 
     @classmethod
-    def _decode(cls, data: bytes, max_message_bytes: int) -> Envelope:
-        document = _parse_json_object(data)
+    def _decode(cls, data: bytes, max_message_bytes: int, parse: Callable[[str], Any]) -> Envelope:
+        document = _parse_json_object(data, parse)
         if len(document) != len(ENVELOPE_FIELDS) or not ENVELOPE_KEYS.issuperset(document):
             missing = [name for name in ENVELOPE_FIELDS if name not in document]
             if missing:
@@ -173,46 +160,24 @@ class Envelope:
         )
 
 
-def _stored_payload(message: OutboxMessage) -> Any:
-    """json.loads(message.payload), refusing what it refuses. The raw decoder alone is enough
-    for a payload we wrote (nothing around the value) and skips loads' whitespace checks."""
-    text = message.payload
-    try:
-        payload, end = _ANY.raw_decode(text)
-    except ValueError:
-        payload, end = None, -1
-    if end == len(text):
-        return payload
-    try:
-        return json.loads(text)  # whitespace around the value, or an error
-    except ValueError:
-        raise MalformedEnvelope(f"outbox row {message.id} has a bad payload: not JSON") from None
-
-
-def _parse_json_object(data: bytes) -> dict[str, Any]:
+def _parse_json_object(data: bytes, parse: Callable[[str], Any]) -> dict[str, Any]:
     if not data:
         raise MalformedEnvelope("empty record")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise MalformedEnvelope(f"not valid UTF-8 at byte {error.start}") from None
-    document: dict[str, Any] | Any = _loads(text, strict=False)
+    document = parse(text)
     if not isinstance(document, dict):
         raise MalformedEnvelope(f"envelope must be a JSON object, got {type(document).__name__}")
-    if len(KEY_END.findall(text)) != _keys_in(document):
-        # A key may repeat, which the plain parse hides (the last wins): parse again,
-        # refusing duplicates. Every key ends in `"` then `:`; so does an escaped `\":` in
-        # a string. So the count equals the parsed keys only when no key repeats.
-        checked: dict[str, Any] = _loads(text, strict=True)
-        return checked
     return document
 
 
-def _loads(text: str, strict: bool) -> Any:
-    """The C parser; the strict one (refusing repeated keys) builds every object through a
-    Python hook, twice as slow."""
+def parse_json(text: str, refuse_repeated_keys: bool = True) -> Any:
+    """JSON text to a value, refusing NaN and Infinity and, unless told otherwise, a key
+    repeated in one object (which a plain parse would hide: the last one wins)."""
     try:
-        return (_STRICT if strict else _PLAIN).decode(text)
+        return (_STRICT if refuse_repeated_keys else _PLAIN).decode(text)
     except json.JSONDecodeError as error:
         raise MalformedEnvelope(
             f"not JSON: {error.msg} at line {error.lineno} column {error.colno}"
@@ -222,12 +187,6 @@ def _loads(text: str, strict: bool) -> Any:
     except ValueError as error:  # int() refusing a number over sys.get_int_max_str_digits()
         problem = "a number has too many digits" if "digits" in str(error) else "bad value"
         raise MalformedEnvelope(f"not JSON: {problem}") from None
-
-
-def _keys_in(document: dict[str, Any]) -> int:
-    """The keys of the envelope and its payload (keys deeper down force the strict parse)."""
-    payload = document.get("payload")
-    return len(document) + (len(payload) if isinstance(payload, dict) else 0)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -245,9 +204,7 @@ def _no_constants(name: str) -> None:
     raise MalformedEnvelope(f"not JSON: {name} is not allowed")
 
 
-# Built once: json.loads and json.dumps with options build a new coder on every call.
-_ANY = json.JSONDecoder()  # json.loads' own
-_quoted = encode_basestring  # a JSON string as the compact (ensure_ascii=False) encoder writes it
+# Built once: json.loads with options builds a new decoder on every call.
 _PLAIN = json.JSONDecoder(parse_constant=_no_constants)
 _STRICT = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
 
@@ -291,3 +248,14 @@ def _timestamp(document: dict[str, Any]) -> datetime:
     if not 1970 <= utc.year <= 9999:
         raise MalformedEnvelope(f"occurred_at is out of range: {value!r:.60}")
     return utc
+
+
+class PlainEnvelopeCodec:
+    """The envelope rules as they read: encode a row's envelope, decode refusing repeated
+    keys. adapters.codec gives the same results faster; this one is the reference."""
+
+    def encode(self, message: OutboxMessage) -> bytes:
+        return Envelope.for_outbox_message(message).encode()
+
+    def decode(self, data: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Envelope:
+        return Envelope.decode(data, max_message_bytes)

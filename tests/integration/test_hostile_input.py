@@ -15,12 +15,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
+from chat_outbox.adapters.codec import FastEnvelopeCodec
 from chat_outbox.adapters.kafka import dlq_topic, ensure_topics
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.tables import outbox_messages
 from chat_outbox.application.operate.operations import read_history
 from chat_outbox.application.record.recording import record_chat_message
-from chat_outbox.domain import ChatMessage, Envelope, Role
+from chat_outbox.domain import ChatMessage, Role
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.hostile_records import CONVERSATION, HOSTILE, Hostile, document
 from tests.integration.kafka_helpers import count_by_status, read_topic, unique_names
@@ -133,7 +134,7 @@ async def record_valid(uow: SqlUnitOfWorkFactory, topic: str, count: int) -> lis
             row = await record_chat_message(
                 unit, chat, topic=topic, clock=SystemClock(), event_ids=uuid4_event_id
             )
-            values.append(Envelope.encode_stored(row))
+            values.append(FastEnvelopeCodec().encode(row))
         await unit.commit()
     return values
 
