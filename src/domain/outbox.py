@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import operator
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import attrs
@@ -94,7 +96,37 @@ class Transition:
 
     @property
     def guard(self) -> frozenset[OutboxStatus]:
+        """The statuses the row may move from: in any other, the transition changes nothing."""
         return statuses_changed_by(self.event)
+
+    def changes(self) -> Mapping[str, object]:
+        """Each field the transition sets on its row, with its new value: the one description
+        of a transition's effects, which the entity, the SQL UPDATEs and the fakes apply."""
+        changes: dict[str, object] = {"status": self.to_status, "updated_at": self.at}
+        if self.retry_count is not None:
+            changes["retry_count"] = self.retry_count
+        if self.next_retry_at is not None:
+            changes["next_retry_at"] = self.next_retry_at
+        if self.last_error is not None:
+            changes["last_error"] = self.last_error
+        stamped = _STAMPED.get(self.event)
+        if stamped is not None:
+            changes[stamped] = self.at
+        return changes
+
+    @property
+    def changes_key(self) -> tuple[object, ...]:
+        """Every field but the row's id: transitions with equal keys have equal changes()
+        and guards, so a batch of them can share one write."""
+        return _ALL_BUT_THE_ROW(self)
+
+
+# The moment an event stamps on its row, besides updated_at.
+_STAMPED = {OutboxEvent.PUBLISH_ACKED: "published_at", OutboxEvent.CONSUMED: "consumed_at"}
+# attrgetter builds the key in C: the relay keys every transition it writes.
+_ALL_BUT_THE_ROW: Callable[[Transition], tuple[object, ...]] = operator.attrgetter(
+    *(field.name for field in attrs.fields(Transition) if field.name != "outbox_id")
+)
 
 
 def consumed(outbox_id: int, at: datetime) -> Transition:
@@ -203,19 +235,9 @@ def holds_back_later_messages(message: OutboxMessage) -> bool:
 
 
 def apply_to(message: OutboxMessage, transition: Transition) -> None:
-    """Write a transition's effects onto a message (shared by the entity and the fakes)."""
-    message.status = transition.to_status
-    message.updated_at = transition.at
-    if transition.retry_count is not None:
-        message.retry_count = transition.retry_count
-    if transition.next_retry_at is not None:
-        message.next_retry_at = transition.next_retry_at
-    if transition.last_error is not None:
-        message.last_error = transition.last_error
-    if transition.event is OutboxEvent.PUBLISH_ACKED:
-        message.published_at = transition.at
-    elif transition.event is OutboxEvent.CONSUMED:
-        message.consumed_at = transition.at
+    """Write a transition's changes onto a message (shared by the entity and the fakes)."""
+    for field, value in transition.changes().items():
+        setattr(message, field, value)
 
 
 def _dead_reason(failure: PublishFailure, attempts: int, max_retry: int) -> str:

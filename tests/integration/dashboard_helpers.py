@@ -4,21 +4,24 @@ messages recorded, relayed and killed the way the relay does it."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import httpx
 from dependency_injector import providers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.claims import LeasedClaims
 from chat_outbox.application.consume.consuming import Consumer
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.relay.relaying import Relay
-from chat_outbox.domain import PublishFailure
+from chat_outbox.domain import PublishFailure, RetryPolicy
 from chat_outbox.entrypoints.config import Settings
 from chat_outbox.entrypoints.containers import ApiContainer
 from chat_outbox.entrypoints.http import create_app
+from tests.integration.relays import leasing_relay
 
 ADMIN_TOKEN = "dashboard-admin-token"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -81,15 +84,24 @@ async def post_message(
 
 
 async def relay_all(uow: SqlUnitOfWorkFactory, bus: InMemoryBus) -> None:
-    relay = Relay(uow, bus, SystemClock())
+    relay = leasing_relay(uow, bus, SystemClock())
     while (await relay.relay_due()).claimed:
         pass
 
 
 async def consume_all(uow: SqlUnitOfWorkFactory, bus: InMemoryBus) -> None:
-    await Consumer(bus, HistoryWriter(uow, SystemClock())).consume_batch(timeout=0)
+    await Consumer(bus, UnitOfWorkHistoryWriter(uow), SystemClock()).consume_batch(timeout=0)
 
 
 async def kill(uow: SqlUnitOfWorkFactory, reason: str = "MessageSizeTooLarge: 2 MiB") -> None:
     """Every due row dies the way the relay kills one: a fatal publish failure."""
     await relay_all(uow, InMemoryBus(fail_with=lambda record: PublishFailure.fatal(reason)))
+
+
+async def fail_once(uow: SqlUnitOfWorkFactory, reason: str) -> None:
+    """One relay round in which every due row fails to publish, retryably, with `reason`;
+    a backoff of zero leaves the rows due again at once."""
+    bus = InMemoryBus(fail_with=lambda record: PublishFailure(reason))
+    claims = LeasedClaims(uow, SystemClock(), timedelta(seconds=60))
+    await Relay(claims, bus, SystemClock(), RetryPolicy(rand=lambda: 0.0)).relay_due()
+    await claims.stop()  # hands back the rows it claimed ahead, due again at once

@@ -1,8 +1,8 @@
 """The dashboard in headless Chromium against real processes: `serve`, `relay` and
 `consume` on PostgreSQL and the local Kafka broker. A relay limited to 2 KiB requests kills
 an oversized message (MessageSizeTooLarge, fatal) as it would in production; the browser
-then finds it, reads why, requeues it and watches it reach consumed. Screenshots go to
-test-artifacts/screenshots/."""
+then finds it, reads why, requeues it, watches it reach consumed, and reads each of its
+failures in its journey. Screenshots go to test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
@@ -111,8 +111,9 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Messages recorded through `serve`; a 2 KiB-request relay kills the big one; then a
-    normal relay and a consumer deliver everything else and keep running."""
+    """Messages recorded through `serve`; a 2 KiB-request relay kills the big one, which is
+    requeued and killed again by a 2500-byte one; then a normal relay and a consumer
+    deliver everything else and keep running."""
     tmp = tmp_path_factory.mktemp("dashboard-browser")
     url = asyncio.run(fresh_database_url("postgresql", tmp, "browser"))
     topic, group = unique_names("dashboard")
@@ -144,6 +145,9 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         for text in HOSTILE:
             stack.post("browser-hostile", text)
         stack.run("relay", "--once", CHAT_OUTBOX_KAFKA_MAX_REQUEST_SIZE="2048")
+        # Requeued and killed again under another limit: two failures, each its own error.
+        stack.run("dead", "requeue", "--id", str(stack.big))
+        stack.run("relay", "--once", CHAT_OUTBOX_KAFKA_MAX_REQUEST_SIZE="2500")
         stack.start("relay")
         stack.start("consume")
         stack.until(
@@ -247,7 +251,22 @@ def test_a_dead_row_is_found_understood_and_requeued_until_consumed(
     stack.until("the held message consumed too", lambda: stack.stats()["pending"] == 0)
     browser.get(f"{stack.base}/admin/journey?id={big}")
     assert text_of(browser, "journey-status") == "consumed"
-    assert "last error: MessageSizeTooLarge" in text_of(browser, "timeline")
+    steps = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#timeline .step")]
+    assert steps == [
+        "recorded",
+        "dead",
+        "requeued",
+        "dead",
+        "requeued",
+        "published",
+        "consumed",
+        "in chat history",
+    ]
+    errors = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#timeline .error")]
+    assert len(errors) == 2
+    assert all("MessageSizeTooLarge" in error for error in errors), errors
+    assert "(2048)" in errors[0], errors
+    assert "(2500)" in errors[1], errors
     shot(browser, "7-journey-after-requeue")
     browser.get(f"{stack.base}/admin")
     assert text_of(browser, "count-dead") == "0"

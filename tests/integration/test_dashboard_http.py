@@ -4,6 +4,7 @@ chat text, and hostile query parameters answered with 4xx pages, never 500."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from dependency_injector import providers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from markupsafe import escape
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
@@ -27,6 +29,7 @@ from tests.integration.dashboard_helpers import (
     consume_all,
     csrf_of,
     dashboard_container,
+    fail_once,
     kill,
     log_in,
     post_message,
@@ -39,6 +42,8 @@ pytestmark = [
     pytest.mark.parametrize("migrated_engine", ["sqlite"], indirect=True),
 ]
 PAGES = ("/admin", "/admin/dead", "/admin/journey", "/admin/conversation")
+STEP = re.compile(r'<span class="step">([^<]*)</span>')
+ERROR = re.compile(r'<div class="error">([^<]*)</div>')
 
 
 @pytest.fixture
@@ -247,6 +252,23 @@ async def test_the_journey_shows_the_failures_and_links_the_trace(
     assert "MessageSizeTooLarge: 2 MiB" in page
     assert 'id="journey-status">dead<' in page
     assert 'href="https://traces.example/trace/4bf92f3577b34da6a3ce929d0e0e4736"' in page
+
+
+async def test_the_journey_lists_each_failed_attempts_own_error_escaped(
+    admin: httpx.AsyncClient, uow: SqlUnitOfWorkFactory
+) -> None:
+    """Two failed attempts, the first with a hostile error text, then a publish: the
+    timeline shows both attempts in order, each with its error as text."""
+    outbox_id = await post_message(admin, "conv-retried", "hi")
+    for reason in (HOSTILE[0], "NotLeaderForPartitionError"):
+        await fail_once(uow, reason)
+    await relay_all(uow, InMemoryBus())
+    page = (await admin.get("/admin/journey", params={"id": outbox_id})).text
+    assert STEP.findall(page) == ["recorded", "failed", "failed", "published"]
+    assert ERROR.findall(page) == [str(escape(HOSTILE[0])), "NotLeaderForPartitionError"]
+    assert HOSTILE[0] not in page
+    assert "attempt 1 of 20" in page
+    assert "attempt 2 of 20" in page
 
 
 async def test_the_overview_counts_match_the_stats_route(

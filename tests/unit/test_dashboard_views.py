@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chat_outbox.application.operate.insights import Persisted, timeline
+from chat_outbox.application.operate.insights import Persisted
+from chat_outbox.application.operate.journeys import timeline
 from chat_outbox.domain import HistoryEntry, OutboxMessage, OutboxStatus, Role
 from chat_outbox.entrypoints.http.dashboard.charts import bar_chart
 from chat_outbox.entrypoints.http.dashboard.render import environment, trace_link

@@ -11,9 +11,10 @@ from typing import Any
 from sqlalchemy import Column, Executable, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chat_outbox.adapters.sql.claimed import claimed_columns, claimed_message
+from chat_outbox.adapters.sql.attempts import journal_entry_of, journal_query
 from chat_outbox.adapters.sql.engine import is_transient, unavailable
 from chat_outbox.adapters.sql.history import history_entry
+from chat_outbox.adapters.sql.rows import message_columns, message_of
 from chat_outbox.adapters.sql.tables import chat_history as h
 from chat_outbox.adapters.sql.tables import outbox_messages as t
 from chat_outbox.adapters.sql.tables import relay_members as r
@@ -25,6 +26,7 @@ from chat_outbox.application.operate.insights import (
     RelayMember,
 )
 from chat_outbox.domain import OutboxMessage, OutboxStatus
+from chat_outbox.domain.journal import JournalEntry
 
 _STATUSES = {status.value: status for status in OutboxStatus}
 
@@ -89,20 +91,23 @@ class SqlInsights(OutboxInsights):
         row = rows[0]._mapping
         return Persisted(history_entry(row), row["persisted_at"])
 
+    async def journal(self, outbox_id: int) -> list[JournalEntry]:
+        return [journal_entry_of(row) for row in await self._all(journal_query(outbox_id))]
+
     async def messages(self, outbox_ids: Sequence[int]) -> list[OutboxMessage]:
         if not outbox_ids:
             return []
-        query = select(*claimed_columns(t)).where(t.c.id.in_(list(outbox_ids))).order_by(t.c.id)
-        return [claimed_message(row) for row in await self._all(query)]
+        query = select(*message_columns(t)).where(t.c.id.in_(list(outbox_ids))).order_by(t.c.id)
+        return [message_of(row) for row in await self._all(query)]
 
     async def conversation_rows(self, conversation_id: str, limit: int) -> list[OutboxMessage]:
         query = (
-            select(*claimed_columns(t))
+            select(*message_columns(t))
             .where(t.c.message_key == conversation_id)
             .order_by(t.c.id)
             .limit(limit)
         )
-        return [claimed_message(row) for row in await self._all(query)]
+        return [message_of(row) for row in await self._all(query)]
 
     async def dead(self, query: DeadQuery, limit: int) -> list[OutboxMessage]:
         conditions = [t.c.status == OutboxStatus.DEAD.value]
@@ -117,5 +122,5 @@ class SqlInsights(OutboxInsights):
             conditions.append(t.c.updated_at >= query.died_since)
         if query.died_before is not None:
             conditions.append(t.c.updated_at < query.died_before)
-        select_dead = select(*claimed_columns(t)).where(*conditions).order_by(t.c.id).limit(limit)
-        return [claimed_message(row) for row in await self._all(select_dead)]
+        select_dead = select(*message_columns(t)).where(*conditions).order_by(t.c.id).limit(limit)
+        return [message_of(row) for row in await self._all(select_dead)]

@@ -6,6 +6,7 @@ reads the version table directly (Alembic and what it imports are a fifth of sta
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0010"
+HEAD = "0011"
+SCHEMA_CHECK_ATTEMPTS = 3
 """The newest migration's revision; a unit test checks it against the scripts."""
 VERSION_TABLE = "chat_outbox_alembic_version"
 """chat-outbox's own version table: a host application's Alembic keeps `alembic_version`."""
@@ -142,10 +144,17 @@ async def ensure_migrated(engine: AsyncEngine) -> None:
                 "run `chat-outbox migrate`"
             )
 
-    try:
-        async with engine.connect() as connection:
-            await connection.run_sync(check)
-    except Exception as error:
-        if is_transient(error):
-            raise unavailable(error) from error
-        raise
+    for attempt in range(1, SCHEMA_CHECK_ATTEMPTS + 1):
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(check)
+            return
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            if attempt == SCHEMA_CHECK_ATTEMPTS:
+                raise unavailable(error) from error
+            # A connection cut mid-check (a failover, a killed session) is worth a new one;
+            # a database that stays down still fails the start within a second or two.
+            log.warning("schema_check_retried", attempt=attempt, error=type(error).__name__)
+            await asyncio.sleep(0.5 * attempt)

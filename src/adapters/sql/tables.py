@@ -148,3 +148,19 @@ conversation_owners = Table(
     Column("created_at", UtcDateTime, nullable=False),
     **MYSQL,
 )
+
+# The outbox journal (migration 0011): a line for each failed attempt, death, requeue and
+# sweep of a row (domain.journal), written with the row's own update and purged with it.
+outbox_attempts = Table(
+    "chat_outbox_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("outbox_id", BigInteger, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("happened_at", UtcDateTime, nullable=False),
+    Column("next_retry_at", UtcDateTime, nullable=True),
+    Index("idx_attempts_outbox_id", "outbox_id", "id"),
+    **MYSQL,
+)

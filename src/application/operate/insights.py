@@ -1,6 +1,6 @@
-"""Read-only views for the operator dashboard: activity rates, live relays, one message's
-journey and a conversation's rows. Nothing here writes; requeueing goes through
-operations.requeue_dead like the CLI's."""
+"""Read-only views for the operator dashboard: activity rates, live relays, dead letters
+and a conversation's rows (a message's journey is in journeys.py). Nothing here writes;
+requeueing goes through operations.requeue_dead like the CLI's."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import attrs
 from chat_outbox.application.operate import operations
 from chat_outbox.application.ports import Clock, OutboxStats, UnitOfWorkFactory
 from chat_outbox.domain import HistoryEntry, OutboxMessage, OutboxStatus
+from chat_outbox.domain.journal import JournalEntry
 
 ACTIVITY_WINDOW = timedelta(hours=1)
 ACTIVITY_STEP = timedelta(minutes=1)
@@ -78,6 +79,10 @@ class OutboxInsights(Protocol):
 
     async def persisted(self, event_id: str) -> Persisted | None: ...
 
+    async def journal(self, outbox_id: int) -> list[JournalEntry]:
+        """The row's journal (domain.journal), oldest line first."""
+        ...
+
     async def messages(self, outbox_ids: Sequence[int]) -> list[OutboxMessage]:
         """The rows with these ids that exist, by id."""
         ...
@@ -137,81 +142,6 @@ async def dead_letters(
     rows = await insights.dead(query, limit)
     held = await operations.held_behind_dead(uow_factory, sorted({m.message_key for m in rows}))
     return [DeadLetter(message, held.get(message.message_key, 0)) for message in rows]
-
-
-@attrs.frozen
-class Step:
-    """One point of a message's timeline; `since_previous` is the delay from the step
-    before it, when both times are known."""
-
-    label: str
-    at: datetime | None
-    since_previous: timedelta | None = None
-    detail: str | None = None
-
-
-@attrs.frozen
-class Journey:
-    message: OutboxMessage
-    persisted: Persisted | None
-    steps: tuple[Step, ...]
-
-
-async def journey(
-    uow_factory: UnitOfWorkFactory,
-    insights: OutboxInsights,
-    *,
-    outbox_id: int | None = None,
-    event_id: str | None = None,
-) -> Journey | None:
-    """The row found by its id or its event id, with its timeline; None when absent."""
-    async with uow_factory() as uow:
-        if outbox_id is not None:
-            message = await uow.outbox.get(outbox_id)
-        else:
-            message = None if event_id is None else await uow.outbox.by_event_id(event_id)
-    if message is None:
-        return None
-    persisted = await insights.persisted(message.event_id)
-    return Journey(message, persisted, timeline(message, persisted))
-
-
-def timeline(message: OutboxMessage, persisted: Persisted | None) -> tuple[Step, ...]:
-    """What the row tells of its way: recorded, its failed attempts (only their count and
-    the latest error are kept), published, dead, consumed and persisted."""
-    steps = [Step("recorded", message.created_at)]
-    if message.retry_count or message.last_error:
-        attempts = "attempt" if message.retry_count == 1 else "attempts"
-        detail = f"{message.retry_count} failed {attempts} of {message.max_retry} allowed"
-        if message.retry_count == 0:
-            detail = "retries reset by a requeue"
-        if message.last_error:
-            detail += f"; last error: {message.last_error}"
-        # Only a dead row's updated_at is sure to be its last failure's time.
-        failed_at = message.updated_at if message.status is OutboxStatus.DEAD else None
-        label = "failed" if message.retry_count else "failed before a requeue"
-        steps.append(Step(label, failed_at, detail=detail))
-    if message.status is OutboxStatus.DEAD:
-        steps.append(Step("dead", message.updated_at, detail="waits for an operator's requeue"))
-    elif message.status is OutboxStatus.PENDING and message.retry_count:
-        steps.append(Step("next attempt", message.next_retry_at, detail="scheduled"))
-    if message.published_at is not None:
-        steps.append(Step("published", message.published_at))
-    if message.consumed_at is not None:
-        steps.append(Step("consumed", message.consumed_at))
-    if persisted is not None:
-        steps.append(Step("in chat history", persisted.persisted_at))
-    return tuple(_with_delays(steps))
-
-
-def _with_delays(steps: Sequence[Step]) -> list[Step]:
-    timed: list[Step] = []
-    previous: datetime | None = None
-    for step in steps:
-        delay = None if step.at is None or previous is None else step.at - previous
-        timed.append(attrs.evolve(step, since_previous=delay))
-        previous = step.at if step.at is not None else previous
-    return timed
 
 
 @attrs.frozen

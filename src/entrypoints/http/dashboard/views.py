@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from chat_outbox.application.operate import insights
+from chat_outbox.application.operate import insights, journeys
 from chat_outbox.application.operate.insights import ACTIVITY_WINDOW, DeadQuery
 from chat_outbox.domain import OutboxStatus
 from chat_outbox.entrypoints.http.dashboard import inputs
@@ -114,9 +114,9 @@ async def journey(
             raise PageError(400, "search by id, event_id or conversation")
         params = {by: text}  # type: ignore[assignment]
     if params.get("id"):
-        found = await insights.journey(uow, reads, outbox_id=inputs.outbox_id(params["id"]))
+        found = await journeys.journey(uow, reads, outbox_id=inputs.outbox_id(params["id"]))
     elif params.get("event_id"):
-        found = await insights.journey(uow, reads, event_id=inputs.event_id(params["event_id"]))
+        found = await journeys.journey(uow, reads, event_id=inputs.event_id(params["event_id"]))
     else:
         return page(request, "journey.html", journey=None, searched=False, trace=None)
     if found is None:
