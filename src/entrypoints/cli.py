@@ -15,7 +15,7 @@ from chat_outbox.adapters.metrics import ListenFailed
 from chat_outbox.adapters.sql import BadDatabaseUrl, SchemaNotMigrated
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.domain import InvalidChatMessage, Role
-from chat_outbox.entrypoints import commands, config_command, demo, operating, processes
+from chat_outbox.entrypoints import commands, config_command, operating
 from chat_outbox.entrypoints.config import ConfigError, Settings
 from chat_outbox.entrypoints.config_file import load_settings
 from chat_outbox.entrypoints.log_setup import configure_logging
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     relay = sub.add_parser("relay", help="publish due outbox rows to the bus until stopped")
     relay.add_argument("--once", action="store_true", help="drain what is due now, then exit")
-    relay.set_defaults(run=processes.relay)
+    relay.set_defaults(run=_relay)
 
     consume = sub.add_parser("consume", help="persist bus records into chat history")
     consume.add_argument(
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="exit after this long with nothing to consume",
     )
-    consume.set_defaults(run=processes.consume)
+    consume.set_defaults(run=_consume)
 
     operating.add_parsers(sub)
     config_command.add_parsers(sub)
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_demo = sub.add_parser("demo", help="record, relay and consume a few dozen messages")
     run_demo.add_argument("--messages", type=operating.whole_number(1, 100_000), default=36)
     run_demo.add_argument("--conversations", type=operating.whole_number(1, 10_000), default=4)
-    run_demo.set_defaults(run=demo.run)
+    run_demo.set_defaults(run=_demo)
     return parser
 
 
@@ -113,6 +113,26 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
     return int(text)
+
+
+# The processes and the demo are imported by their command only: their containers import
+# dependency-injector, which imports FastAPI when it is installed, and `--help` needs none.
+async def _relay(args: argparse.Namespace, settings: Settings) -> int:
+    from chat_outbox.entrypoints import processes
+
+    return await processes.relay(args, settings)
+
+
+async def _consume(args: argparse.Namespace, settings: Settings) -> int:
+    from chat_outbox.entrypoints import processes
+
+    return await processes.consume(args, settings)
+
+
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from chat_outbox.entrypoints import demo
+
+    return await demo.run(args, settings)
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:

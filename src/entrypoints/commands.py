@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,7 +20,9 @@ from chat_outbox.application.ports import OutboxStats
 from chat_outbox.application.tracing import valid_traceparent
 from chat_outbox.domain import ChatMessage, HistoryEntry, InvalidChatMessage, OutboxStatus
 from chat_outbox.entrypoints.config import ConfigError, Settings
-from chat_outbox.entrypoints.containers import CliContainer, resources
+
+if TYPE_CHECKING:
+    from chat_outbox.entrypoints.containers import Tools
 
 log = structlog.get_logger(__name__)
 # What ends a line, moves the cursor, starts an escape sequence or reorders the text on a
@@ -52,18 +55,23 @@ def json_line(document: object) -> str:
 
 
 @asynccontextmanager
-async def cli_container(
-    settings: Settings, *, migrated: bool = True
-) -> AsyncIterator[CliContainer]:
+async def command_tools(settings: Settings, *, migrated: bool = True) -> AsyncIterator[Tools]:
+    """What a command works with, from its container, on a schema checked to be current
+    (unless not `migrated`); closed however the command ends."""
+    # Imported here, with dependency-injector (and the FastAPI it loads when installed):
+    # `--help` and a usage error need neither.
+    from chat_outbox.entrypoints.containers import CliContainer, provided, resources
+
     async with resources(CliContainer(settings=settings)) as container:
+        tools: Tools = await provided(container.tools)
         if migrated:
-            await ensure_migrated(await container.core.engine.async_())
-        yield container
+            await ensure_migrated(tools.engine)
+        yield tools
 
 
 async def migrate(args: argparse.Namespace, settings: Settings) -> int:
-    async with cli_container(settings, migrated=False) as container:
-        await upgrade(await container.core.engine.async_())
+    async with command_tools(settings, migrated=False) as tools:
+        await upgrade(tools.engine)
     log.info("schema_migrated")
     return 0
 
@@ -81,9 +89,8 @@ async def send(args: argparse.Namespace, settings: Settings) -> int:
     traceparent = valid_traceparent(args.traceparent)
     if args.traceparent is not None and traceparent is None:
         raise ConfigError(f"--traceparent {args.traceparent!r:.80} is not a W3C traceparent")
-    async with cli_container(settings) as container:
-        record = await container.core.record.async_()
-        message = await record(chat, traceparent=traceparent)
+    async with command_tools(settings) as tools:
+        message = await tools.record(chat, traceparent=traceparent)
     log.info("message_recorded", outbox_id=message.id, conversation_id=chat.conversation_id)
     print(json.dumps({"outbox_id": message.id, "event_id": message.event_id}))
     return 0
@@ -116,9 +123,9 @@ def utf8_argument(name: str, value: str) -> str:
 
 
 async def stats(args: argparse.Namespace, settings: Settings) -> int:
-    async with cli_container(settings) as container:
-        figures = await operations.outbox_stats(await container.core.uow.async_())
-        now = container.core.clock().now()
+    async with command_tools(settings) as tools:
+        figures = await operations.outbox_stats(tools.uow)
+        now = tools.clock.now()
     document = stats_document(figures, now)
     if args.json:
         print(json.dumps(document))
@@ -143,10 +150,8 @@ def stats_document(figures: OutboxStats, now: datetime) -> dict[str, object]:
 
 async def history(args: argparse.Namespace, settings: Settings) -> int:
     conversation_id = utf8_argument("conversation_id", args.conversation_id)
-    async with cli_container(settings) as container:
-        entries = await operations.read_history(
-            await container.core.uow.async_(), conversation_id, args.limit
-        )
+    async with command_tools(settings) as tools:
+        entries = await operations.read_history(tools.uow, conversation_id, args.limit)
     for entry in entries:
         print(history_line(entry, as_json=args.json))
     return 0

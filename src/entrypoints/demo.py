@@ -26,11 +26,13 @@ from chat_outbox.application.ports import Clock, UnitOfWorkFactory
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import run_relay
 from chat_outbox.domain import ChatMessage, OutboxStatus, Role
-from chat_outbox.entrypoints.commands import cli_container, stats_document
+from chat_outbox.entrypoints.commands import command_tools, stats_document
 from chat_outbox.entrypoints.config import PREFIX, Settings
 from chat_outbox.entrypoints.containers import (
     InProcessContainer,
+    Tools,
     local_kafka_broker,
+    provided,
     require_bus,
     resources,
 )
@@ -93,10 +95,9 @@ async def _broker(settings: Settings) -> AsyncIterator[dict[str, str]]:
 async def _with_processes(
     settings: Settings, env: dict[str, str], count: int, conversations: int
 ) -> int:
-    async with cli_container(settings, migrated=False) as container:
-        await upgrade(await container.core.engine.async_())
-        record = await container.core.record.async_()
-        uow = await container.core.uow.async_()
+    async with command_tools(settings, migrated=False) as tools:
+        await upgrade(tools.engine)
+        record, uow = tools.record, tools.uow
         run_id, ids = await _record(record, count, conversations)
         processes = [await _spawn(command, env) for command in (["relay"], ["consume"])]
         try:
@@ -108,13 +109,13 @@ async def _with_processes(
 
 async def _in_process(settings: Settings, count: int, conversations: int) -> int:
     async with resources(InProcessContainer(settings=settings)) as container:
-        await upgrade(await container.core.engine.async_())
-        record = await container.core.record.async_()
-        run_id, ids = await _record(record, count, conversations)
-        await run_relay(await container.relay.async_(), asyncio.Event(), once=True)
-        await run_consumer(await container.consumer.async_(), idle_exit=0.2, poll_timeout=0.1)
-        uow = await container.core.uow.async_()
-        return await _report(uow, record.clock, run_id, conversations, len(ids))
+        tools: Tools = await provided(container.tools)
+        await upgrade(tools.engine)
+        run_id, ids = await _record(tools.record, count, conversations)
+        await run_relay(await provided(container.relay), asyncio.Event(), once=True)
+        consumer = await provided(container.consumer)
+        await run_consumer(consumer, idle_exit=0.2, poll_timeout=0.1)
+        return await _report(tools.uow, tools.clock, run_id, conversations, len(ids))
 
 
 async def _record(

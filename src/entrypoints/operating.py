@@ -14,7 +14,7 @@ from chat_outbox.application.operate import operations
 from chat_outbox.application.ports import DeadSelector
 from chat_outbox.domain import OutboxMessage, OutboxStatus
 from chat_outbox.entrypoints.audit import audited
-from chat_outbox.entrypoints.commands import cli_container, json_line, one_line, utf8_argument
+from chat_outbox.entrypoints.commands import command_tools, json_line, one_line, utf8_argument
 from chat_outbox.entrypoints.config import ConfigError, Settings
 from chat_outbox.entrypoints.durations import parse_duration, parse_moment
 
@@ -147,11 +147,11 @@ def dead_document(message: OutboxMessage, held: int, now: datetime) -> dict[str,
 
 
 async def dead_list(args: argparse.Namespace, settings: Settings) -> int:
-    async with cli_container(settings) as container:
-        uow = await container.core.uow.async_()
-        now = container.core.clock().now()
-        dead = await operations.list_dead(uow, selector_from(args, now), args.limit)
-        held = await operations.held_behind_dead(uow, sorted({m.message_key for m in dead}))
+    async with command_tools(settings) as tools:
+        now = tools.clock.now()
+        dead = await operations.list_dead(tools.uow, selector_from(args, now), args.limit)
+        keys = sorted({m.message_key for m in dead})
+        held = await operations.held_behind_dead(tools.uow, keys)
     for message in dead:
         row = dead_document(message, held[message.message_key], now)
         if args.json:
@@ -168,9 +168,8 @@ async def dead_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def dead_show(args: argparse.Namespace, settings: Settings) -> int:
-    async with cli_container(settings) as container:
-        uow = await container.core.uow.async_()
-        now = container.core.clock().now()
+    async with command_tools(settings) as tools:
+        uow, now = tools.uow, tools.clock.now()
         message = await operations.get_message(uow, args.outbox_id)
         if message is None:
             return _fail(f"no outbox row has id {args.outbox_id}")
@@ -209,24 +208,23 @@ async def dead_requeue(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(
             "dead requeue: give --all, or --id, --conversation, --since/--until (not both)"
         )
-    async with cli_container(settings) as container:
-        uow = await container.core.uow.async_()
-        clock = container.core.clock()
-        selector = selector_from(args, clock.now())
+    async with command_tools(settings) as tools:
+        selector = selector_from(args, tools.clock.now())
         with audited("dead_requeue", selector.describe()) as progress:
-            moved = await operations.requeue_dead(uow, clock, selector, progress=progress)
+            moved = await operations.requeue_dead(
+                tools.uow, tools.clock, selector, progress=progress
+            )
     print(json.dumps({"requeued": moved}))
     return 0
 
 
 async def purge(args: argparse.Namespace, settings: Settings) -> int:
-    async with cli_container(settings) as container:
-        uow = await container.core.uow.async_()
-        cutoff = container.core.clock().now() - args.older_than
+    async with command_tools(settings) as tools:
+        cutoff = tools.clock.now() - args.older_than
         selector = {"consumed_before": cutoff.isoformat()}
         with audited("purge", selector) as progress:
             deleted = await operations.purge_consumed(
-                uow, cutoff, settings.relay.purge_batch_size, progress=progress
+                tools.uow, cutoff, settings.relay.purge_batch_size, progress=progress
             )
     print(json.dumps({"deleted": deleted}))
     return 0

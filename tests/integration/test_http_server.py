@@ -17,17 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
 from chat_outbox.adapters.clock import SystemClock
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.consume.consuming import Consumer
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.metrics import Metrics
-from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import PublishFailure
 from chat_outbox.entrypoints.config import Settings
 from chat_outbox.entrypoints.containers import ApiContainer, resources
 from tests.integration.http_helpers import ADMIN, ADMIN_TOKEN, free_port, serving
 from tests.integration.kafka_helpers import count_by_status, on_sqlite_and_postgresql
+from tests.integration.relays import leasing_relay
 
 pytestmark = pytest.mark.integration
 
@@ -67,10 +67,10 @@ async def deliver(
 ) -> None:
     """Relay everything due (a round per message of a conversation), then consume it."""
     extra = {} if metrics is None else {"metrics": metrics}
-    relay = Relay(uow, bus, SystemClock(), **extra)  # type: ignore[arg-type]
+    relay = leasing_relay(uow, bus, SystemClock(), **extra)  # type: ignore[arg-type]
     while (await relay.relay_due()).claimed:
         pass
-    consumer = Consumer(bus, HistoryWriter(uow, SystemClock()), **extra)  # type: ignore[arg-type]
+    consumer = Consumer(bus, UnitOfWorkHistoryWriter(uow), SystemClock(), **extra)  # type: ignore[arg-type]
     await consumer.consume_batch(timeout=0)
 
 

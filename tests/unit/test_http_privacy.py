@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from chat_outbox.entrypoints.config import Settings
-from chat_outbox.entrypoints.http import health
+from chat_outbox.entrypoints.http import create_app, health
 from tests.unit.test_http_api import TOKEN, FakeProbe
-from tests.unit.test_http_limits import app_on_fakes, run_app
+from tests.unit.test_http_limits import container_on_fakes, run_app
 
 pytestmark = pytest.mark.unit
 
@@ -49,10 +49,9 @@ def readyz_with(
         await asyncio.sleep(60)
 
     async def main() -> httpx.Response:
-        app = app_on_fakes(Settings())
-        app.state.container.database_probe.override(
-            providers.Object(hung if hang else FakeProbe(failure))
-        )
+        container = container_on_fakes(Settings())
+        container.database_probe.override(providers.Object(hung if hang else FakeProbe(failure)))
+        app = create_app(container)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             return await client.get("/readyz")

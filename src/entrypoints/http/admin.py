@@ -16,7 +16,7 @@ from chat_outbox.domain import InvalidChatMessage
 from chat_outbox.domain.chat import checked_conversation_id
 from chat_outbox.entrypoints.audit import audited
 from chat_outbox.entrypoints.commands import stats_document
-from chat_outbox.entrypoints.http.deps import MAX_ID, Config, Now, Uow, container
+from chat_outbox.entrypoints.http.deps import MAX_ID, Config, Now, Uow, configured
 from chat_outbox.entrypoints.http.errors import InvalidField
 from chat_outbox.entrypoints.http.strict_json import StrictJsonRoute
 
@@ -45,8 +45,7 @@ class AdminRoute(StrictJsonRoute):
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
-            settings = container(request).settings()
-            require_admin(settings, request.headers.get("authorization"))
+            require_admin(configured(), request.headers.get("authorization"))
             return await handler(request)
 
         return guarded

@@ -5,12 +5,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from chat_outbox.entrypoints.containers import ApiContainer
-from chat_outbox.entrypoints.http import admin, dashboard, errors, health, messages
+from chat_outbox.entrypoints.http import admin, dashboard, deps, errors, health, messages
+from chat_outbox.entrypoints.http.dashboard import deps as dashboard_deps
 from chat_outbox.entrypoints.http.middleware import BodySizeLimit, RequestMetrics
 
 
 def create_app(container: ApiContainer) -> FastAPI:
-    """An app over `container`; tests override its providers with fakes before calling."""
+    """An app over `container`, whose providers the routes' dependencies are wired to (the
+    last app created in a process is the one they serve: `serve` makes one). Tests override
+    the container's providers with fakes, before or after."""
+    container.wire(modules=[deps, dashboard_deps])
     app = FastAPI(
         title="chat-outbox",
         version="1",
@@ -19,7 +23,6 @@ def create_app(container: ApiContainer) -> FastAPI:
         # client chooses: a trailing slash is a plain 404 instead.
         redirect_slashes=False,
     )
-    app.state.container = container
     app.include_router(messages.router)
     app.include_router(admin.router)
     app.include_router(health.router)

@@ -1,13 +1,14 @@
-"""Request dependencies: the container the app was made with, and what it provides."""
+"""Request dependencies, injected from the app's container: `create_app` wires this module
+(dependency-injector's `@inject` with `Provide[...]`), and the routes declare what they
+need with the aliases at the bottom."""
 
-from __future__ import annotations
+from typing import Annotated
 
-import inspect
-from collections.abc import Callable
-from typing import Annotated, Any
+from dependency_injector.wiring import Provide, inject
+from fastapi import Depends, Header
 
-from fastapi import Depends, Header, Request
-
+from chat_outbox.adapters.metrics import PrometheusMetrics
+from chat_outbox.application.operate.health import Probe
 from chat_outbox.application.ports import Clock, UnitOfWorkFactory
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.entrypoints.config import Settings
@@ -18,38 +19,50 @@ MAX_ID = 2**63 - 1
 """The largest id a BIGINT column holds; a larger one in a request is a 422, not a 500."""
 
 
-async def resolved(provider: Callable[[], Any]) -> Any:
-    """What a provider gives, whether it is sync or (through an async Resource) async."""
-    value = provider()
-    return await value if inspect.isawaitable(value) else value
-
-
-def container(request: Request) -> ApiContainer:
-    found: ApiContainer = request.app.state.container
+@inject
+async def uow(
+    found: Annotated[UnitOfWorkFactory, Depends(Provide[ApiContainer.core.uow])],
+) -> UnitOfWorkFactory:
     return found
 
 
-Container = Annotated[ApiContainer, Depends(container)]
-
-
-async def uow(container: Container) -> UnitOfWorkFactory:
-    factory: UnitOfWorkFactory = await resolved(container.core.uow)
-    return factory
-
-
-async def record(container: Container) -> RecordChatMessage:
-    use_case: RecordChatMessage = await resolved(container.core.record)
-    return use_case
-
-
-def clock(container: Container) -> Clock:
-    found: Clock = container.core.clock()
+@inject
+async def record(
+    found: Annotated[RecordChatMessage, Depends(Provide[ApiContainer.core.record])],
+) -> RecordChatMessage:
     return found
 
 
-def settings(container: Container) -> Settings:
-    found: Settings = container.settings()
+@inject
+def clock(found: Annotated[Clock, Depends(Provide[ApiContainer.core.clock])]) -> Clock:
     return found
+
+
+@inject
+def settings(found: Annotated[Settings, Depends(Provide[ApiContainer.settings])]) -> Settings:
+    return found
+
+
+@inject
+def metrics(
+    found: Annotated[PrometheusMetrics, Depends(Provide[ApiContainer.core.metrics])],
+) -> PrometheusMetrics:
+    return found
+
+
+@inject
+async def probes(
+    database: Annotated[Probe, Depends(Provide[ApiContainer.database_probe])],
+    bus: Annotated[Probe, Depends(Provide[ApiContainer.bus_probe])],
+) -> dict[str, Probe]:
+    """What readiness checks, by the name it reports."""
+    return {"database": database, "bus": bus}
+
+
+@inject
+def configured(settings: Settings = Provide[ApiContainer.settings]) -> Settings:
+    """The app's settings, for code that runs before FastAPI resolves any dependency."""
+    return settings
 
 
 def caller(
@@ -65,4 +78,6 @@ Uow = Annotated[UnitOfWorkFactory, Depends(uow)]
 Record = Annotated[RecordChatMessage, Depends(record)]
 Now = Annotated[Clock, Depends(clock)]
 Config = Annotated[Settings, Depends(settings)]
+Metrics = Annotated[PrometheusMetrics, Depends(metrics)]
+Probes = Annotated[dict[str, Probe], Depends(probes)]
 Calling = Annotated[Caller | None, Depends(caller)]

@@ -9,8 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.metrics import refresh_outbox_gauges
-from chat_outbox.application.operate.health import OK, Probe, readiness
-from chat_outbox.entrypoints.http.deps import Container, Now, Uow, resolved
+from chat_outbox.application.operate.health import OK, readiness
+from chat_outbox.entrypoints.http.deps import Metrics, Now, Probes, Uow
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["health"])
@@ -25,13 +25,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "the database or the bus is down"}})
-async def readyz(container: Container) -> JSONResponse:
+async def readyz(probes: Probes) -> JSONResponse:
     """200 when the database and the bus answer; 503 naming the one that does not, as
     `unavailable` (the reason is logged at warning, not told to whoever asks)."""
-    probes: dict[str, Probe] = {
-        "database": await resolved(container.database_probe),
-        "bus": await resolved(container.bus_probe),
-    }
     verdicts = await readiness(probes, PROBE_TIMEOUT_S)
     for name, verdict in verdicts.items():
         if verdict != OK:
@@ -44,9 +40,8 @@ async def readyz(container: Container) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(container: Container, uow: Uow, clock: Now) -> Response:
+async def metrics(exported: Metrics, uow: Uow, clock: Now) -> Response:
     """Prometheus text format; the outbox gauges are refreshed from the stats query first."""
-    exported = container.core.metrics()
     try:
         await refresh_outbox_gauges(uow, clock, exported)
     except StoreUnavailable as error:

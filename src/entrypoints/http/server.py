@@ -19,7 +19,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from chat_outbox.adapters.metrics import ListenFailed
 from chat_outbox.adapters.sql import ensure_migrated
 from chat_outbox.entrypoints.config import PREFIX, ConfigError, Settings
-from chat_outbox.entrypoints.containers import ApiContainer, require_bus, resources
+from chat_outbox.entrypoints.containers import ApiContainer, provided, require_bus, resources
 from chat_outbox.entrypoints.http.app import create_app
 from chat_outbox.entrypoints.http.auth import authenticator_of
 from chat_outbox.entrypoints.http.loopback import is_loopback
@@ -169,7 +169,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
     # The readiness probe needs the bus's client: say so now, not on every probe.
     require_bus(settings.core.bus)
     async with resources(ApiContainer(settings=settings)) as container:
-        await ensure_migrated(await container.core.engine.async_())
+        await ensure_migrated(await provided(container.core.engine))
         server = server_for(create_app(container), host, port, settings)
         listener = _listening(host, port)
 

@@ -12,15 +12,12 @@ from chat_outbox.entrypoints.http.dashboard import actions, views
 from chat_outbox.entrypoints.http.dashboard.deps import LoginNeeded
 from chat_outbox.entrypoints.http.dashboard.inputs import PageError
 from chat_outbox.entrypoints.http.dashboard.render import SECURITY_HEADERS, error_page
-from chat_outbox.entrypoints.http.dashboard.session import LoginThrottle, RevokedSessions
 
 __all__ = ["install"]
 
 
 def install(app: FastAPI) -> None:
     """Mount the dashboard's routes and the handlers that answer them with HTML pages."""
-    app.state.dashboard_throttle = LoginThrottle()
-    app.state.dashboard_revoked = RevokedSessions()
     app.include_router(views.router)
     app.include_router(actions.router)
     app.add_exception_handler(PageError, _page_error)  # type: ignore[arg-type]

@@ -15,7 +15,14 @@ from chat_outbox.application.ports import DeadSelector
 from chat_outbox.domain import OutboxStatus
 from chat_outbox.entrypoints.audit import audited
 from chat_outbox.entrypoints.http.dashboard import inputs, session
-from chat_outbox.entrypoints.http.dashboard.deps import Config, Insights, SignedIn, html_errors
+from chat_outbox.entrypoints.http.dashboard.deps import (
+    Config,
+    Insights,
+    Revoked,
+    SignedIn,
+    Throttle,
+    html_errors,
+)
 from chat_outbox.entrypoints.http.dashboard.inputs import MAX_WATCHED, PageError
 from chat_outbox.entrypoints.http.dashboard.render import SECURITY_HEADERS, page
 from chat_outbox.entrypoints.http.deps import Now, Uow
@@ -73,9 +80,8 @@ async def login_form(request: Request, _: Config) -> HTMLResponse:
 
 
 @router.post("/login")
-async def login(request: Request, settings: Config) -> Response:
+async def login(request: Request, settings: Config, throttle: Throttle) -> Response:
     fields = inputs.form_fields(await request.body())
-    throttle: session.LoginThrottle = request.app.state.dashboard_throttle
     client = client_of(request)
     wanted = fields.get("next", "")
     if throttle.blocked(client):
@@ -102,10 +108,11 @@ async def _checked_form(
 
 
 @router.post("/logout")
-async def logout(request: Request, settings: Config, signed: SignedIn) -> Response:
+async def logout(
+    request: Request, settings: Config, signed: SignedIn, revoked: Revoked
+) -> Response:
     await _checked_form(request, settings, signed)
     # Deleting the cookie is not enough: a copy of it would stay valid until it expires.
-    revoked: session.RevokedSessions = request.app.state.dashboard_revoked
     revoked.revoke(signed)
     response = RedirectResponse("/admin/login", 303, headers=SECURITY_HEADERS)
     response.delete_cookie(session.SESSION_COOKIE, path=session.COOKIE_PATH)

@@ -1,20 +1,19 @@
-"""What the dashboard's routes depend on: its settings, the signed-in session, the reads."""
-
-from __future__ import annotations
+"""What the dashboard's routes depend on: its settings, the signed-in session, the login
+state and the reads, injected from the app's container like the API's (http/deps.py)."""
 
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+from dependency_injector.wiring import Provide, inject
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chat_outbox.adapters.sql.insights import SqlInsights
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.operate.insights import OutboxInsights
+from chat_outbox.entrypoints.containers import ApiContainer
+from chat_outbox.entrypoints.http import deps as api
 from chat_outbox.entrypoints.http.dashboard import session
 from chat_outbox.entrypoints.http.dashboard.config import DashboardConfig, dashboard_config
 from chat_outbox.entrypoints.http.dashboard.inputs import PageError
-from chat_outbox.entrypoints.http.deps import Container, resolved
 
 DISABLED = "the dashboard is disabled: set CHAT_OUTBOX_ADMIN_TOKEN to enable it"
 
@@ -31,8 +30,8 @@ class LoginNeeded(Exception):
     """No valid session: a page sends the browser to the login form, anything else 401."""
 
 
-def config(container: Container) -> DashboardConfig:
-    found = dashboard_config(container.settings())
+def config(settings: api.Config) -> DashboardConfig:
+    found = dashboard_config(settings)
     if not found.admin_token:
         raise PageError(403, DISABLED)
     return found
@@ -41,9 +40,26 @@ def config(container: Container) -> DashboardConfig:
 Config = Annotated[DashboardConfig, Depends(config)]
 
 
-def signed_in(request: Request, settings: Config) -> session.Session:
+@inject
+def revoked_sessions(
+    found: Annotated[session.RevokedSessions, Depends(Provide[ApiContainer.revoked_sessions])],
+) -> session.RevokedSessions:
+    return found
+
+
+@inject
+def login_throttle(
+    found: Annotated[session.LoginThrottle, Depends(Provide[ApiContainer.login_throttle])],
+) -> session.LoginThrottle:
+    return found
+
+
+Revoked = Annotated[session.RevokedSessions, Depends(revoked_sessions)]
+Throttle = Annotated[session.LoginThrottle, Depends(login_throttle)]
+
+
+def signed_in(request: Request, settings: Config, revoked: Revoked) -> session.Session:
     found = session.verify(settings.admin_token, request.cookies.get(session.SESSION_COOKIE))
-    revoked: session.RevokedSessions = request.app.state.dashboard_revoked
     if found is None or found in revoked:
         raise LoginNeeded
     # The templates put the CSRF token into every form of this session.
@@ -55,9 +71,11 @@ def signed_in(request: Request, settings: Config) -> session.Session:
 SignedIn = Annotated[session.Session, Depends(signed_in)]
 
 
-async def insights(container: Container) -> OutboxInsights:
-    engine: AsyncEngine = await resolved(container.core.engine)
-    return SqlInsights(engine)
+@inject
+async def insights(
+    found: Annotated[OutboxInsights, Depends(Provide[ApiContainer.insights])],
+) -> OutboxInsights:
+    return found
 
 
 Insights = Annotated[OutboxInsights, Depends(insights)]
