@@ -1,6 +1,6 @@
 """The plan of our real claim query on a big outbox (mostly consumed, some pending).
 
-The SQL is captured from SqlOutboxRepository.claim_due itself (a before_cursor_execute
+The SQL is captured from adapters.sql.claims.lock_runs itself (a before_cursor_execute
 listener), then EXPLAINed with its own parameters: once with ANALYZE (custom plan), and once
 as the generic plan a prepared statement may switch to after five executions."""
 

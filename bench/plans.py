@@ -1,4 +1,4 @@
-"""The claim queries' plans: ours captured from SqlOutboxRepository.claim_due itself (a
+"""The claim queries' plans: ours captured from adapters.sql.claims.lock_runs itself (a
 before_cursor_execute listener, run once and rolled back), the baseline's from its source."""
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from sqlalchemy import event
 from bench.baseline_relay import CLAIM
 from bench.settings import sqlalchemy_url
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine
+from chat_outbox.adapters.sql.claims import lock_runs
 
 Query = tuple[str, tuple[Any, ...]]
 _captured: list[Query] = []
 
 
 async def capture_ours() -> Query:
-    """Run claim_due once (rolled back), as a relay on PostgreSQL does by default (row
+    """Run lock_runs once (rolled back), as a relay on PostgreSQL does by default (row
     locks, no lease), and keep the SELECT .. SKIP LOCKED it sent."""
     if _captured:
         return _captured[0]
@@ -32,12 +33,12 @@ async def capture_ours() -> Query:
 
     try:
         async with SqlUnitOfWorkFactory(engine)() as uow:
-            await uow.outbox.claim_due(datetime.now(UTC), 500, None)
+            await lock_runs(uow.connection, datetime.now(UTC), 500)
     finally:
         await engine.dispose()
     claims = [(s, p) for s, p in seen if "SKIP LOCKED" in s and "agent_outbox_messages" in s]
     if not claims:
-        raise RuntimeError("claim_due sent no SELECT .. FOR UPDATE SKIP LOCKED")
+        raise RuntimeError("lock_runs sent no SELECT .. FOR UPDATE SKIP LOCKED")
     _captured.append(claims[-1])
     return claims[-1]
 

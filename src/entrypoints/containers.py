@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import uuid
@@ -10,36 +11,49 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import attrs
 import structlog
 from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
+from chat_outbox.adapters.codec import FastEnvelopeCodec
 from chat_outbox.adapters.extras import require
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.metrics import PrometheusMetrics, metrics_server
-from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine, fresh_history
+from chat_outbox.adapters.sql import (
+    OneStatementHistoryWriter,
+    SqlUnitOfWorkFactory,
+    create_engine,
+    ensure_migrated,
+)
+from chat_outbox.adapters.sql.claims import LeasedClaims, LockedClaims
+from chat_outbox.adapters.sql.insights import SqlInsights
 from chat_outbox.adapters.sql.probe import DatabaseProbe
 from chat_outbox.adapters.sql.wakeups import wakeups_for
 from chat_outbox.adapters.tracing import available_tracing
 from chat_outbox.application.consume.consuming import Consumer
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.metrics import Metrics, NoMetrics
 from chat_outbox.application.operate.health import always_ready
+from chat_outbox.application.ports import Clock, HistoryWriter, UnitOfWorkFactory
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import Polling
 from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.application.relay.sharing import RelayShares
 from chat_outbox.entrypoints.config import PREFIX, Settings
+from chat_outbox.entrypoints.jobs import consumer_jobs, relay_jobs
 
 if TYPE_CHECKING:
     from chat_outbox.adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
     from chat_outbox.adapters.kafka.probe import KafkaProbe
     from chat_outbox.adapters.rabbitmq import RabbitBus, RabbitOptions, RabbitSource
     from chat_outbox.adapters.rabbitmq.probe import RabbitProbe
+    from chat_outbox.entrypoints.http.dashboard.session import LoginThrottle, RevokedSessions
 
 C = TypeVar("C", bound=containers.Container)
+T = TypeVar("T")
 log = structlog.get_logger(__name__)
 # Each bus's client library and the extra that installs it; the memory bus needs none.
 BUS_EXTRAS = {"kafka": ("aiokafka", "kafka"), "rabbitmq": ("aio_pika", "rabbitmq")}
@@ -50,6 +64,14 @@ def require_bus(bus: str) -> None:
     if bus in BUS_EXTRAS:
         module, extra = BUS_EXTRAS[bus]
         require(module, extra, f"{PREFIX}BUS={bus}")
+
+
+async def provided(provider: providers.Provider[T], **arguments: Any) -> T:
+    """What `provider` gives when called with `arguments`, awaited when an async Resource
+    under it (the engine, a bus client) makes it async. `provider.async_()` would not do:
+    an overriding provider, a test's fake, does not keep its async mode."""
+    value = provider(**arguments)
+    return await value if inspect.isawaitable(value) else value
 
 
 @asynccontextmanager
@@ -119,6 +141,7 @@ class Core(containers.DeclarativeContainer):
     metrics = providers.Singleton(PrometheusMetrics, registry)
     scraped = providers.Singleton(_scraped, settings, metrics)
     tracing = providers.Singleton(available_tracing)
+    codec = providers.Singleton(FastEnvelopeCodec)
     record = providers.Factory(
         RecordChatMessage,
         uow=uow,
@@ -130,11 +153,28 @@ class Core(containers.DeclarativeContainer):
     )
 
 
+@attrs.frozen
+class Tools:
+    """What a one-shot command or the demo works with, resolved once from its container."""
+
+    engine: AsyncEngine
+    uow: UnitOfWorkFactory
+    clock: Clock
+    record: RecordChatMessage
+
+
+def _tools(core: providers.Container[Core]) -> providers.Factory[Tools]:
+    return providers.Factory(
+        Tools, engine=core.engine, uow=core.uow, clock=core.clock, record=core.record
+    )
+
+
 class CliContainer(containers.DeclarativeContainer):
     """The one-shot commands: migrate, send, stats, history, dead, purge."""
 
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
+    tools = _tools(core)
 
 
 def _relay(
@@ -142,32 +182,54 @@ def _relay(
     settings: providers.Dependency[Settings],
     bus: providers.Provider[Any],
 ) -> providers.Factory[Relay]:
+    claims = providers.Selector(
+        providers.Callable(_claim_kind, settings),
+        lease=providers.Factory(
+            LeasedClaims,
+            core.uow,
+            core.clock,
+            providers.Callable(_relay_lease, settings),
+        ),
+        lock=providers.Factory(
+            LockedClaims,
+            core.uow,
+            providers.Callable(_relay_shares, settings, core.uow, core.clock),
+        ),
+    )
     return providers.Factory(
         Relay,
-        uow=core.uow,
+        claims=claims,
         bus=bus,
         clock=core.clock,
         batch_size=settings.provided.relay.batch_size,
-        lease=providers.Callable(_relay_lease, settings),
         metrics=core.scraped,
-        shares=providers.Callable(_relay_shares, settings, core.uow, core.clock),
+        codec=core.codec,
     )
 
 
-def _relay_lease(settings: Settings) -> timedelta | None:
-    return None if settings.relay_locks_claims else timedelta(seconds=settings.relay.lease_seconds)
+def _claim_kind(settings: Settings) -> str:
+    return "lock" if settings.relay_locks_claims else "lease"
 
 
-def _relay_shares(
-    settings: Settings, uow: SqlUnitOfWorkFactory, clock: SystemClock
-) -> RelayShares | None:
-    """Locking relays share the conversations; leasing ones claim heads from all of them.
-    A member counts as alive for a few of its idle polls, so an idle relay stays in."""
-    if not settings.relay_locks_claims:
-        return None
+def _relay_lease(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.relay.lease_seconds)
+
+
+def _relay_shares(settings: Settings, uow: SqlUnitOfWorkFactory, clock: SystemClock) -> RelayShares:
+    """Locking relays share the conversations out (leasing ones claim heads from all of
+    them). A member counts as alive for a few of its idle polls, so an idle relay stays in."""
     member = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     alive_for = timedelta(seconds=max(5.0, 3 * settings.relay.max_poll_interval))
     return RelayShares(uow, clock, member, alive_for=alive_for)
+
+
+def history_writer(engine: AsyncEngine, uow: SqlUnitOfWorkFactory) -> HistoryWriter:
+    """PostgreSQL takes a batch of new event ids in one statement; other databases, and the
+    batches that statement cannot take whole, are written in a unit of work."""
+    general = UnitOfWorkHistoryWriter(uow)
+    if engine.dialect.name == "postgresql":
+        return OneStatementHistoryWriter(engine, rest=general)
+    return general
 
 
 def _consumer(
@@ -178,17 +240,14 @@ def _consumer(
     return providers.Singleton(
         Consumer,
         source=source,
-        writer=providers.Factory(
-            HistoryWriter,
-            uow=core.uow,
-            clock=core.clock,
-            fresh=providers.Callable(fresh_history, core.engine),
-        ),
+        writer=providers.Factory(history_writer, core.engine, core.uow),
+        clock=core.clock,
         max_message_bytes=settings.provided.core.max_message_bytes,
         batch_size=settings.provided.consumer.batch_size,
         writes=settings.provided.consumer_writes_at_once,
         metrics=core.scraped,
         tracing=core.tracing,
+        codec=core.codec,
     )
 
 
@@ -200,6 +259,7 @@ class InProcessContainer(containers.DeclarativeContainer):
     bus = providers.Singleton(InMemoryBus)
     relay = _relay(core, settings, bus)
     consumer = _consumer(core, settings, bus)
+    tools = _tools(core)
 
 
 def kafka_options(settings: Settings) -> KafkaOptions:
@@ -313,6 +373,11 @@ def _seconds(milliseconds: float) -> float:
     return milliseconds / 1000
 
 
+async def _lanes(make: providers.Provider[Relay], count: int) -> list[Relay]:
+    """A relay per lane, each with its own claims."""
+    return [await provided(make) for _ in range(count)]
+
+
 class RelayContainer(containers.DeclarativeContainer):
     """`chat-outbox relay`: the database and the bus named by CHAT_OUTBOX_BUS."""
 
@@ -338,6 +403,18 @@ class RelayContainer(containers.DeclarativeContainer):
         settings.provided.metrics.host,
         settings.provided.metrics.port,
     )
+    schema = providers.Resource(ensure_migrated, core.engine)
+    # What the process runs; called with once=True by `relay --once`.
+    jobs = providers.Callable(
+        relay_jobs,
+        settings,
+        relays=providers.Coroutine(_lanes, relay.provider, settings.provided.relay_lanes_at_once),
+        polling=polling,
+        wakeups=wakeups,
+        uow=core.uow,
+        clock=core.clock,
+        metrics=core.scraped,
+    )
 
 
 class ConsumerContainer(containers.DeclarativeContainer):
@@ -357,6 +434,22 @@ class ConsumerContainer(containers.DeclarativeContainer):
         settings.provided.metrics.host,
         settings.provided.metrics.port,
     )
+    schema = providers.Resource(ensure_migrated, core.engine)
+    # What the process runs; called with idle_exit by `consume --idle-exit`.
+    jobs = providers.Callable(consumer_jobs, consumer)
+
+
+def _login_throttle() -> LoginThrottle:
+    # Imported here: the HTTP package imports FastAPI, which only `serve` loads.
+    from chat_outbox.entrypoints.http.dashboard.session import LoginThrottle
+
+    return LoginThrottle()
+
+
+def _revoked_sessions() -> RevokedSessions:
+    from chat_outbox.entrypoints.http.dashboard.session import RevokedSessions
+
+    return RevokedSessions()
 
 
 class ApiContainer(containers.DeclarativeContainer):
@@ -365,6 +458,10 @@ class ApiContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
     database_probe = providers.Singleton(DatabaseProbe, core.engine)
+    insights = providers.Singleton(SqlInsights, core.engine)
+    # The dashboard's login state: failed logins per client, sessions ended by a logout.
+    login_throttle = providers.Singleton(_login_throttle)
+    revoked_sessions = providers.Singleton(_revoked_sessions)
     bus_probe = providers.Selector(
         settings.provided.core.bus,
         kafka=providers.Singleton(_kafka_probe, settings),

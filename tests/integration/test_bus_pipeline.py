@@ -8,11 +8,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.consume.consuming import Consumer
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.operate.operations import read_history
-from chat_outbox.application.relay.relaying import Relay
 from tests.integration.buses import BROKER_BUS_NAMES, BusHarness
 from tests.integration.kafka_helpers import (
     all_consumed,
@@ -24,6 +23,7 @@ from tests.integration.kafka_helpers import (
     record_round_robin,
     running,
 )
+from tests.integration.relays import leasing_relay
 
 pytestmark = [
     pytest.mark.integration,
@@ -40,8 +40,8 @@ async def test_a_thousand_messages_reach_history_exactly_once_and_in_recording_o
     topic = bus_harness.topic
     clock = SystemClock()
     conversations = conversation_ids(f"e2e-{uuid.uuid4().hex[:8]}", 50)
-    relay = Relay(uow, bus_harness.bus(), clock)
-    consumer = Consumer(bus_harness.source(), HistoryWriter(uow, clock))
+    relay = leasing_relay(uow, bus_harness.bus(), clock)
+    consumer = Consumer(bus_harness.source(), UnitOfWorkHistoryWriter(uow), clock)
     async with running(relay, consumer) as tasks:
         recorded = await record_round_robin(uow, topic, conversations, 500)
         later = await record_round_robin(uow, topic, conversations, 500, start=500)

@@ -15,6 +15,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.claims import lock_runs
 from chat_outbox.adapters.sql.statements import (
     CLAIM_PLAN,
     LEASE_HEADS,
@@ -146,14 +147,14 @@ async def test_a_claim_stays_bounded_as_rows_arrive_after_an_empty_analyse(
     at = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)
     for _ in range(8):  # past the executions after which PostgreSQL may go generic
         async with uow() as empty:
-            assert await empty.outbox.claim_due(datetime.now(UTC), 500, None) == []
+            assert await lock_runs(empty.connection, datetime.now(UTC), 500) == []
     slowest = 0.0
     for _ in range(10):
         async with engine.begin() as conn:
             await conn.execute(SEED_MORE, {"at": at, "rows": 5_000})
         async with uow() as claiming:  # left uncommitted: the backlog keeps growing
             started = time.perf_counter()
-            claimed = await claiming.outbox.claim_due(datetime.now(UTC), 500, None)
+            claimed = await lock_runs(claiming.connection, datetime.now(UTC), 500)
             slowest = max(slowest, time.perf_counter() - started)
         assert len(claimed) == 500
     assert slowest < 0.5, f"slowest claim took {slowest * 1000:.0f} ms"

@@ -18,9 +18,9 @@ from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.relay.loop import run_relay
-from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import Envelope, OutboxStatus
 from tests.integration.databases import fresh_migrated_engine
+from tests.integration.relays import leasing_relay
 from tests.integration.test_cli import chat_outbox
 from tests.integration.test_sql_operations import CUTOFF, LATER, NOW, T0, rows, seed
 
@@ -77,7 +77,7 @@ async def test_requeue_by_death_time_moves_only_rows_that_died_in_range_then_in_
     assert (audit["action"], audit["count"], audit["user"]) == ("dead_requeue", 1, "operator-7")
     assert audit["selector"] == {"died_since": CUTOFF.isoformat(), "died_until": NOW.isoformat()}
     bus = InMemoryBus()
-    await run_relay(Relay(uow, bus, SystemClock()), asyncio.Event(), once=True)
+    await run_relay(leasing_relay(uow, bus, SystemClock()), asyncio.Event(), once=True)
     assert [Envelope.decode(record.value or b"").outbox_id for record in bus.log] == [
         in_range,
         *held,

@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.memory import InMemoryBus
-from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, fresh_history
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
 from chat_outbox.application.consume.consuming import Consumer, ConsumeReport
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.ports import NewOutboxMessage
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.domain import ChatMessage, Envelope, OutboxMessage
+from chat_outbox.entrypoints.containers import history_writer
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +48,7 @@ async def consume(
     """Deliver the records as one batch to a consumer wired as in production."""
     for value in records:
         bus.produce_raw(value, json.loads(value)["key"].encode())
-    writer = HistoryWriter(uow, clock, fresh=fresh_history(engine))
-    return await Consumer(bus, writer).consume_batch(0.0)
+    return await Consumer(bus, history_writer(engine, uow), clock).consume_batch(0.0)
 
 
 async def statuses(engine: AsyncEngine) -> dict[int, str]:

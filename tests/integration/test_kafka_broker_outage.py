@@ -11,11 +11,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.kafka import KafkaBus, KafkaSource
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.consume.consuming import Consumer
-from chat_outbox.application.consume.persisting import HistoryWriter
-from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import RetryPolicy
 from chat_outbox.entrypoints.local_broker import LocalBroker, free_loopback_port
 from tests.integration.conftest import fast_kafka_options
@@ -31,6 +30,7 @@ from tests.integration.kafka_helpers import (
     running,
     unique_names,
 )
+from tests.integration.relays import leasing_relay
 
 pytestmark = [pytest.mark.integration, on_sqlite_and_postgresql]
 
@@ -61,14 +61,14 @@ async def test_messages_recorded_while_the_broker_is_down_or_frozen_are_delivere
     clock = SystemClock()
     relay_options = fast_kafka_options(broker.bootstrap_servers, request_timeout_ms=2000)
     bus = KafkaBus(relay_options, provision_topic=topic)
-    relay = Relay(uow, bus, clock, RetryPolicy(cap=timedelta(seconds=2)))
+    relay = leasing_relay(uow, bus, clock, RetryPolicy(cap=timedelta(seconds=2)))
     # The default 5 s, not 2 s: the broker holds a JoinGroup ~3 s and aiokafka bounds the
     # JoinGroup by request_timeout_ms, so a 2 s consumer would never join its group.
     consumer_options = fast_kafka_options(broker.bootstrap_servers)
     source = KafkaSource(consumer_options, topic, group, provision=True)
     conversations = conversation_ids("outage", 10)
     try:
-        async with running(relay, Consumer(source, HistoryWriter(uow, clock))) as tasks:
+        async with running(relay, Consumer(source, UnitOfWorkHistoryWriter(uow), clock)) as tasks:
             await record_round_robin(uow, topic, conversations, 100)
             await eventually(
                 lambda: heads_backed_off(engine, len(conversations)),

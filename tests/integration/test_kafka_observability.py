@@ -19,7 +19,6 @@ from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.kafka import KafkaBus, KafkaSource
 from chat_outbox.adapters.metrics import PrometheusMetrics
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
-from chat_outbox.application.relay.relaying import Relay
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.http_helpers import free_port
 from tests.integration.kafka_helpers import (
@@ -29,6 +28,7 @@ from tests.integration.kafka_helpers import (
     relay_everything,
     unique_names,
 )
+from tests.integration.relays import leasing_relay
 from tests.integration.test_kafka_processes import Launcher
 
 pytestmark = pytest.mark.integration
@@ -147,7 +147,7 @@ async def test_consumer_lag_comes_from_the_fetch_high_water_mark(
     await record_round_robin(uow, topic, conversation_ids(f"lag-{topic[-6:]}", 20), 20)
     bus = KafkaBus(options, provision_topic=topic)
     try:
-        assert (await relay_everything(Relay(uow, bus, SystemClock()))).published == 20
+        assert (await relay_everything(leasing_relay(uow, bus, SystemClock()))).published == 20
     finally:
         await bus.close()
 

@@ -13,12 +13,11 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.kafka import KafkaBus, KafkaOptions, KafkaSource, dlq_topic, ensure_topics
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.consume.consuming import Consumer
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.ports import IncomingRecord
-from chat_outbox.application.relay.relaying import Relay
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (
     consume_until,
@@ -31,6 +30,7 @@ from tests.integration.kafka_helpers import (
     relay_everything,
     unique_names,
 )
+from tests.integration.relays import leasing_relay
 
 pytestmark = [pytest.mark.integration, on_sqlite_and_postgresql]
 
@@ -64,25 +64,25 @@ async def test_records_persisted_before_a_crash_are_redelivered_and_not_duplicat
         kafka_bootstrap, session_timeout_ms=2000, heartbeat_interval_ms=200
     )
     clock = SystemClock()
-    writer = HistoryWriter(uow, clock)
+    writer = UnitOfWorkHistoryWriter(uow)
     await record_round_robin(uow, topic, conversation_ids("crash", 5), 100)
     bus = KafkaBus(options, provision_topic=topic)
     try:
-        assert (await relay_everything(Relay(uow, bus, clock))).published == 100
+        assert (await relay_everything(leasing_relay(uow, bus, clock))).published == 100
     finally:
         await bus.close()
 
     crashing = CrashBeforeOffsetCommit(options, topic, group)
     try:
         with pytest.raises(SimulatedCrash):
-            await consume_until(Consumer(crashing, writer), engine, expected=100)
+            await consume_until(Consumer(crashing, writer, clock), engine, expected=100)
     finally:
         await crashing.close()
     persisted_before_crash = len(await history_event_ids(engine))
     successor = KafkaSource(options, topic, group)
     try:
         report = await consume_until(
-            Consumer(successor, writer), engine, expected=100, received=100
+            Consumer(successor, writer, clock), engine, expected=100, received=100
         )
     finally:
         await successor.close()
@@ -134,9 +134,12 @@ async def test_poison_records_go_to_the_dead_letter_topic_and_valid_ones_after_t
     bus = KafkaBus(options, provision_topic=topic)
     source = KafkaSource(options, topic, group, provision=True)
     try:
-        await relay_everything(Relay(uow, bus, clock))
+        await relay_everything(leasing_relay(uow, bus, clock))
         report = await consume_until(
-            Consumer(source, HistoryWriter(uow, clock)), engine, 20, received=20 + len(poison)
+            Consumer(source, UnitOfWorkHistoryWriter(uow), clock),
+            engine,
+            20,
+            received=20 + len(poison),
         )
     finally:
         await bus.close()

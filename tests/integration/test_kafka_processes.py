@@ -17,7 +17,6 @@ from chat_outbox.adapters.clock import SystemClock
 from chat_outbox.adapters.kafka import KafkaBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.operate.operations import read_history
-from chat_outbox.application.relay.relaying import Relay
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (
     all_consumed,
@@ -30,6 +29,7 @@ from tests.integration.kafka_helpers import (
     relay_everything,
     unique_names,
 )
+from tests.integration.relays import leasing_relay
 
 pytestmark = [pytest.mark.integration, on_sqlite_and_postgresql]
 
@@ -178,7 +178,7 @@ async def test_consume_with_idle_exit_persists_what_is_there_then_exits_zero(
     await record_round_robin(uow, topic, conversation_ids(f"idle-{topic[-6:]}", 4), 20)
     bus = KafkaBus(fast_kafka_options(kafka_bootstrap), provision_topic=topic)
     try:
-        assert (await relay_everything(Relay(uow, bus, SystemClock()))).published == 20
+        assert (await relay_everything(leasing_relay(uow, bus, SystemClock()))).published == 20
     finally:
         await bus.close()
 

@@ -12,7 +12,6 @@ from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.kafka import KafkaBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.record.recording import RecordChatMessage
-from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import BIZ_TYPE_CHAT_HISTORY, SCHEMA_VERSION, ChatMessage, Envelope, Role
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (
@@ -24,6 +23,7 @@ from tests.integration.kafka_helpers import (
     relay_everything,
     unique_names,
 )
+from tests.integration.relays import leasing_relay
 
 pytestmark = [pytest.mark.integration, on_sqlite_and_postgresql]
 
@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.integration, on_sqlite_and_postgresql]
 async def relay_all_to(uow: SqlUnitOfWorkFactory, bootstrap: str, topic: str) -> None:
     bus = KafkaBus(fast_kafka_options(bootstrap), provision_topic=topic)
     try:
-        await relay_everything(Relay(uow, bus, SystemClock()))
+        await relay_everything(leasing_relay(uow, bus, SystemClock()))
     finally:
         await bus.close()
 
@@ -53,7 +53,7 @@ async def test_a_record_over_the_size_limit_is_dead_while_its_batch_mates_are_pu
     big = recorded[2]
     bus = KafkaBus(fast_kafka_options(kafka_bootstrap, max_request_size=2000), topic)
     try:
-        report = await Relay(uow, bus, SystemClock()).relay_due()
+        report = await leasing_relay(uow, bus, SystemClock()).relay_due()
     finally:
         await bus.close()
 

@@ -9,13 +9,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.kafka import KafkaBus, KafkaSource
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.consume.consuming import Consumer
 from chat_outbox.application.consume.loop import run_consumer
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.relay.loop import run_relay, run_sweeper
-from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.entrypoints.local_broker import LocalBroker
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (
@@ -30,6 +29,7 @@ from tests.integration.kafka_helpers import (
     relay_everything,
     unique_names,
 )
+from tests.integration.relays import leasing_relay
 
 pytestmark = [pytest.mark.integration, on_sqlite_and_postgresql]
 
@@ -46,12 +46,12 @@ async def test_rows_published_into_a_broker_that_then_lost_them_are_swept_and_de
         await record_round_robin(uow, topic, conversation_ids("swept", 5), 40)
         bus = KafkaBus(options, provision_topic=topic)
         try:
-            assert (await relay_everything(Relay(uow, bus, clock))).published == 40
+            assert (await relay_everything(leasing_relay(uow, bus, clock))).published == 40
             await broker.restart()  # memory-only: the topic and its 40 records are gone
             assert (await count_by_status(engine)) == {"published": 40}
 
             source = KafkaSource(options, topic, group, provision=True)
-            consumer = Consumer(source, HistoryWriter(uow, clock))
+            consumer = Consumer(source, UnitOfWorkHistoryWriter(uow), clock)
             stopping = asyncio.Event()
             sweeper = asyncio.create_task(
                 run_sweeper(uow, clock, stopping, stale_after=timedelta(seconds=2)),
@@ -60,7 +60,7 @@ async def test_rows_published_into_a_broker_that_then_lost_them_are_swept_and_de
             tasks: list[asyncio.Task[object]] = [
                 asyncio.create_task(run_consumer(consumer, poll_timeout=0.2), name="consumer"),
                 asyncio.create_task(
-                    run_relay(Relay(uow, bus, clock), stopping, polling=FAST_POLLING),
+                    run_relay(leasing_relay(uow, bus, clock), stopping, polling=FAST_POLLING),
                     name="relay",
                 ),
                 sweeper,

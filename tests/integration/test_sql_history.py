@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.claims import lease_heads
 from chat_outbox.adapters.sql.tables import chat_history
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.operate.operations import read_history
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.domain import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage, Envelope, HistoryEntry, Role
@@ -114,9 +115,9 @@ async def test_a_maximum_size_multibyte_message_round_trips_byte_exact(
     chat = ChatMessage.create(user_id=7, conversation_id="c-big", role="user", message=text)
     recorded = await RecordChatMessage(uow, clock, uuid4_event_id, "chat")(chat)
     async with uow() as unit:
-        [claimed] = await unit.outbox.claim_due(clock.now(), 1, LEASE)
+        [claimed] = await lease_heads(unit.connection, clock.now(), 1, LEASE)
         await unit.commit()
     assert claimed.payload == recorded.payload
-    await HistoryWriter(uow, clock).persist([Envelope.for_outbox_message(claimed)])
+    await UnitOfWorkHistoryWriter(uow).persist([Envelope.for_outbox_message(claimed)], clock.now())
     [stored] = await read_history(uow, "c-big")
     assert stored.message.encode() == text.encode()

@@ -16,14 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrade
+from chat_outbox.adapters.sql.claims import lock_runs
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult, Shard
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import Polling, run_relay_lanes
-from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.application.relay.sharing import RelayShares
 from chat_outbox.domain import ChatMessage, Envelope, OutboxStatus, PublishFailure, RetryPolicy
 from tests.integration.databases import ensure_database, truncate, url_for
+from tests.integration.relays import locking_relay
 from tests.integration.test_sql_outbox import outbox_row
 from tests.integration.test_sql_relays import (
     SequencedBus,
@@ -84,10 +85,10 @@ async def test_a_hung_locking_relays_rows_are_taken_over_once_the_database_ends_
     late outcome writes nothing."""
     await record_many(uow, 5, 5)
     hanging = HangingBus()
-    hung = asyncio.create_task(Relay(uow, hanging, SystemClock(), lease=None).relay_due())
+    hung = asyncio.create_task(locking_relay(uow, hanging, SystemClock()).relay_due())
     await asyncio.wait_for(hanging.called.wait(), 10)
     survivor_bus = InMemoryBus()
-    survivor = Relay(uow, survivor_bus, SystemClock(), lease=None)
+    survivor = locking_relay(uow, survivor_bus, SystemClock())
     assert (await survivor.relay_due()).claimed == 0
     await asyncio.sleep(IDLE_LIMIT.total_seconds() * 2.5)
     assert (await survivor.relay_due()).published == 5
@@ -104,7 +105,7 @@ async def test_a_hung_locking_relays_rows_are_taken_over_once_the_database_ends_
 async def claimed_keys(uow: SqlUnitOfWorkFactory, limit: int) -> list[tuple[str, int]]:
     """One locked claim, rolled back: (conversation, message number) of each row."""
     async with uow() as unit:
-        claimed = await unit.outbox.claim_due(SystemClock().now(), limit, None)
+        claimed = await lock_runs(unit.connection, SystemClock().now(), limit)
     texts = [Envelope.for_outbox_message(m).payload.message for m in claimed]
     return [(m.message_key, int(text[1:])) for m, text in zip(claimed, texts, strict=True)]
 
@@ -130,7 +131,7 @@ async def test_a_second_locked_claim_leaves_the_rows_behind_another_claims_run(
         )
         await record(chat)
     async with uow() as first:
-        mine = await first.outbox.claim_due(SystemClock().now(), 2, None)
+        mine = await lock_runs(first.connection, SystemClock().now(), 2)
         assert [m.message_key for m in mine] == ["c0", "c0"]
         assert await claimed_keys(uow, 10) == [("c1", 2), ("c1", 4)]
 
@@ -142,7 +143,7 @@ async def test_a_locked_claim_stops_a_run_at_a_row_waiting_for_its_retry(
     await record_many(uow, 6, 2)
     clock = SystemClock()
     async with uow() as unit:
-        [head, *_] = await unit.outbox.claim_due(clock.now(), 1, None)
+        [head, *_] = await lock_runs(unit.connection, clock.now(), 1)
         failed = head.record_publish_failure(PublishFailure("down"), clock.now(), RetryPolicy())
         assert failed is not None
         await unit.outbox.apply([failed])
@@ -168,12 +169,11 @@ async def test_two_lanes_overlap_their_rounds_and_publish_every_row_once_in_orde
     sent: list[tuple[int, OutgoingRecord]] = []
     bus = SequencedBus(itertools.count(), sent, delay=0.002)
     lanes = [
-        Relay(
+        locking_relay(
             uow,
             bus,
             SystemClock(),
             batch_size=20,
-            lease=None,
             shares=RelayShares(uow, SystemClock(), f"lane-{n}", refresh=timedelta(0)),
         )
         for n in range(2)
@@ -200,7 +200,7 @@ async def test_the_shards_of_a_locked_claim_split_the_conversations_between_them
     shares: list[set[str]] = []
     for index in range(3):
         async with uow() as unit:
-            claimed = await unit.outbox.claim_due(now, 100, None, Shard(index, 3))
+            claimed = await lock_runs(unit.connection, now, 100, Shard(index, 3))
         shares.append({message.message_key for message in claimed})
         assert len(claimed) == 3 * len(shares[-1])  # whole runs of its conversations
     assert all(shares)

@@ -16,9 +16,9 @@ from chat_outbox.adapters.clock import ManualClock, SystemClock
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult
 from chat_outbox.application.relay.loop import run_relay
-from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import Envelope, PublishFailure, RetryPolicy
 from tests.integration.databases import truncate
+from tests.integration.relays import leasing_relay, locking_relay
 from tests.integration.test_sql_relays import record_many
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,8 @@ LEASE = timedelta(seconds=60)
 @attrs.define
 class FlakyConversationBus(MessageBus):
     """Refuses `failures` attempts for one conversation after accepting its first
-    `accept_first` records; numbers what it accepts."""
+    `accept_first` records; numbers what it accepts. As the bus port asks, a refused
+    record stops its key for the rest of the call."""
 
     flaky: str
     failures: int
@@ -40,11 +41,16 @@ class FlakyConversationBus(MessageBus):
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
         results: list[PublishResult] = []
+        stopped: set[str] = set()
         for record in records:
+            if record.key in stopped:
+                results.append(PublishFailure("not sent: an earlier record failed"))
+                continue
             flaky = record.key == self.flaky
             passed = sum(1 for _, key, _ in self.accepted if key == self.flaky)
             if flaky and passed >= self.accept_first and self.refused < self.failures:
                 self.refused += 1
+                stopped.add(record.key)
                 results.append(PublishFailure("injected: broker said not now"))
                 continue
             outbox_id = Envelope.decode(record.value).outbox_id
@@ -84,7 +90,11 @@ async def publish_with_a_flaky_conversation(
     await record_many(uow, 50, 10)  # c0..c9, five messages each, interleaved
     bus = FlakyConversationBus(flaky="c0", failures=3, accept_first=accept_first)
     clock = ManualClock(SystemClock().now())  # c0's retry is due only when we say so
-    relay = Relay(uow, bus, clock, RetryPolicy(rand=lambda: 1.0), lease=lease)
+    policy = RetryPolicy(rand=lambda: 1.0)
+    if lease is None:
+        relay = locking_relay(uow, bus, clock, policy)
+    else:
+        relay = leasing_relay(uow, bus, clock, policy, lease=lease)
     for _ in range(10):
         await run_relay(relay, asyncio.Event(), once=True)
         if len(bus.accepted) == 50:

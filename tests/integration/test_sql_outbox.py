@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import ManualClock, uuid4_event_id
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.claims import lease_heads, lock_runs
 from chat_outbox.adapters.sql.tables import outbox_messages
+from chat_outbox.adapters.sql.uow import SqlUnitOfWork
 from chat_outbox.application.errors import DuplicateEvent
 from chat_outbox.application.ports import OutboxStats
 from chat_outbox.application.record.recording import record_chat_message
@@ -66,9 +68,18 @@ async def add(
 
 async def claim(uow: SqlUnitOfWorkFactory, now: datetime, limit: int) -> list[OutboxMessage]:
     async with uow() as unit:
-        claimed = await unit.outbox.claim_due(now, limit, LEASE)
+        claimed = await lease_heads(unit.connection, now, limit, LEASE)
         await unit.commit()
     return claimed
+
+
+async def claim_with(
+    unit: SqlUnitOfWork, now: datetime, lease: timedelta | None
+) -> list[OutboxMessage]:
+    """A leased claim, or a locked one when `lease` is None."""
+    if lease is None:
+        return await lock_runs(unit.connection, now, 10)
+    return await lease_heads(unit.connection, now, 10, lease)
 
 
 async def stats(uow: SqlUnitOfWorkFactory) -> OutboxStats:
@@ -135,7 +146,7 @@ async def test_a_committed_business_write_and_its_outbox_row_both_persist(
     assert await count_where(engine, outbox_messages, "event_id", event_id) == 1
 
 
-async def test_claim_due_returns_due_pending_rows_in_recording_order_up_to_the_limit(
+async def test_a_lease_claim_returns_due_pending_rows_in_recording_order_up_to_the_limit(
     uow: SqlUnitOfWorkFactory,
 ) -> None:
     """Rows are claimed by id (recording order), whatever their next_retry_at, up to the limit."""
@@ -144,7 +155,7 @@ async def test_claim_due_returns_due_pending_rows_in_recording_order_up_to_the_l
     assert [m.id for m in claimed] == [m.id for m in recorded][:3]
 
 
-async def test_claim_due_takes_only_the_head_of_each_conversation(
+async def test_a_lease_claim_takes_only_the_head_of_each_conversation(
     uow: SqlUnitOfWorkFactory,
 ) -> None:
     """A claim never holds two messages of one conversation: only the earliest is taken."""
@@ -155,7 +166,7 @@ async def test_claim_due_takes_only_the_head_of_each_conversation(
     assert [m.id for m in claimed] == [first.id, other.id]
 
 
-async def test_claim_due_skips_a_conversation_held_back_by_an_earlier_row(
+async def test_a_lease_claim_skips_a_conversation_held_back_by_an_earlier_row(
     uow: SqlUnitOfWorkFactory,
 ) -> None:
     """Invariant 6: rows after a dead or not-yet-due row of their conversation are not claimed,
@@ -171,7 +182,7 @@ async def test_claim_due_skips_a_conversation_held_back_by_an_earlier_row(
     assert not claimed & {behind_dead.id, behind_retry.id}
 
 
-async def test_claim_due_leases_rows_until_the_lease_ends(
+async def test_a_lease_claim_leases_rows_until_the_lease_ends(
     engine: AsyncEngine, uow: SqlUnitOfWorkFactory
 ) -> None:
     """A claimed row's next_retry_at moves to now + lease, hiding it from claims until then."""
@@ -202,7 +213,7 @@ async def test_a_claimed_row_reads_back_whole_with_its_times_in_utc(
             await unit.commit()
         now = T0 + timedelta(minutes=1)
         async with uow() as unit:
-            claimed = [m for m in await unit.outbox.claim_due(now, 10, lease) if m.id == message.id]
+            claimed = [m for m in await claim_with(unit, now, lease) if m.id == message.id]
             stored = await unit.outbox.get(message.id)
         assert stored is not None
         assert stored.published_at == T0
@@ -211,7 +222,7 @@ async def test_a_claimed_row_reads_back_whole_with_its_times_in_utc(
         assert claimed[0].created_at.tzinfo is UTC
 
 
-async def test_claim_due_skips_rows_whose_next_retry_at_is_in_the_future(
+async def test_a_lease_claim_skips_rows_whose_next_retry_at_is_in_the_future(
     uow: SqlUnitOfWorkFactory,
 ) -> None:
     """A pending row is not claimed before its next_retry_at."""
@@ -223,7 +234,7 @@ async def test_claim_due_skips_rows_whose_next_retry_at_is_in_the_future(
 @pytest.mark.parametrize(
     "status", [OutboxStatus.PUBLISHED, OutboxStatus.CONSUMED, OutboxStatus.DEAD]
 )
-async def test_claim_due_skips_rows_that_are_not_pending(
+async def test_a_lease_claim_skips_rows_that_are_not_pending(
     uow: SqlUnitOfWorkFactory, status: OutboxStatus
 ) -> None:
     """Only pending rows are claimed, however long ago they were due."""
@@ -239,7 +250,7 @@ async def test_two_claims_in_concurrent_open_transactions_get_disjoint_rows(
     recorded = {(await add(uow, T0 + timedelta(seconds=s), f"c-{s}")).id for s in range(6)}
     skip_locked = engine.dialect.name != "sqlite"
     async with uow() as first:
-        mine = await first.outbox.claim_due(T0 + timedelta(minutes=1), 3, LEASE)
+        mine = await lease_heads(first.connection, T0 + timedelta(minutes=1), 3, LEASE)
         second = asyncio.create_task(claim(uow, T0 + timedelta(minutes=1), 3))
         done, _ = await asyncio.wait({second}, timeout=10 if skip_locked else 0.3)
         finished_while_first_open = second in done

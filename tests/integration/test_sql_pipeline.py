@@ -11,16 +11,17 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import ManualClock, SystemClock, uuid4_event_id
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
 from chat_outbox.application.consume.consuming import Consumer, ConsumeReport
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.operate.operations import outbox_stats, read_history
 from chat_outbox.application.ports import Clock, IncomingRecord, MessageSource, OutgoingRecord
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import ChatMessage, OutboxStatus, PublishFailure, RetryPolicy
+from tests.integration.relays import leasing_relay
 
 pytestmark = pytest.mark.integration
 
@@ -94,12 +95,12 @@ async def test_every_recorded_message_reaches_history_once_and_in_order_despite_
         conversation = CONVERSATIONS[n % len(CONVERSATIONS)]
         expected[conversation].append(f"{conversation} #{n}")
         await record(chat(conversation, expected[conversation][-1]))
-    writer = HistoryWriter(uow, clock)
+    writer = UnitOfWorkHistoryWriter(uow)
 
-    await relay_all(Relay(uow, bus, clock, batch_size=7))
-    first = await consume_all(Consumer(AckLost(bus), writer, batch_size=8))
+    await relay_all(leasing_relay(uow, bus, clock, batch_size=7))
+    first = await consume_all(Consumer(AckLost(bus), writer, clock, batch_size=8))
     bus.crash_consumer()
-    again = await consume_all(Consumer(bus, writer, batch_size=8))
+    again = await consume_all(Consumer(bus, writer, clock, batch_size=8))
 
     assert (first.received, first.persisted) == (MESSAGES, MESSAGES)
     assert (again.received, again.persisted, again.duplicates) == (MESSAGES, 0, MESSAGES)
@@ -118,7 +119,7 @@ async def test_a_retryable_failure_waits_for_its_backoff_then_retries(
 ) -> None:
     """After one failed round the row is pending again, due after the backoff, not before."""
     clock = ManualClock()
-    relay = Relay(uow, failing(PublishFailure("broker down")), clock, NO_JITTER)
+    relay = leasing_relay(uow, failing(PublishFailure("broker down")), clock, NO_JITTER)
     outbox_id = await record_one(uow, clock, max_retry=2)
     assert (await relay.relay_due()).retried == 1
     row = await outbox_row(engine, outbox_id)
@@ -133,7 +134,7 @@ async def test_a_message_is_dead_once_its_retries_are_exhausted(
 ) -> None:
     """With max_retry=2, the second failed round makes the row dead and it is never claimed."""
     clock = ManualClock()
-    relay = Relay(uow, failing(PublishFailure("broker down")), clock, NO_JITTER)
+    relay = leasing_relay(uow, failing(PublishFailure("broker down")), clock, NO_JITTER)
     outbox_id = await record_one(uow, clock, max_retry=2)
     for _ in range(2):
         await relay.relay_due()
@@ -150,7 +151,7 @@ async def test_a_fatal_failure_makes_a_message_dead_at_once(
 ) -> None:
     """A failure that retrying cannot fix ends the row on its first round, with the reason."""
     clock = ManualClock()
-    relay = Relay(uow, failing(PublishFailure.fatal("message too large")), clock)
+    relay = leasing_relay(uow, failing(PublishFailure.fatal("message too large")), clock)
     outbox_id = await record_one(uow, clock)
     assert (await relay.relay_due()).dead == 1
     row = await outbox_row(engine, outbox_id)

@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
-from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, fresh_history
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.claims import lease_heads
 from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.domain import (
@@ -27,6 +28,7 @@ from chat_outbox.domain import (
     RetryPolicy,
     Transition,
 )
+from chat_outbox.entrypoints.containers import history_writer
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +53,7 @@ async def record_and_claim(uow: SqlUnitOfWorkFactory, text: str) -> OutboxMessag
     chat = ChatMessage.create(user_id=7, conversation_id="c-1", role="user", message=text)
     recorded = await RecordChatMessage(uow, clock, uuid4_event_id, "chat")(chat)
     async with uow() as unit:
-        [snapshot] = await unit.outbox.claim_due(clock.now(), 10, LEASE)
+        [snapshot] = await lease_heads(unit.connection, clock.now(), 10, LEASE)
         await unit.commit()
     assert snapshot.id == recorded.id
     return snapshot
@@ -90,7 +92,7 @@ async def test_a_late_relay_outcome_leaves_a_consumed_row_consumed(
 ) -> None:
     """An ack or failure applied after the consumer marked the row consumed changes nothing."""
     snapshot = await record_and_claim(uow, "hello")
-    await HistoryWriter(uow, clock).persist([Envelope.for_outbox_message(snapshot)])
+    await UnitOfWorkHistoryWriter(uow).persist([Envelope.for_outbox_message(snapshot)], clock.now())
     consumed = await outbox_row(engine, snapshot.id)
     assert consumed["status"] == OutboxStatus.CONSUMED
     assert await apply_late(uow, outcome(snapshot)) == 0
@@ -102,7 +104,7 @@ async def test_a_concurrent_late_ack_and_consume_always_end_consumed_once(
 ) -> None:
     """Whichever of the ack and the consumer's write lands first, the row ends consumed
     (on PostgreSQL through the one-statement write, as wired in production)."""
-    writer = HistoryWriter(uow, clock, fresh=fresh_history(engine))
+    writer = history_writer(engine, uow)
     event_ids = []
     for iteration in range(ITERATIONS):
         snapshot = await record_and_claim(uow, f"message {iteration}")
@@ -111,7 +113,7 @@ async def test_a_concurrent_late_ack_and_consume_always_end_consumed_once(
         ack = snapshot.mark_published(clock.now())
         writes: list[Callable[[], Awaitable[object]]] = [
             functools.partial(apply_late, uow, ack),
-            functools.partial(writer.persist, [envelope]),
+            functools.partial(writer.persist, [envelope], clock.now()),
         ]
         await asyncio.gather(*(retried(w) for w in (writes if iteration % 2 else writes[::-1])))
     async with engine.connect() as connection:

@@ -15,13 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import ManualClock, SystemClock, uuid4_event_id
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.claims import LeasedClaims, LockedClaims, lease_heads
 from chat_outbox.adapters.sql.wakeups import wakeups_for
-from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult
+from chat_outbox.application.ports import MessageBus, OutboxClaims, OutgoingRecord, PublishResult
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import Polling, run_relay
 from chat_outbox.application.relay.relaying import Relay, RelayReport
 from chat_outbox.application.relay.sharing import RelayShares
 from chat_outbox.domain import ChatMessage, Envelope, OutboxStatus
+from tests.integration.relays import leasing_relay
 from tests.integration.test_sql_outbox import outbox_row
 
 pytestmark = pytest.mark.integration
@@ -74,12 +76,10 @@ async def race_two_relays(
         asyncio.create_task(
             run_relay(
                 Relay(
-                    uow,
+                    claims_for(uow, lease, share if shared else None),
                     SequencedBus(counter, sent, 0.002),
                     SystemClock(),
                     batch_size=20,
-                    lease=lease,
-                    shares=share if shared else None,
                 ),
                 stopping,
                 polling=Polling(minimum=0.01, maximum=0.05, coalesce=0),
@@ -93,6 +93,15 @@ async def race_two_relays(
     assert sum(report.published for report in reports) == 300
     assert_sent_once_in_order(sent, 300)
     return reports
+
+
+def claims_for(
+    uow: SqlUnitOfWorkFactory, lease: timedelta | None, share: RelayShares | None
+) -> OutboxClaims:
+    """Leased claims, or locked ones (shared out by `share`) when `lease` is None."""
+    if lease is None:
+        return LockedClaims(uow, share)
+    return LeasedClaims(uow, SystemClock(), lease)
 
 
 async def until_sent(sent: list[tuple[int, OutgoingRecord]], rows: int) -> None:
@@ -130,9 +139,10 @@ async def test_a_crashed_relays_claims_are_taken_over_after_the_lease(
     await record_many(uow, 5, 5)
     clock = ManualClock(SystemClock().now())
     async with uow() as unit:
-        dead_relays_claim = await unit.outbox.claim_due(clock.now(), 10, timedelta(seconds=30))
+        lease = timedelta(seconds=30)
+        dead_relays_claim = await lease_heads(unit.connection, clock.now(), 10, lease)
         await unit.commit()
-    survivor = Relay(uow, InMemoryBus(), clock, lease=timedelta(seconds=30))
+    survivor = leasing_relay(uow, InMemoryBus(), clock, lease=timedelta(seconds=30))
     assert (await survivor.relay_due()).claimed == 0
     clock.advance(timedelta(seconds=31))
     assert (await survivor.relay_due()).published == 5

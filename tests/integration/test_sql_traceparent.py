@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import ManualClock, uuid4_event_id
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, upgrade
+from chat_outbox.adapters.sql.claims import lease_heads
 from chat_outbox.adapters.sql.migrate import alembic_config
 from chat_outbox.adapters.sql.tables import outbox_messages
 from chat_outbox.application.record.recording import record_chat_message
@@ -42,7 +43,7 @@ async def test_a_claimed_row_carries_its_traceparent(uow: SqlUnitOfWorkFactory) 
     """The traceparent recorded with a message comes back on the claimed row; none stays none."""
     traced, untraced = await record(uow, TRACEPARENT), await record(uow, None)
     async with uow() as unit:
-        claimed = await unit.outbox.claim_due(T0, 10, timedelta(seconds=60))
+        claimed = await lease_heads(unit.connection, T0, 10, timedelta(seconds=60))
         await unit.commit()
     by_id = {message.id: message.traceparent for message in claimed}
     assert by_id == {traced: TRACEPARENT, untraced: None}

@@ -12,15 +12,17 @@ import attrs
 import pytest
 
 from chat_outbox.adapters.clock import ManualClock
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
+from chat_outbox.adapters.memory.claims import InMemoryLeasedClaims, InMemoryLockedClaims
 from chat_outbox.application.consume.consuming import Consumer
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.ports import (
     ChatHistoryRepository,
     ConversationOwners,
     IncomingRecord,
     MessageBus,
+    OutboxClaims,
     OutboxRepository,
     OutgoingRecord,
     PublishResult,
@@ -240,14 +242,19 @@ class Harness:
     def relay(
         self, batch_size: int = 500, lease: timedelta | None = timedelta(seconds=60)
     ) -> Relay:
-        return Relay(
-            self.uow, self.bus, self.clock, self.policy, batch_size=batch_size, lease=lease
-        )
+        """A relay claiming with `lease`, or with row locks when it is None."""
+        return Relay(self.claims(lease), self.bus, self.clock, self.policy, batch_size=batch_size)
+
+    def claims(self, lease: timedelta | None = timedelta(seconds=60)) -> OutboxClaims:
+        if lease is None:
+            return InMemoryLockedClaims(self.uow)
+        return InMemoryLeasedClaims(self.uow, lease)
 
     def consumer(self, batch_size: int = 500, source: LostAcks | None = None) -> Consumer:
         return Consumer(
             source=source or self.bus,
-            writer=HistoryWriter(self.uow, self.clock),
+            writer=UnitOfWorkHistoryWriter(self.uow),
+            clock=self.clock,
             policy=self.policy,
             batch_size=batch_size,
             sleep=RecordingSleep(),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.application.consume.consuming import Consumer
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.operate.operations import (
     read_history,
@@ -134,7 +134,8 @@ async def test_transient_store_failure_is_retried_before_acknowledging(harness: 
     sleep = RecordingSleep(watch=lambda: (harness.bus.acknowledged, len(harness.store.history)))
     consumer = Consumer(
         source=harness.bus,
-        writer=HistoryWriter(FlakyCommits(harness.store, failures=3), harness.clock),
+        writer=UnitOfWorkHistoryWriter(FlakyCommits(harness.store, failures=3)),
+        clock=harness.clock,
         policy=harness.policy,
         sleep=sleep,
     )
@@ -152,7 +153,8 @@ async def test_transient_store_failure_backs_off_exponentially(harness: Harness)
     sleep = RecordingSleep()
     consumer = Consumer(
         source=harness.bus,
-        writer=HistoryWriter(FlakyCommits(harness.store, failures=3), harness.clock),
+        writer=UnitOfWorkHistoryWriter(FlakyCommits(harness.store, failures=3)),
+        clock=harness.clock,
         policy=harness.policy,
         sleep=sleep,
     )
@@ -168,7 +170,8 @@ async def test_store_failure_while_stopping_raises_without_acknowledging(harness
     await harness.relay().relay_due()
     consumer = Consumer(
         source=harness.bus,
-        writer=HistoryWriter(FlakyCommits(harness.store, failures=1), harness.clock),
+        writer=UnitOfWorkHistoryWriter(FlakyCommits(harness.store, failures=1)),
+        clock=harness.clock,
         sleep=RecordingSleep(),
     )
     consumer.stopping.set()

@@ -12,11 +12,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from chat_outbox.adapters.clock import ManualClock
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
 from chat_outbox.application.consume.consuming import Consumer
 from chat_outbox.application.consume.loop import run_consumer
-from chat_outbox.application.consume.persisting import HistoryWriter, Persisted
-from chat_outbox.application.ports import IncomingRecord
+from chat_outbox.application.ports import IncomingRecord, Persisted
 from chat_outbox.domain import ChatMessage, Envelope
 from tests.unit.outbox_rows import add_rows_for
 
@@ -61,19 +61,19 @@ class Crash(BaseException):
 
 
 @attrs.frozen
-class SlowWriter(HistoryWriter):
+class SlowWriter(UnitOfWorkHistoryWriter):
     """Writes take a while (the database's round trips), and say when they start and end."""
 
     journal: Journal = attrs.field(factory=Journal)
     fail_on: int | None = None
 
-    async def persist(self, envelopes: Sequence[Envelope]) -> Persisted:
+    async def persist(self, envelopes: Sequence[Envelope], at: datetime) -> Persisted:
         first = envelopes[0].outbox_id
         self.journal.events.append(f"write {first}")
         await asyncio.sleep(0.01)
         if first == self.fail_on:
             raise Crash
-        persisted = await super().persist(envelopes)
+        persisted = await super().persist(envelopes, at)
         self.journal.events.append(f"commit {first}")
         return persisted
 
@@ -85,8 +85,8 @@ def consumer_of(batches: int, *, fail_on: int | None = None) -> tuple[Consumer, 
         bus.produce_raw(envelope(outbox_id), b"c")
         add_rows_for(store, envelope(outbox_id))
     journal = Journal()
-    writer = SlowWriter(lambda: InMemoryUnitOfWork(store), ManualClock(T0), journal, fail_on)
-    consumer = Consumer(JournalingSource(bus, journal), writer, batch_size=2)
+    writer = SlowWriter(lambda: InMemoryUnitOfWork(store), journal, fail_on)
+    consumer = Consumer(JournalingSource(bus, journal), writer, ManualClock(T0), batch_size=2)
     return consumer, bus
 
 
@@ -139,18 +139,19 @@ async def test_a_batch_received_when_the_stop_comes_is_still_written() -> None:
 class FirstWriteSlowest(SlowWriter):
     """The first batch's write takes longest, so later writes commit before it."""
 
-    async def persist(self, envelopes: Sequence[Envelope]) -> Persisted:
+    async def persist(self, envelopes: Sequence[Envelope], at: datetime) -> Persisted:
         if envelopes[0].outbox_id == 1:
             await asyncio.sleep(0.05)
-        return await super().persist(envelopes)
+        return await super().persist(envelopes, at)
 
 
 async def test_writes_overlap_but_acks_keep_the_order_batches_came_in() -> None:
     """With two writes at once, batch 2 commits before batch 1, yet batch 1 is acknowledged
     first: no acknowledgement ever covers a record whose write has not committed."""
     consumer, bus = consumer_of(3)
-    journal = consumer.writer.journal  # type: ignore[attr-defined]
-    writer = FirstWriteSlowest(consumer.writer.uow, consumer.writer.clock, journal)
+    assert isinstance(consumer.writer, SlowWriter)
+    journal = consumer.writer.journal
+    writer = FirstWriteSlowest(consumer.writer.uow, journal)
     consumer = attrs.evolve(consumer, writer=writer, writes=2)
     report = await run_consumer(consumer, idle_exit=0.05, poll_timeout=0.01)
     assert report.persisted == 6

@@ -10,6 +10,7 @@ from typing import Self
 import attrs
 import pytest
 
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import (
     InMemoryBus,
     InMemoryChatHistoryRepository,
@@ -17,7 +18,6 @@ from chat_outbox.adapters.memory import (
     InMemoryUnitOfWork,
 )
 from chat_outbox.application.consume.consuming import Consumer
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.application.errors import BusUnavailable
 from chat_outbox.application.ports import IncomingRecord
 from chat_outbox.domain import (
@@ -90,7 +90,8 @@ async def test_a_record_the_database_refuses_is_dead_lettered_alone() -> None:
         add_rows_for(store, envelope(outbox_id, text))
     consumer = Consumer(
         bus,
-        HistoryWriter(lambda: RefusingUnitOfWork(store), Harness().clock),
+        UnitOfWorkHistoryWriter(lambda: RefusingUnitOfWork(store)),
+        Harness().clock,
         sleep=RecordingSleep(),
     )
     report = await consumer.consume_batch(0.0)
@@ -109,7 +110,9 @@ async def test_an_unreachable_dead_letter_topic_is_retried_not_skipped() -> None
     bus.produce_raw(b"not json", b"c")
     source = DeadLetterOutage(bus, failures=2)
     sleep = RecordingSleep(watch=lambda: bus.acknowledged)
-    consumer = Consumer(source, HistoryWriter(Harness().uow, Harness().clock), sleep=sleep)
+    consumer = Consumer(
+        source, UnitOfWorkHistoryWriter(Harness().uow), Harness().clock, sleep=sleep
+    )
     report = await consumer.consume_batch(0.0)
     assert report.dead_lettered == 1
     assert len(sleep.delays) == 2

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 import attrs
 import pytest
 
-from chat_outbox.application.consume.persisting import HistoryWriter, Persisted
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.application.operate.operations import read_history
+from chat_outbox.application.ports import Persisted
 from chat_outbox.application.relay.loop import run_relay
 from chat_outbox.domain import ChatMessage, Envelope
 from tests.unit.conftest import Harness
@@ -101,14 +102,14 @@ async def test_an_identical_redelivery_is_a_duplicate_not_a_conflict(harness: Ha
 
 
 @attrs.frozen
-class MeasuringWriter(HistoryWriter):
-    """A HistoryWriter that remembers how many envelopes each call was handed."""
+class MeasuringWriter(UnitOfWorkHistoryWriter):
+    """A history writer that remembers how many envelopes each call was handed."""
 
     sizes: list[int] = attrs.field(factory=list)
 
-    async def persist(self, envelopes: Sequence[Envelope]) -> Persisted:
+    async def persist(self, envelopes: Sequence[Envelope], at: datetime) -> Persisted:
         self.sizes.append(len(envelopes))
-        return await super().persist(envelopes)
+        return await super().persist(envelopes, at)
 
 
 async def test_a_burst_reaches_the_handler_in_batches_no_larger_than_the_bound(
@@ -121,7 +122,7 @@ async def test_a_burst_reaches_the_handler_in_batches_no_larger_than_the_bound(
         burst = Envelope(str(uuid.UUID(int=n)), "chat_history_persist", 1, at, "c", n, chat)
         harness.bus.produce_raw(burst.encode(), b"c")
         add_rows_for(harness.store, burst.encode())
-    writer = MeasuringWriter(harness.uow, harness.clock)
+    writer = MeasuringWriter(harness.uow)
     consumer = attrs.evolve(harness.consumer(batch_size=64), writer=writer)
 
     while (await consumer.consume_batch(TIMEOUT)).received:

@@ -10,9 +10,9 @@ from typing import Self
 import pytest
 from structlog.testing import capture_logs
 
+from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryChatHistoryRepository, InMemoryUnitOfWork
 from chat_outbox.application.consume.consuming import Consumer
-from chat_outbox.application.consume.persisting import HistoryWriter
 from chat_outbox.domain import Envelope, HistoryEntry
 from tests.unit.conftest import Harness, RecordingSleep
 
@@ -68,8 +68,8 @@ async def test_no_log_line_or_dlq_reason_quotes_a_message(harness: Harness) -> N
     ]
     for value in records:
         harness.bus.produce_raw(value, b"conv-1")
-    writer = HistoryWriter(lambda: QuotingUnitOfWork(harness.store), harness.clock)
-    consumer = Consumer(harness.bus, writer, sleep=RecordingSleep())
+    writer = UnitOfWorkHistoryWriter(lambda: QuotingUnitOfWork(harness.store))
+    consumer = Consumer(harness.bus, writer, harness.clock, sleep=RecordingSleep())
 
     with capture_logs() as logs:
         report = await consumer.consume_batch(0.0)

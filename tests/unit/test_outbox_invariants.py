@@ -148,9 +148,8 @@ class OutboxMachine(RuleBasedStateMachine):
 
     async def _claim_and_publish_holding_acks(self) -> None:
         now = self.system.clock.now()
-        async with self.system.uow() as uow:
-            claimed = await uow.outbox.claim_due(now, BATCH, LEASE)
-            await uow.commit()
+        async with self.system.claims(LEASE).claim(now, BATCH) as batch:
+            claimed = list(batch.messages)
         records = [self._record_for(message) for message in claimed]
         assert await self.system.bus.publish(records) == [None] * len(records)
         self.awaiting_ack.extend(claimed)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from dependency_injector import providers
 
+from chat_outbox.adapters.memory import InMemoryBus
+from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine
+from chat_outbox.adapters.sql.claims import LeasedClaims, LockedClaims
+from chat_outbox.application.ports import OutboxClaims
 from chat_outbox.entrypoints.config import ConfigError, Settings
+from chat_outbox.entrypoints.containers import RelayContainer
 
 pytestmark = pytest.mark.unit
 
@@ -88,3 +94,21 @@ def test_a_relay_runs_two_lanes_when_its_claims_lock(url: str, lanes: str, at_on
 def test_a_bad_relay_lanes_value_is_refused_with_the_reason(lanes: str, reason: str) -> None:
     with pytest.raises(ConfigError, match=f"RELAY_LANES must be {reason}"):
         Settings.from_env({"CHAT_OUTBOX_RELAY_LANES": lanes})
+
+
+@pytest.mark.parametrize(
+    ("url", "claim", "expected"),
+    [(POSTGRES, "", LockedClaims), (POSTGRES, "lease", LeasedClaims), (SQLITE, "", LeasedClaims)],
+)
+def test_the_relay_container_picks_the_claims_the_settings_ask_for(
+    url: str, claim: str, expected: type[OutboxClaims]
+) -> None:
+    """Locked claims share the conversations out through the roster; leased ones carry the
+    configured lease."""
+    env = {"CHAT_OUTBOX_DATABASE_URL": url, "CHAT_OUTBOX_RELAY_CLAIM": claim}
+    container = RelayContainer(settings=Settings.from_env(env))
+    container.core.uow.override(providers.Object(SqlUnitOfWorkFactory(create_engine(url))))
+    container.bus.override(providers.Object(InMemoryBus()))
+    relay = container.relay()
+    assert type(relay.claims) is expected
+    assert relay.claims is not container.relay().claims  # each lane has its own

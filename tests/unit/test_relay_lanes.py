@@ -9,9 +9,10 @@ from datetime import timedelta
 import attrs
 import pytest
 
-from chat_outbox.adapters.memory import InMemoryBus
+from chat_outbox.adapters.memory import InMemoryBus, InMemoryUnitOfWork
+from chat_outbox.adapters.memory.claims import InMemoryLeasedClaims, InMemoryLockedClaims
 from chat_outbox.application.errors import StoreUnavailable
-from chat_outbox.application.ports import OutgoingRecord, PublishResult, UnitOfWork
+from chat_outbox.application.ports import OutgoingRecord, PublishResult
 from chat_outbox.application.relay.loop import Backlog, Polling, run_relay_lanes
 from chat_outbox.application.relay.relaying import Relay, RelayReport
 from chat_outbox.application.relay.sharing import RelayShares
@@ -25,8 +26,6 @@ pytestmark = pytest.mark.unit
 class LaneBus:
     """One lane's way to the shared bus, counting what that lane sent; `turns` yields to
     the loop first, as a network round trip would."""
-
-    keeps_key_order = True  # as the shared bus does
 
     bus: InMemoryBus
     turns: bool = False
@@ -83,12 +82,13 @@ async def test_a_trickle_is_relayed_by_the_first_lane_alone(harness: Harness) ->
     buses = [LaneBus(harness.bus), LaneBus(harness.bus)]
     relays = [
         Relay(
-            harness.uow,
+            InMemoryLockedClaims(
+                harness.uow,
+                RelayShares(harness.uow, harness.clock, f"lane-{n}", refresh=timedelta(0)),
+            ),
             bus,
             harness.clock,
-            lease=None,
             batch_size=4,
-            shares=RelayShares(harness.uow, harness.clock, f"lane-{n}", refresh=timedelta(0)),
         )
         for n, bus in enumerate(buses)
     ]
@@ -104,7 +104,7 @@ async def test_a_lane_that_crashes_stops_the_other_lanes(harness: Harness) -> No
     for n in range(3):
         await harness.record(f"c{n}", "m")
     healthy = attrs.evolve(harness.relay(batch_size=1), bus=LaneBus(harness.bus, turns=True))
-    broken = attrs.evolve(harness.relay(), uow=_crash)
+    broken = attrs.evolve(harness.relay(), claims=InMemoryLeasedClaims(_crash, timedelta(60)))
     stopping = asyncio.Event()
     with pytest.raises(ExceptionGroup) as raised:
         await asyncio.wait_for(
@@ -115,5 +115,5 @@ async def test_a_lane_that_crashes_stops_the_other_lanes(harness: Harness) -> No
     assert not raised.group_contains(StoreUnavailable)
 
 
-def _crash() -> UnitOfWork:
+def _crash() -> InMemoryUnitOfWork:
     raise RuntimeError("schema is gone")

@@ -1,6 +1,6 @@
-"""A locking relay claims each conversation's run of due messages. To a bus that keeps key
-order it publishes them in one call; to any other, in waves: the nth wave holds each
-conversation's nth message. Either way a failure stops its conversation for the round."""
+"""A locking relay claims each conversation's run of due messages and publishes the round
+in one call; the bus stops a conversation at its failure, so its later messages stay
+pending behind it (deferred) while the other conversations go on."""
 
 from __future__ import annotations
 
@@ -38,23 +38,20 @@ def failing_ids(*outbox_ids: int, fatal: bool = False) -> FailureInjector:
     return fail
 
 
-def install(harness: Harness, keeps_key_order: bool) -> WaveBus:
-    harness.bus = WaveBus(keeps_key_order=keeps_key_order)
+@pytest.fixture
+def bus(harness: Harness) -> WaveBus:
+    harness.bus = WaveBus()
     return harness.bus
 
 
-@pytest.fixture
-def bus(harness: Harness) -> WaveBus:
-    return install(harness, keeps_key_order=False)
-
-
-async def test_a_locking_round_publishes_each_conversations_run_in_waves(
+async def test_a_locking_round_publishes_each_conversations_run_in_one_call(
     harness: Harness, bus: WaveBus
 ) -> None:
     a0, b0, a1, a2, b1 = [await harness.record(c, c) for c in ("a", "b", "a", "a", "b")]
     report = await harness.relay(lease=None).relay_due()
     assert (report.claimed, report.published, report.deferred) == (5, 5, 0)
-    assert bus.calls == [[a0.id, b0.id], [a1.id, b1.id], [a2.id]]
+    assert bus.calls == [[a0.id, b0.id, a1.id, a2.id, b1.id]]
+    assert harness.published_event_ids() == [m.event_id for m in (a0, b0, a1, a2, b1)]
 
 
 async def test_a_leasing_round_claims_heads_only_and_publishes_once(
@@ -74,7 +71,7 @@ async def test_a_failed_message_defers_its_conversations_later_messages_only(
     bus.fail_with = failing_ids(a1.id)
     report = await harness.relay(lease=None).relay_due()
     assert (report.published, report.retried, report.deferred) == (3, 1, 1)
-    assert bus.calls == [[a0.id, b0.id], [a1.id, b1.id]]
+    assert bus.calls == [[a0.id, a1.id, b0.id, a2.id, b1.id]]
     assert harness.status(a1.id) is OutboxStatus.PENDING
     assert harness.row(a1.id).retry_count == 1
     assert harness.row(a2.id) == a2  # untouched: still pending, due, never tried
@@ -88,7 +85,8 @@ async def test_a_message_gone_dead_mid_run_holds_its_conversations_later_message
     bus.fail_with = failing_ids(a0.id, fatal=True)
     report = await harness.relay(lease=None).relay_due()
     assert (report.dead, report.deferred) == (1, 2)
-    assert bus.calls == [[a0.id]]
+    assert bus.calls == [[a0.id, a1.id, a2.id]]
+    assert harness.bus.log == []
     assert [harness.status(row.id) for row in (a0, a1, a2)] == [
         OutboxStatus.DEAD,
         OutboxStatus.PENDING,
@@ -113,41 +111,27 @@ async def test_a_run_is_claimed_only_up_to_a_message_waiting_for_its_retry(
     assert harness.status(b0.id) is OutboxStatus.PUBLISHED
 
 
-@pytest.fixture
-def whole_bus(harness: Harness) -> WaveBus:
-    return install(harness, keeps_key_order=True)
-
-
-async def test_a_bus_that_keeps_key_order_takes_a_locking_round_in_one_call(
-    harness: Harness, whole_bus: WaveBus
+async def test_a_row_that_cannot_be_encoded_stops_its_conversation_before_the_call(
+    harness: Harness, bus: WaveBus
 ) -> None:
-    a0, b0, a1, a2, b1 = [await harness.record(c, c) for c in ("a", "b", "a", "a", "b")]
+    """a0's payload is broken: it goes dead, a1 is never sent, b goes on in the same call."""
+    a0, a1, b0 = [await harness.record(c, c) for c in ("a", "a", "b")]
+    harness.store.outbox[a0.id] = attrs.evolve(a0, payload="{broken")
     report = await harness.relay(lease=None).relay_due()
-    assert (report.claimed, report.published, report.deferred) == (5, 5, 0)
-    assert whole_bus.calls == [[a0.id, b0.id, a1.id, a2.id, b1.id]]
-    assert harness.published_event_ids() == [m.event_id for m in (a0, b0, a1, a2, b1)]
+    assert (report.dead, report.published, report.deferred) == (1, 1, 1)
+    assert bus.calls == [[b0.id]]
+    assert harness.row(a1.id) == a1
 
 
-async def test_in_one_call_a_failed_message_defers_its_conversations_later_messages_only(
-    harness: Harness, whole_bus: WaveBus
+async def test_a_conversation_over_two_topics_stops_at_its_failure_in_either(
+    harness: Harness, bus: WaveBus
 ) -> None:
-    """a1 fails: the bus sends nothing more of a, so a2 stays untouched; b goes on."""
-    a0, a1, b0, a2, b1 = [await harness.record(c, c) for c in ("a", "a", "b", "a", "b")]
-    whole_bus.fail_with = failing_ids(a1.id)
-    report = await harness.relay(lease=None).relay_due()
-    assert (report.published, report.retried, report.deferred) == (3, 1, 1)
-    assert len(whole_bus.calls) == 1
-    assert harness.row(a1.id).retry_count == 1
-    assert harness.row(a2.id) == a2
-    assert harness.published_event_ids() == [a0.event_id, b0.event_id, b1.event_id]
-
-
-async def test_a_round_over_two_topics_goes_in_waves_even_to_a_bus_that_keeps_key_order(
-    harness: Harness, whole_bus: WaveBus
-) -> None:
-    """Key order is kept per topic: a conversation spread over two topics needs waves."""
+    """The bus stops a key in every topic: a1, on another topic, waits behind a0."""
     a0 = await harness.record("a", "a0")
     a1 = await harness.record("a", "a1")
     harness.store.outbox[a1.id] = attrs.evolve(a1, topic="chat.other")
-    await harness.relay(lease=None).relay_due()
-    assert whole_bus.calls == [[a0.id], [a1.id]]
+    bus.fail_with = failing_ids(a0.id)
+    report = await harness.relay(lease=None).relay_due()
+    assert (report.retried, report.deferred) == (1, 1)
+    assert harness.bus.log == []
+    assert harness.status(a1.id) is OutboxStatus.PENDING

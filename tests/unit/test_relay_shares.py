@@ -8,6 +8,7 @@ from datetime import timedelta
 import attrs
 import pytest
 
+from chat_outbox.adapters.memory.claims import InMemoryLockedClaims
 from chat_outbox.application.relay.loop import run_relay
 from chat_outbox.application.relay.sharing import RelayShares
 from chat_outbox.domain import OutboxStatus
@@ -66,7 +67,8 @@ async def test_a_sharing_relay_claims_only_its_share_and_leaves_the_roster_on_ex
     rows = [await harness.record(f"c{n % 8}", f"m{n}") for n in range(32)]
     other = shares(harness, "a")
     await other.shard()  # another relay is alive, and never claims here
-    relay = attrs.evolve(harness.relay(lease=None), shares=shares(harness, "b"))
+    claims = InMemoryLockedClaims(harness.uow, shares(harness, "b"))
+    relay = attrs.evolve(harness.relay(lease=None), claims=claims)
     report = await run_relay(relay, asyncio.Event(), once=True)
     published = [row for row in rows if harness.status(row.id) is OutboxStatus.PUBLISHED]
     assert 0 < report.published == len(published) < len(rows)

@@ -44,7 +44,7 @@ async def make_dead(harness: Harness, conversation_id: str) -> int:
 
 async def relay_dies_mid_publish(harness: Harness) -> None:
     """A relay with a 60 s lease claims the due rows, then its process dies while publishing."""
-    crashing = Relay(harness.uow, CrashingBus(), harness.clock, lease=timedelta(seconds=60))
+    crashing = Relay(harness.claims(timedelta(seconds=60)), CrashingBus(), harness.clock)
     with pytest.raises(RuntimeError, match="relay process killed"):
         await crashing.relay_due()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -11,6 +12,7 @@ from aiokafka.errors import KafkaError
 from chat_outbox.adapters.kafka.batches import BatchPublication
 from chat_outbox.adapters.kafka.options import KafkaOptions, started
 from chat_outbox.adapters.kafka.topics import ensure_topics
+from chat_outbox.adapters.waves import publish_in_waves
 from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult
 from chat_outbox.domain import PublishFailure
 
@@ -20,8 +22,6 @@ log = structlog.get_logger(__name__)
 class KafkaBus(MessageBus):
     """Starts its producer lazily, so a broker that is down at start-up is a retryable
     publish failure (backed off per message), not a crashed relay."""
-
-    keeps_key_order = True  # a partition's records of a call travel as one record batch
 
     def __init__(self, options: KafkaOptions, provision_topic: str | None = None) -> None:
         self._options = options
@@ -38,6 +38,15 @@ class KafkaBus(MessageBus):
                 f"broker unavailable: {type(error).__name__}: {error}"
             )
             return [failure] * len(records)
+        if len({record.topic for record in records}) == 1:
+            # A key's records share one partition, and so one record batch per round.
+            return await self._publish(producer, records)
+        # Over several topics a key's records travel in different partitions' batches.
+        return await publish_in_waves(records, partial(self._publish, producer))
+
+    async def _publish(
+        self, producer: AIOKafkaProducer, records: Sequence[OutgoingRecord]
+    ) -> list[PublishResult]:
         publication = BatchPublication(producer, records, self._options.max_request_size)
         return await publication.run()
 

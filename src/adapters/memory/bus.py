@@ -24,9 +24,8 @@ FailureInjector = Callable[[OutgoingRecord], PublishFailure | None]
 class InMemoryBus(MessageBus, MessageSource):
     """Both ports of a bus. `log`, `position`, `acknowledged` and `dead_letters` are the
     state tests inspect; `fail_with` injects a publish failure per record; a record over
-    `max_record_bytes` fails for good, as on a real broker. Keeping key order (the
-    default, as Kafka's bus does), a failed record stops its key for the rest of the call;
-    without it, each record stands alone and the relay publishes in waves."""
+    `max_record_bytes` fails for good, as on a real broker. Records go one at a time, in
+    call order, so a failed record stops its key for the rest of the call as it comes."""
 
     log: list[IncomingRecord] = attrs.field(factory=list)
     position: int = 0
@@ -34,21 +33,20 @@ class InMemoryBus(MessageBus, MessageSource):
     dead_letters: list[tuple[IncomingRecord, str]] = attrs.field(factory=list)
     fail_with: FailureInjector | None = None
     max_record_bytes: int | None = None
-    keeps_key_order: bool = True
     _arrived: asyncio.Event = attrs.field(factory=asyncio.Event)
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
         results: list[PublishResult] = []
-        stopped: set[tuple[str, str]] = set()
+        stopped: set[str] = set()
         for record in records:
-            if (record.topic, record.key) in stopped:
+            if record.key in stopped:
                 results.append(PublishFailure.unavailable("not sent: an earlier record failed"))
                 continue
             failure = self._too_large(record) or (
                 self.fail_with(record) if self.fail_with else None
             )
-            if failure is not None and self.keeps_key_order:
-                stopped.add((record.topic, record.key))
+            if failure is not None:
+                stopped.add(record.key)
             if failure is None:
                 self.log.append(
                     IncomingRecord(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import zlib
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 
@@ -14,14 +13,12 @@ import attrs
 from chat_outbox.adapters.memory.owners import InMemoryConversationOwners
 from chat_outbox.application.errors import DuplicateEvent
 from chat_outbox.application.ports import (
-    EVERY_CONVERSATION,
     ChatHistoryRepository,
     DeadSelector,
     NewOutboxMessage,
     OutboxRepository,
     OutboxStats,
     RelayRoster,
-    Shard,
     UnitOfWork,
 )
 from chat_outbox.domain import (
@@ -31,9 +28,9 @@ from chat_outbox.domain import (
     OutboxStatus,
     Transition,
     apply_to,
-    holds_back_later_messages,
 )
 from chat_outbox.domain.envelope import Provenance
+from chat_outbox.domain.journal import JournalEntry, is_journalled, journal_entry
 
 
 @attrs.define
@@ -46,6 +43,8 @@ class InMemoryStore:
     """Live relays: member id -> alive until."""
     owners: dict[str, int] = attrs.field(factory=dict)
     """Conversation id -> its owner's user id."""
+    journal: list[JournalEntry] = attrs.field(factory=list)
+    """The outbox journal (domain.journal), oldest line first."""
     commits: int = 0
     ids: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
 
@@ -54,6 +53,7 @@ class InMemoryStore:
 class InMemoryOutboxRepository(OutboxRepository):
     rows: dict[int, OutboxMessage]
     ids: itertools.count[int]
+    journal: list[JournalEntry] = attrs.field(factory=list)
 
     async def add(self, message: NewOutboxMessage) -> OutboxMessage:
         if await self.by_event_id(message.event_id) is not None:
@@ -75,39 +75,21 @@ class InMemoryOutboxRepository(OutboxRepository):
         self.rows[row.id] = row
         return attrs.evolve(row)
 
-    async def claim_due(
-        self, now: datetime, limit: int, lease: timedelta | None, shard: Shard = EVERY_CONVERSATION
-    ) -> list[OutboxMessage]:
-        assert lease is None or shard == EVERY_CONVERSATION, "shards narrow locked claims only"
-        closed: set[str] = set()  # conversations whose later rows must wait
-        due: list[OutboxMessage] = []
-        for row in sorted(self.rows.values(), key=lambda r: r.id):
-            if row.message_key in closed or row.biz_type != BIZ_TYPE_CHAT_HISTORY:
-                continue
-            if zlib.crc32(row.message_key.encode()) % shard.count != shard.index:
-                continue
-            if not holds_back_later_messages(row):
-                continue
-            if len(due) == limit:
-                break
-            if row.status is OutboxStatus.PENDING and row.next_retry_at <= now:
-                due.append(row)
-                if lease is None:  # a locked claim takes the conversation's whole due run
-                    continue
-            closed.add(row.message_key)
-        if lease is not None:  # unleased claims are row locks, which the fake does not model
-            for row in due:
-                row.next_retry_at = now + lease
-        return [attrs.evolve(row) for row in due]
-
     async def apply(self, transitions: Sequence[Transition]) -> int:
         changed = 0
         for transition in transitions:
             row = self.rows.get(transition.outbox_id)
             if row is not None and row.status in transition.guard:
                 apply_to(row, transition)
+                if is_journalled(transition):
+                    self._journal(journal_entry(transition, row.retry_count))
                 changed += 1
         return changed
+
+    def _journal(self, entry: JournalEntry) -> None:
+        """A transition written again (a settle retried after a lost commit) adds no line."""
+        if entry not in self.journal:
+            self.journal.append(entry)
 
     async def by_event_id(self, event_id: str) -> OutboxMessage | None:
         found = [row for row in self.rows.values() if row.event_id == event_id]
@@ -174,6 +156,7 @@ class InMemoryOutboxRepository(OutboxRepository):
         )[:limit]
         for outbox_id in doomed:
             del self.rows[outbox_id]
+        self.journal[:] = [entry for entry in self.journal if entry.outbox_id not in doomed]
         return len(doomed)
 
     async def stats(self) -> OutboxStats:
@@ -253,7 +236,7 @@ class InMemoryUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         rows = {key: attrs.evolve(row) for key, row in self.store.outbox.items()}
-        self.outbox = InMemoryOutboxRepository(rows, self.store.ids)
+        self.outbox = InMemoryOutboxRepository(rows, self.store.ids, list(self.store.journal))
         self.history = InMemoryChatHistoryRepository(dict(self.store.history))
         self.relays = InMemoryRelayRoster(dict(self.store.relays))
         self.owners = InMemoryConversationOwners(dict(self.store.owners))
@@ -270,6 +253,7 @@ class InMemoryUnitOfWork(UnitOfWork):
 
     async def commit(self) -> None:
         self.store.outbox = self.outbox.rows
+        self.store.journal = self.outbox.journal
         self.store.history = self.history.entries
         self.store.relays = self.relays.members
         self.store.owners = self.owners.owners

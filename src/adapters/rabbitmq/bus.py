@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from functools import partial
 
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractExchange
@@ -18,6 +19,7 @@ from aio_pika.exceptions import (
 from chat_outbox.adapters.rabbitmq.connection import Link
 from chat_outbox.adapters.rabbitmq.options import RabbitOptions
 from chat_outbox.adapters.rabbitmq.topology import KEY_HEADER, declare, shard_for, to_table
+from chat_outbox.adapters.waves import publish_in_waves
 from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult
 from chat_outbox.domain import PublishFailure
 
@@ -60,7 +62,14 @@ class RabbitBus(MessageBus):
             await self._link.close()
             reason = self._options.scrub(f"broker unavailable: {type(error).__name__}: {error}")
             return [PublishFailure.unavailable(reason)] * len(records)
-        # Sent in order on one channel; the confirms are awaited together.
+        # Each message is confirmed on its own, so a key's later message could land after
+        # its earlier one failed: waves keep the key's order.
+        return await publish_in_waves(records, partial(self._publish_wave, exchanges))
+
+    async def _publish_wave(
+        self, exchanges: dict[str, AbstractExchange], records: Sequence[OutgoingRecord]
+    ) -> list[PublishResult]:
+        """Sent in order on one channel; the confirms are awaited together."""
         outcomes = await asyncio.gather(
             *(self._confirmed(exchanges[record.topic], record) for record in records),
             return_exceptions=True,

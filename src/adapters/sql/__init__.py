@@ -1,7 +1,7 @@
 """SQL adapters (SQLAlchemy 2 async) for SQLite, PostgreSQL and MariaDB/MySQL."""
 
 from chat_outbox.adapters.sql.engine import BadDatabaseUrl, check_url, create_engine
-from chat_outbox.adapters.sql.fresh import SqlFreshHistory, fresh_history
+from chat_outbox.adapters.sql.fresh import OneStatementHistoryWriter
 from chat_outbox.adapters.sql.migrate import (
     MIGRATIONS,
     VERSION_TABLE,
@@ -17,14 +17,13 @@ __all__ = [
     "MIGRATIONS",
     "VERSION_TABLE",
     "BadDatabaseUrl",
+    "OneStatementHistoryWriter",
     "SchemaNotMigrated",
-    "SqlFreshHistory",
     "SqlUnitOfWork",
     "SqlUnitOfWorkFactory",
     "check_url",
     "create_engine",
     "ensure_migrated",
-    "fresh_history",
     "metadata",
     "run_migrations",
     "upgrade",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Update,
     and_,
     delete,
     exists,
@@ -19,30 +21,19 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chat_outbox.adapters.sql.claimed import claimed_message
-from chat_outbox.adapters.sql.statements import (
-    CLAIM_PLAN,
-    INSERT_MESSAGE,
-    LEASE_HEADS,
-    LEASE_IDS,
-    LOCK_HEADS,
-    LOCK_RUNS,
-    lock_runs_of_shard,
-    outcome_update,
-)
+from chat_outbox.adapters.sql import attempts
+from chat_outbox.adapters.sql.rows import message_columns, message_of
+from chat_outbox.adapters.sql.statements import INSERT_MESSAGE, outcome_update
 from chat_outbox.adapters.sql.tables import outbox_messages as t
 from chat_outbox.application.errors import DuplicateEvent
 from chat_outbox.application.ports import (
-    EVERY_CONVERSATION,
     DeadSelector,
     NewOutboxMessage,
     OutboxRepository,
     OutboxStats,
-    Shard,
 )
 from chat_outbox.domain import (
     BIZ_TYPE_CHAT_HISTORY,
-    OutboxEvent,
     OutboxMessage,
     OutboxStatus,
     Transition,
@@ -50,6 +41,7 @@ from chat_outbox.domain import (
 from chat_outbox.domain.envelope import PROVENANCE_COLUMNS, Provenance
 
 CHUNK = 1000
+ROW = select(*message_columns(t))
 PROVENANCE_SELECT = tuple(t.c[name] for name in PROVENANCE_COLUMNS)
 
 
@@ -80,77 +72,56 @@ class SqlOutboxRepository(OutboxRepository):
             raise
         (outbox_id,) = result.inserted_primary_key or (None,)
         assert isinstance(outbox_id, int), "the database returned no primary key"
-        return _message({**values, "id": outbox_id})
-
-    async def claim_due(
-        self, now: datetime, limit: int, lease: timedelta | None, shard: Shard = EVERY_CONVERSATION
-    ) -> list[OutboxMessage]:
-        assert lease is None or shard == EVERY_CONVERSATION, "shards narrow locked claims only"
-        dialect = self._conn.dialect.name
-        params: dict[str, Any] = {"now": now, "limit": limit}
-        if dialect == "postgresql":
-            await self._conn.execute(CLAIM_PLAN)
-        if lease is None:
-            # Locked, not leased: the caller's transaction stays open through the publish.
-            assert dialect != "sqlite", "SQLite has no row locks; claim with a lease"
-            if shard.count == 1:
-                return await self._claim_runs(LOCK_RUNS, params)
-            params.update(shard_index=shard.index, shard_count=shard.count)
-            return await self._claim_runs(lock_runs_of_shard(dialect), params)
-        lease_until = now + lease
-        if dialect in LEASE_HEADS:
-            params["lease_until"] = lease_until
-            rows = (await self._conn.execute(LEASE_HEADS[dialect], params)).all()
-            return sorted((claimed_message(row) for row in rows), key=lambda message: message.id)
-        rows = (await self._conn.execute(LOCK_HEADS, params)).all()
-        for chunk in _chunks([row.id for row in rows]):
-            await self._conn.execute(LEASE_IDS, {"ids": list(chunk), "lease_until": lease_until})
-        return [claimed_message(row, next_retry_at=lease_until) for row in rows]
-
-    async def _claim_runs(self, claim: Select[Any], params: dict[str, Any]) -> list[OutboxMessage]:
-        """LOCK_RUNS, keeping a row when it heads its conversation or follows a kept row (a
-        row another relay holds was skipped, and breaks the run)."""
-        kept: set[int] = set()
-        claimed: list[OutboxMessage] = []
-        for row in await self._conn.execute(claim, params):
-            if row.previous is None or row.previous in kept:
-                kept.add(row.id)
-                claimed.append(claimed_message(row[:-1]))
-        return claimed
+        return OutboxMessage(
+            id=outbox_id,
+            event_id=message.event_id,
+            biz_type=message.biz_type,
+            topic=message.topic,
+            message_key=message.message_key,
+            payload=message.payload,
+            status=OutboxStatus.PENDING,
+            created_at=message.created_at,
+            updated_at=message.created_at,
+            next_retry_at=message.created_at,
+            retry_count=0,
+            max_retry=message.max_retry,
+            traceparent=message.traceparent,
+        )
 
     async def apply(self, transitions: Sequence[Transition]) -> int:
-        groups: defaultdict[tuple[Any, ...], list[int]] = defaultdict(list)
+        groups: defaultdict[tuple[object, ...], list[int]] = defaultdict(list)
+        samples: dict[tuple[object, ...], Transition] = {}
         for transition in transitions:
-            groups[_changes_key(transition)].append(transition.outbox_id)
+            key = transition.changes_key
+            groups[key].append(transition.outbox_id)
+            samples.setdefault(key, transition)
         changed = 0
         dialect = self._conn.dialect.name
         for key, ids in groups.items():
-            guard, values = _guard_and_values(key)
-            statement = outcome_update(dialect, tuple(guard), tuple(values))
-            params = {f"v_{column}": value for column, value in values.items()}
+            statement, params = _guarded_update(dialect, samples[key])
             for chunk in _chunks(ids):
                 result = await self._conn.execute(statement, {**params, "ids": list(chunk)})
                 changed += result.rowcount
+        await attempts.journal(self._conn, transitions)
         return changed
 
     async def by_event_id(self, event_id: str) -> OutboxMessage | None:
-        query = select(t).where(t.c.event_id == event_id)
-        row = (await self._conn.execute(query)).mappings().first()
-        return None if row is None else _message(row)
+        return await self._one(ROW.where(t.c.event_id == event_id))
 
     async def first_of(self, conversation_id: str) -> OutboxMessage | None:
         query = (
-            select(t)
-            .where(t.c.message_key == conversation_id, t.c.biz_type == BIZ_TYPE_CHAT_HISTORY)
+            ROW.where(t.c.message_key == conversation_id, t.c.biz_type == BIZ_TYPE_CHAT_HISTORY)
             .order_by(t.c.id)
             .limit(1)
         )
-        row = (await self._conn.execute(query)).mappings().first()
-        return None if row is None else _message(row)
+        return await self._one(query)
 
     async def get(self, outbox_id: int) -> OutboxMessage | None:
-        row = (await self._conn.execute(select(t).where(t.c.id == outbox_id))).mappings().first()
-        return None if row is None else _message(row)
+        return await self._one(ROW.where(t.c.id == outbox_id))
+
+    async def _one(self, query: Select[Any]) -> OutboxMessage | None:
+        row = (await self._conn.execute(query)).first()
+        return None if row is None else message_of(row)
 
     async def provenances(self, outbox_ids: Sequence[int]) -> dict[int, Provenance]:
         found: dict[int, Provenance] = {}
@@ -164,21 +135,13 @@ class SqlOutboxRepository(OutboxRepository):
         self, selector: DeadSelector, limit: int, after_id: int = 0
     ) -> list[OutboxMessage]:
         query = (
-            select(t)
-            .where(t.c.status == OutboxStatus.DEAD.value, t.c.id > after_id)
+            ROW.where(t.c.status == OutboxStatus.DEAD.value, t.c.id > after_id)
             .order_by(t.c.id)
             .limit(limit)
         )
-        if selector.ids:
-            query = query.where(t.c.id.in_(selector.ids))
-        if selector.conversation_id is not None:
-            query = query.where(t.c.message_key == selector.conversation_id)
-        # A dead row is never updated while dead, so updated_at is when it died.
-        if selector.died_since is not None:
-            query = query.where(t.c.updated_at >= selector.died_since)
-        if selector.died_until is not None:
-            query = query.where(t.c.updated_at < selector.died_until)
-        return [_message(row) for row in (await self._conn.execute(query)).mappings()]
+        for criterion in selector.criteria():
+            query = query.where(_SQL_TESTS[criterion.test](t.c[criterion.field], criterion.value))
+        return [message_of(row) for row in await self._conn.execute(query)]
 
     async def newest_id(self) -> int:
         newest = (await self._conn.execute(select(func.max(t.c.id)))).scalar()
@@ -216,6 +179,7 @@ class SqlOutboxRepository(OutboxRepository):
         ids = list((await self._conn.execute(query)).scalars())
         deleted = 0
         for chunk in _chunks(ids):
+            await attempts.forget(self._conn, chunk)
             statement = delete(t).where(
                 t.c.id.in_(chunk), t.c.status == OutboxStatus.CONSUMED.value
             )
@@ -237,6 +201,14 @@ class SqlOutboxRepository(OutboxRepository):
         return OutboxStats(counts, oldest_pending, oldest_published, held or 0)
 
 
+_SQL_TESTS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "in": lambda column, values: column.in_(values),
+    "==": operator.eq,
+    ">=": operator.ge,
+    "<": operator.lt,
+}
+
+
 def _behind_dead() -> ColumnElement[bool]:
     """A pending row with an earlier dead row in its conversation."""
     dead = t.alias("dead")
@@ -250,56 +222,15 @@ def _behind_dead() -> ColumnElement[bool]:
     )
 
 
-def _changes_key(transition: Transition) -> tuple[Any, ...]:
-    return (
-        transition.event,
-        transition.to_status,
-        transition.at,
-        transition.retry_count,
-        transition.next_retry_at,
-        transition.last_error,
-    )
-
-
-def _guard_and_values(key: tuple[Any, ...]) -> tuple[list[str], dict[str, Any]]:
-    """The SQL twin of domain.apply_to: same fields, guarded by the domain's table."""
-    event, to_status, at, retry_count, next_retry_at, last_error = key
-    sample = Transition(0, event, to_status, at)
-    values: dict[str, Any] = {"status": to_status.value, "updated_at": at}
-    if retry_count is not None:
-        values["retry_count"] = retry_count
-    if next_retry_at is not None:
-        values["next_retry_at"] = next_retry_at
-    if last_error is not None:
-        values["last_error"] = last_error
-    if event is OutboxEvent.PUBLISH_ACKED:
-        values["published_at"] = at
-    elif event is OutboxEvent.CONSUMED:
-        values["consumed_at"] = at
-    return sorted(status.value for status in sample.guard), values
+def _guarded_update(dialect: str, transition: Transition) -> tuple[Update, dict[str, Any]]:
+    """The UPDATE writing `transition.changes()` guarded by `transition.guard`, and its
+    parameters but the ids."""
+    changes = transition.changes()
+    guard = tuple(sorted(status.value for status in transition.guard))
+    statement = outcome_update(dialect, guard, tuple(changes))
+    return statement, {f"v_{column}": value for column, value in changes.items()}
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
     for start in range(0, len(ids), CHUNK):
         yield ids[start : start + CHUNK]
-
-
-def _message(row: Any) -> OutboxMessage:
-    return OutboxMessage(
-        id=row["id"],
-        event_id=row["event_id"],
-        biz_type=row["biz_type"],
-        topic=row["topic"],
-        message_key=row["message_key"],
-        payload=row["payload"],
-        status=OutboxStatus(row["status"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        next_retry_at=row["next_retry_at"],
-        retry_count=row["retry_count"],
-        max_retry=row["max_retry"],
-        last_error=row.get("last_error"),
-        published_at=row.get("published_at"),
-        consumed_at=row.get("consumed_at"),
-        traceparent=row.get("traceparent"),
-    )

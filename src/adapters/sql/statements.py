@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from chat_outbox.adapters.sql.claimed import claimed_columns
+from chat_outbox.adapters.sql.rows import message_columns
 from chat_outbox.adapters.sql.tables import outbox_messages as t
 from chat_outbox.domain import BIZ_TYPE_CHAT_HISTORY, HOLDING_STATUSES, OutboxStatus
 
@@ -66,7 +66,7 @@ def _heads(table: FromClause) -> Select[Any]:
     """Due pending rows that head their conversation, oldest first. Heads only: another
     relay's in-flight head is still pending in every committed snapshot, so its successor
     is never a head, and SKIP LOCKED cannot reorder a conversation. Parameters: now, limit.
-    Rows come back as adapters.sql.claimed maps them."""
+    Rows come back as adapters.sql.rows maps them."""
     earlier = t.alias("earlier")
     held_back = exists().where(
         earlier.c.message_key == table.c.message_key,
@@ -74,7 +74,7 @@ def _heads(table: FromClause) -> Select[Any]:
         earlier.c.id < table.c.id,
     )
     return (
-        select(*claimed_columns(table))
+        select(*message_columns(table))
         .where(
             table.c.status == constant(OutboxStatus.PENDING.value),
             table.c.next_retry_at <= bindparam("now", type_=t.c.next_retry_at.type),
@@ -96,7 +96,7 @@ LEASE_HEADS = {
     dialect: update(t)
     .where(t.c.id.in_(heads.with_only_columns(_candidate.c.id)))
     .values(_lease)
-    .returning(*claimed_columns(t))
+    .returning(*message_columns(t))
     for dialect, heads in (
         ("postgresql", _heads(_candidate).with_for_update(skip_locked=True, of=_candidate)),
         ("sqlite", _heads(_candidate)),
@@ -105,6 +105,16 @@ LEASE_HEADS = {
 """Claim by lease. Parameters: now, limit, lease_until."""
 LEASE_IDS = update(t).where(t.c.id.in_(bindparam("ids", expanding=True))).values(_lease)
 """MariaDB's lease, after LOCK_HEADS (it cannot UPDATE ... RETURNING)."""
+RELEASE_LEASE = (
+    update(t)
+    .where(
+        t.c.id.in_(bindparam("ids", expanding=True)),
+        t.c.status == constant(OutboxStatus.PENDING.value),
+        t.c.next_retry_at == bindparam("lease_until", type_=t.c.next_retry_at.type),
+    )
+    .values(next_retry_at=bindparam("now", type_=t.c.next_retry_at.type))
+)
+"""End a lease early: the rows are due again. Parameters: ids, lease_until, now."""
 
 
 def _runs() -> Select[Any]:
@@ -112,7 +122,7 @@ def _runs() -> Select[Any]:
     of their conversation; each with `previous`, the id of its conversation's latest
     earlier pending or dead row. A row whose previous row is in the claim extends its
     conversation's run; one behind another relay's row (skipped as locked) does not.
-    Parameters: now, limit. Rows come back as adapters.sql.claimed maps them, `previous`
+    Parameters: now, limit. Rows come back as adapters.sql.rows maps them, `previous`
     last. (max, not count: a backward index scan that stops at the first live entry.)"""
     earlier = t.alias("earlier")
     now = bindparam("now", type_=t.c.next_retry_at.type)
@@ -139,7 +149,7 @@ def _runs() -> Select[Any]:
         .scalar_subquery()
     )
     return (
-        select(*claimed_columns(t), previous.label("previous"))
+        select(*message_columns(t), previous.label("previous"))
         .where(
             t.c.status == constant(OutboxStatus.PENDING.value),
             t.c.next_retry_at <= now,

@@ -12,13 +12,16 @@ from typing import TypeVar
 import attrs
 import structlog
 
-from chat_outbox.application.consume.persisting import HistoryWriter, Persisted
 from chat_outbox.application.errors import BusUnavailable, StoreUnavailable
 from chat_outbox.application.metrics import Metrics, NoMetrics
 from chat_outbox.application.ports import (
+    Clock,
+    HistoryWriter,
     IncomingRecord,
     MessageSource,
+    Persisted,
 )
+from chat_outbox.application.ports.codec import EnvelopeCodec
 from chat_outbox.application.tracing import (
     TRACEPARENT_HEADER,
     LogContextOnly,
@@ -32,6 +35,7 @@ from chat_outbox.domain import (
     MalformedEnvelope,
     RetryPolicy,
 )
+from chat_outbox.domain.envelope import PlainEnvelopeCodec
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +78,7 @@ class Consumer:
 
     source: MessageSource
     writer: HistoryWriter
+    clock: Clock
     policy: RetryPolicy = attrs.field(factory=RetryPolicy)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     batch_size: int = 500
@@ -83,6 +88,7 @@ class Consumer:
     tracing: Tracing = attrs.field(factory=LogContextOnly)
     writes: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     """Batches written at once, each in its own transaction (consumer_loop.run_consumer)."""
+    codec: EnvelopeCodec = attrs.field(factory=PlainEnvelopeCodec)
 
     async def consume_batch(self, timeout: float = 1.0) -> ConsumeReport:
         """Handle one fetched batch and log its canonical line (one per batch)."""
@@ -138,7 +144,7 @@ class Consumer:
         first_seen: dict[str, HistoryEntry] = {}
         for record in records:
             try:
-                envelope = Envelope.decode(record.value or b"", self.max_message_bytes)
+                envelope = self.codec.decode(record.value or b"", self.max_message_bytes)
                 _check_key(record, envelope)
             except Exception as error:  # noqa: BLE001 - whatever the failure, the record is malformed
                 # Restored for the dead letter's log lines only: a context per record
@@ -161,7 +167,7 @@ class Consumer:
         the whole partition wedging on it. Returns (inserted, the records persisted)."""
         envelopes = [envelope for _, envelope in decoded]
         try:
-            outcome = await self._until_done("persist", lambda: self.writer.persist(envelopes))
+            outcome = await self._until_done("persist", lambda: self._write(envelopes))
             return outcome.inserted, await self._without_conflicts(decoded, outcome)
         except (StoreUnavailable, BusUnavailable):
             raise
@@ -171,7 +177,7 @@ class Consumer:
         persisted: Decoded = []
         for record, envelope in decoded:
             try:
-                one = await self._until_done("persist", partial(self.writer.persist, [envelope]))
+                one = await self._until_done("persist", partial(self._write, [envelope]))
             except (StoreUnavailable, BusUnavailable):
                 raise
             except Exception as error:  # noqa: BLE001 - parked in the DLQ with the reason
@@ -181,6 +187,10 @@ class Consumer:
             inserted += one.inserted
             persisted += await self._without_conflicts([(record, envelope)], one)
         return inserted, persisted
+
+    async def _write(self, envelopes: Sequence[Envelope]) -> Persisted:
+        """One attempt, its rows consumed at the attempt's time."""
+        return await self.writer.persist(envelopes, self.clock.now())
 
     async def _without_conflicts(self, decoded: Decoded, outcome: Persisted) -> Decoded:
         """The records persisted; those whose event id history holds with other content,
@@ -200,7 +210,7 @@ class Consumer:
 
     def _observe(self, persisted: Decoded) -> None:
         """Latency metrics, and a debug line per message in its own trace context."""
-        now = self.writer.clock.now()
+        now = self.clock.now()
         self.metrics.consumed(
             [(now - r.timestamp).total_seconds() for r, _ in persisted if r.timestamp],
             [(now - envelope.occurred_at).total_seconds() for _, envelope in persisted],

@@ -10,15 +10,24 @@ from chat_outbox.application.ports.bus import (
     OutgoingRecord,
     PublishResult,
 )
-from chat_outbox.application.ports.coordination import ConversationOwners, RelayRoster
-from chat_outbox.application.ports.history import ChatHistoryRepository, FreshHistory
-from chat_outbox.application.ports.outbox import (
+from chat_outbox.application.ports.claims import (
     EVERY_CONVERSATION,
+    ClaimedBatch,
+    OutboxClaims,
+    Shard,
+)
+from chat_outbox.application.ports.coordination import ConversationOwners, RelayRoster
+from chat_outbox.application.ports.history import (
+    ChatHistoryRepository,
+    HistoryWriter,
+    Persisted,
+    in_lock_order,
+)
+from chat_outbox.application.ports.outbox import (
     DeadSelector,
     NewOutboxMessage,
     OutboxRepository,
     OutboxStats,
-    Shard,
 )
 from chat_outbox.application.ports.system import Clock, EventIds, Wakeups
 from chat_outbox.application.ports.transaction import UnitOfWork, UnitOfWorkFactory
@@ -26,22 +35,26 @@ from chat_outbox.application.ports.transaction import UnitOfWork, UnitOfWorkFact
 __all__ = [
     "EVERY_CONVERSATION",
     "ChatHistoryRepository",
+    "ClaimedBatch",
     "Clock",
     "ConversationOwners",
     "DeadSelector",
     "EventIds",
-    "FreshHistory",
+    "HistoryWriter",
     "IncomingRecord",
     "MessageBus",
     "MessageSource",
     "NewOutboxMessage",
+    "OutboxClaims",
     "OutboxRepository",
     "OutboxStats",
     "OutgoingRecord",
+    "Persisted",
     "PublishResult",
     "RelayRoster",
     "Shard",
     "UnitOfWork",
     "UnitOfWorkFactory",
     "Wakeups",
+    "in_lock_order",
 ]

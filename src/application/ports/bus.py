@@ -24,14 +24,11 @@ PublishResult = PublishFailure | None
 
 
 class MessageBus(Protocol):
-    keeps_key_order: bool = False
-    """True when a record that fails stops its key for the rest of the call: no later
-    record with the same key and topic is delivered (each reports a failure). The relay
-    then publishes a whole batch in one call rather than one call per position in a
-    conversation (waves)."""
-
     async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
-        """Publish a batch; return one result per record, in order. Never raises for a
+        """Publish a batch; return one result per record, in order. A record that fails
+        stops its key for the rest of the call: no later record with that key (in any
+        topic) is delivered, and each reports a failure. So a batch in per-key order
+        arrives in per-key order, with no gap behind a failure. Never raises for a
         record's own failure: that is what the result is for."""
         ...
 

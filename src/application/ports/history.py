@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from chat_outbox.domain import HistoryEntry
+import attrs
+
+from chat_outbox.domain import Envelope, HistoryEntry
 
 
 class ChatHistoryRepository(Protocol):
@@ -26,14 +28,39 @@ class ChatHistoryRepository(Protocol):
         ...
 
 
-class FreshHistory(Protocol):
-    """The consumer's usual batch, whose event ids are all new to history, in one write."""
+@attrs.frozen
+class Persisted:
+    """What became of a batch a HistoryWriter was handed."""
 
-    async def add_consumed(self, entries: Sequence[HistoryEntry], at: datetime) -> int:
-        """In one transaction of its own, insert the entries whose event id is new and whose
-        outbox row vouches for them (Provenance.mismatch is None, the type being chat
-        history), and mark the outbox row of each one inserted consumed at `at` (guarded as
-        domain.consumed is); return how many were inserted. Any other entry is left alone,
-        and so is its outbox row: the caller tells a redelivery, a conflict and a forgery
-        apart."""
+    inserted: int
+    conflicting: frozenset[str] = frozenset()
+    """Event ids already in history with other content: left as stored, not consumed."""
+    forged: Mapping[str, str] = attrs.field(factory=dict)
+    """Event ids whose outbox row does not vouch for them, each with the reason: nothing
+    written, no row touched."""
+
+
+class HistoryWriter(Protocol):
+    """The consumer's write: a delivered batch into chat history, its outbox rows consumed."""
+
+    async def persist(self, envelopes: Sequence[Envelope], at: datetime) -> Persisted:
+        """In transactions of its own, insert the history entry of each envelope whose event
+        id is new and whose outbox row vouches for it (Provenance.mismatch is None), and
+        mark that row consumed at `at` (domain.consumed), each entry's insert and mark in
+        one transaction. An envelope its row does not vouch for is forged or stale, unless
+        its event id is in history with the same content: a redelivery, harmless even
+        after the row was purged. An event id stored with other content is conflicting,
+        never silently kept. Rows are written in `in_lock_order`."""
         ...
+
+
+def in_lock_order(envelopes: Sequence[Envelope]) -> list[Envelope]:
+    """One envelope per event id, in outbox id order. Every consumer writes history rows and
+    outbox rows in that one order (a rebalance or a redelivery can hand two of them the same
+    records), so concurrent consumers wait on each other instead of deadlocking."""
+    unique = {envelope.event_id: envelope for envelope in envelopes}
+    return sorted(unique.values(), key=_outbox_id)
+
+
+def _outbox_id(envelope: Envelope) -> int:
+    return envelope.outbox_id

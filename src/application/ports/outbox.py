@@ -1,10 +1,12 @@
-"""The outbox store: rows recorded, claimed, moved through their states, and read back."""
+"""The outbox store: rows recorded, moved through their states, and read back (claims are
+ports.claims)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Protocol
+import operator
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 import attrs
 
@@ -38,6 +40,24 @@ class OutboxStats:
 
 
 @attrs.frozen
+class Criterion:
+    """One comparison of a row's field (an OutboxMessage attribute and its column) with a
+    value."""
+
+    field: str
+    test: Literal["in", "==", ">=", "<"]
+    value: Any
+
+
+_TESTS: dict[str, Callable[[Any, Any], bool]] = {
+    "in": lambda field, values: field in values,
+    "==": operator.eq,
+    ">=": operator.ge,
+    "<": operator.lt,
+}
+
+
+@attrs.frozen
 class DeadSelector:
     """Which dead messages an operator means. Every criterion given must hold; none means
     all. The time range is on when a message died (its last update: a dead row is never
@@ -54,14 +74,23 @@ class DeadSelector:
         """Every id asked for; empty means any id."""
         return (*(() if self.outbox_id is None else (self.outbox_id,)), *self.outbox_ids)
 
+    def criteria(self) -> list[Criterion]:
+        """The selector as comparisons on a dead row's fields, which are also the outbox
+        table's columns: the fakes test rows with them, the SQL adapter builds its WHERE."""
+        given: list[Criterion] = []
+        if self.ids:
+            given.append(Criterion("id", "in", self.ids))
+        if self.conversation_id is not None:
+            given.append(Criterion("message_key", "==", self.conversation_id))
+        if self.died_since is not None:
+            given.append(Criterion("updated_at", ">=", self.died_since))
+        if self.died_until is not None:
+            given.append(Criterion("updated_at", "<", self.died_until))
+        return given
+
     def matches(self, message: OutboxMessage) -> bool:
-        """The selector as a predicate on a dead row (the SQL adapter's twin)."""
-        return (
-            (not self.ids or message.id in self.ids)
-            and self.conversation_id in (None, message.message_key)
-            and (self.died_since is None or message.updated_at >= self.died_since)
-            and (self.died_until is None or message.updated_at < self.died_until)
-        )
+        """Whether a dead row meets every criterion."""
+        return all(_TESTS[c.test](getattr(message, c.field), c.value) for c in self.criteria())
 
     def describe(self) -> dict[str, object]:
         """The criteria given, for audit lines."""
@@ -76,40 +105,12 @@ class DeadSelector:
         }
 
 
-@attrs.frozen
-class Shard:
-    """The conversations one of `count` relays claims: those whose key hashes to `index`.
-    A preference, not a guarantee: two relays with different views of who is alive may
-    claim from one conversation for a moment, which the claim's row locks make safe."""
-
-    index: int = 0
-    count: int = 1
-
-
-EVERY_CONVERSATION = Shard()
-
-
 class OutboxRepository(Protocol):
     async def add(self, message: NewOutboxMessage) -> OutboxMessage:
         """Raises DuplicateEvent when a row with the message's event id exists."""
         ...
 
     async def by_event_id(self, event_id: str) -> OutboxMessage | None: ...
-
-    async def claim_due(
-        self, now: datetime, limit: int, lease: timedelta | None, shard: Shard = EVERY_CONVERSATION
-    ) -> list[OutboxMessage]:
-        """Take up to `limit` due pending rows in recording (id) order, each only when every
-        earlier pending or dead row of its conversation is taken with it (invariant 6; see
-        domain.holds_back_later_messages).
-        With a lease, only conversation heads, one row per conversation: next_retry_at moves
-        to now + lease, hiding them from other relays, and their conversations stay held.
-        With no lease the rows are locked instead (FOR UPDATE SKIP LOCKED) and stay hidden
-        only while the caller's unit of work is open, which must write their outcomes
-        itself; a locked claim takes a conversation's run of due rows, so a conversation's
-        later rows follow its earlier ones in the list and must be published after them.
-        `shard` narrows a locked claim to a share of the conversations."""
-        ...
 
     async def apply(self, transitions: Sequence[Transition]) -> int:
         """Write each transition guarded by its statuses; return how many rows changed."""

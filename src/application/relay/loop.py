@@ -15,8 +15,7 @@ from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.operate.chores import repeat, wait_or_stop
 from chat_outbox.application.operate.operations import sweep_stale_published
 from chat_outbox.application.ports import Clock, UnitOfWorkFactory, Wakeups
-from chat_outbox.application.relay.relaying import Batch, Relay, RelayReport
-from chat_outbox.application.relay.sharing import RelayShares
+from chat_outbox.application.relay.relaying import Relay, RelayReport, is_trickle
 from chat_outbox.application.tally import add_up
 from chat_outbox.domain import RetryPolicy
 
@@ -46,21 +45,20 @@ async def run_relay(
     outage_policy: RetryPolicy | None = None,
     backlog: Backlog | None = None,
 ) -> RelayReport:
-    """Relay until `stopping` is set (or, with once, until nothing is due). The batch in
-    flight when the stop comes is finished first. An unreachable database is waited out.
-    `backlog` hears how full each round's claim was."""
+    """Relay until `stopping` is set (or, with once, until nothing is due). The round in
+    progress when the stop comes is finished first, and the claims hand back what they
+    hold. An unreachable database is waited out. `backlog` hears how full each round's
+    claim was."""
     polling = polling or Polling()
     totals = RelayReport()
     outage = outage_policy or RetryPolicy(cap=timedelta(seconds=30))
     failures = 0
     interval = polling.minimum
-    in_flight: Batch | None = None
     while not stopping.is_set():
         began = time.monotonic()
         try:
-            report, in_flight = await relay.step(in_flight)
+            report = await relay.relay_due()
         except StoreUnavailable as error:
-            # in_flight is kept: its outcomes are written by the next step that succeeds.
             failures += 1
             delay = outage.ceiling(failures).total_seconds()
             log.warning("relay_store_unavailable", error=str(error), retry_in_s=delay)
@@ -78,16 +76,16 @@ async def run_relay(
             await wait_or_stop(stopping, delay)
         elif report.claimed:
             failures = 0
-        if in_flight is not None or report.published:
+        if report.published or (report.claimed and not once):
+            # More may be due: the settled rows' successors are claimable now. (With once,
+            # a round that published nothing ends the drain: the bus may be down.)
             interval = polling.minimum
-            # A leasing relay's report is of its previous batch; its new one is in flight.
-            claimed = report.claimed if in_flight is None else len(in_flight.claimed)
             rest = polling.pace - (time.monotonic() - began)
-            if not once and rest > 0 and claimed < relay.batch_size / 4:
+            if not once and rest > 0 and is_trickle(report.claimed, relay.batch_size):
                 # A trickle: back-to-back rounds of a few rows each would cost a round's
                 # round trips per few rows, and the CPU they take delays every message.
                 await wait_or_stop(stopping, rest)
-            continue  # more may be due: the published rows' successors are claimable now
+            continue
         if once:
             break
         if await _idle(stopping, wakeups, interval):
@@ -95,10 +93,7 @@ async def run_relay(
             await wait_or_stop(stopping, polling.coalesce)
         else:
             interval = min(interval * 2, polling.maximum)
-    if in_flight is not None:
-        totals = add_up(totals, await _settle_on_exit(relay, in_flight))
-    if relay.shares is not None:
-        await _leave(relay.shares)
+    await _stop(relay)
     return totals
 
 
@@ -114,7 +109,7 @@ class Backlog:
         if claimed >= batch_size:
             self.drained.clear()
             self.full.set()
-        elif claimed < batch_size / 4:
+        elif is_trickle(claimed, batch_size):
             self.full.clear()
             self.drained.set()
 
@@ -164,21 +159,12 @@ async def run_relay_lanes(
     return totals
 
 
-async def _leave(shares: RelayShares) -> None:
+async def _stop(relay: Relay) -> None:
     try:
-        await shares.leave()
+        await relay.stop()
     except StoreUnavailable as error:
-        # The others take this relay's share once its roster entry runs out.
-        log.warning("relay_roster_leave_failed", error=str(error))
-
-
-async def _settle_on_exit(relay: Relay, batch: Batch) -> RelayReport:
-    try:
-        return await relay.settle(batch)
-    except StoreUnavailable as error:
-        # Not lost: the rows stay leased, and a relay publishes them again after the lease.
-        log.error("relay_outcomes_unwritten", error=str(error), rows=len(batch.claimed))
-        return RelayReport()
+        # Not lost: what the claims hold comes back when its lease or roster entry ends.
+        log.warning("relay_claims_not_handed_back", error=str(error))
 
 
 async def _idle(stopping: asyncio.Event, wakeups: Wakeups | None, timeout: float) -> bool:

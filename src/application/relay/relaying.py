@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 import attrs
 import structlog
 
 from chat_outbox.application.metrics import Metrics, NoMetrics
-from chat_outbox.application.ports import (
-    EVERY_CONVERSATION,
-    Clock,
-    MessageBus,
-    OutgoingRecord,
-    UnitOfWork,
-    UnitOfWorkFactory,
-)
-from chat_outbox.application.relay.sharing import RelayShares
+from chat_outbox.application.ports import Clock, MessageBus, OutboxClaims, OutgoingRecord
+from chat_outbox.application.ports.codec import EnvelopeCodec
 from chat_outbox.application.tracing import TRACEPARENT_HEADER
 from chat_outbox.domain import (
     SCHEMA_VERSION,
-    Envelope,
     MalformedEnvelope,
     OutboxMessage,
     OutboxStatus,
@@ -29,6 +20,7 @@ from chat_outbox.domain import (
     RetryPolicy,
     Transition,
 )
+from chat_outbox.domain.envelope import PlainEnvelopeCodec
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +35,11 @@ class RelayReport:
     """Outcomes the guarded write refused: the row had moved on (for example, consumed)."""
     deferred: int = 0
     """Claimed but not sent: an earlier message of its conversation failed in this batch."""
+
+
+def is_trickle(claimed: int, batch_size: int) -> bool:
+    """A round under a quarter full: the backlog is gone, and rounds are paced (loop.Polling)."""
+    return claimed < batch_size / 4
 
 
 _SCHEMA_VERSION_HEADER = ("schema_version", str(SCHEMA_VERSION).encode())
@@ -61,7 +58,7 @@ def headers_for(message: OutboxMessage) -> tuple[tuple[str, bytes], ...]:
 
 @attrs.frozen
 class Batch:
-    """A published batch whose outcomes are yet to be written."""
+    """A published batch and the transitions decided from its outcomes."""
 
     claimed: list[OutboxMessage]
     transitions: list[Transition]
@@ -88,101 +85,48 @@ class Batch:
         )
 
 
-async def _write(uow: UnitOfWork, batch: Batch) -> int:
-    return await uow.outbox.apply(batch.transitions)
-
-
 @attrs.frozen
 class Relay:
-    uow: UnitOfWorkFactory
+    """One round: claim, encode, publish the batch in one call, decide each message's
+    transition from its own outcome, settle. How rows are claimed (leases, row locks, a
+    share of the conversations) is the claims' business; keeping a conversation's order
+    through a failure is the bus's (a failed record stops its key)."""
+
+    claims: OutboxClaims
     bus: MessageBus
     clock: Clock
     policy: RetryPolicy = attrs.field(factory=RetryPolicy)
     batch_size: int = 500
-    lease: timedelta | None = timedelta(seconds=60)
-    """How long a claim hides its rows from other relays. None: lock them instead, in one
-    transaction held open through the publish (PostgreSQL, MariaDB); the database ends a
-    hung relay's transaction (idle_in_transaction_session_timeout), releasing its rows."""
     metrics: Metrics = attrs.field(factory=NoMetrics)
-    shares: RelayShares | None = None
-    """Locking relays only: share the conversations with the other live relays."""
+    codec: EnvelopeCodec = attrs.field(factory=PlainEnvelopeCodec)
 
     async def relay_due(self) -> RelayReport:
-        """One claim-publish-write round."""
-        report, batch = await self.step(None)
-        return report if batch is None else await self.settle(batch)
-
-    async def step(self, previous: Batch | None) -> tuple[RelayReport, Batch | None]:
-        """Write the previous batch's outcomes and claim the next batch in one transaction
-        (one commit per batch), then publish the new batch. Returns the previous batch's
-        report and the new batch, whose outcomes the next step (or settle) writes. Holding
-        locks instead, a step is a whole round, so its report is its own batch's."""
-        if self.lease is None:
-            assert previous is None, "a locking relay leaves no batch in flight"
-            return await self._locked_round(), None
-        async with self.uow() as uow:
-            started = time.perf_counter()
-            applied = await _write(uow, previous) if previous else 0
-            written = time.perf_counter()
-            claimed = await uow.outbox.claim_due(self.clock.now(), self.batch_size, self.lease)
-            await uow.commit()
-        claim_ms = _ms_since(written)  # the commit it shares with the outcomes counts here
-        report = RelayReport()
-        if previous:
-            report = previous.report(applied)
-            _log_batch(previous, report, settle_ms=(written - started) * 1000)
-        if not claimed:
-            return report, None
-        return report, await self._publish(claimed, claim_ms)
-
-    async def _locked_round(self) -> RelayReport:
-        """Claim (row locks), publish and write the outcomes in one transaction: one
-        statement fewer per batch than a lease, and a crashed relay's rows free at once."""
-        shard = await self.shares.shard() if self.shares else EVERY_CONVERSATION
-        async with self.uow() as uow:
-            started = time.perf_counter()
-            claimed = await uow.outbox.claim_due(self.clock.now(), self.batch_size, None, shard)
-            if not claimed:
+        """One claim-publish-settle round."""
+        started = time.perf_counter()
+        async with self.claims.claim(self.clock.now(), self.batch_size) as claimed:
+            if not claimed.messages:
                 return RelayReport()
-            batch = await self._publish(claimed, _ms_since(started))
+            batch = await self._publish(list(claimed.messages), _ms_since(started))
             written = time.perf_counter()
-            applied = await _write(uow, batch)
-            await uow.commit()
+            applied = await claimed.settle(batch.transitions)
         report = batch.report(applied)
         _log_batch(batch, report, settle_ms=_ms_since(written))
         return report
 
-    async def settle(self, batch: Batch) -> RelayReport:
-        """Write a batch's outcomes on their own, when no claim follows."""
-        started = time.perf_counter()
-        async with self.uow() as uow:
-            applied = await _write(uow, batch)
-            await uow.commit()
-        report = batch.report(applied)
-        _log_batch(batch, report, settle_ms=_ms_since(started))
-        return report
+    async def stop(self) -> None:
+        """Hand back what the claims still hold; the relay may start again afterwards."""
+        await self.claims.stop()
 
     async def _publish(self, claimed: list[OutboxMessage], claim_ms: float) -> Batch:
-        """Publish the batch and decide each message's transition from its own outcome. A
-        conversation whose message failed sends nothing more this batch: its later rows stay
-        pending, behind it. A bus that keeps key order takes the batch in one call; any
-        other takes it in waves, the nth wave holding each conversation's nth message."""
+        """Publish the batch in one call and decide each message's transition. A message
+        that cannot be encoded stops its conversation before sending, and one that fails
+        stops it in the bus: either way its conversation's later messages stay pending,
+        behind it, with no transition (deferred)."""
         transitions: list[Transition] = []
         stopped: set[str] = set()
         started = time.perf_counter()
-        whole = self.bus.keeps_key_order and len({message.topic for message in claimed}) == 1
-        for wave in [claimed] if whole else _waves(claimed):
-            await self._publish_wave(wave, stopped, transitions)
-        self._observe(claimed, transitions)
-        return Batch(claimed, transitions, claim_ms, _ms_since(started))
-
-    async def _publish_wave(
-        self, wave: list[OutboxMessage], stopped: set[str], transitions: list[Transition]
-    ) -> None:
-        """Send one wave, skipping the `stopped` conversations; a message that cannot be
-        encoded or fails stops its conversation (the bus did not deliver its later ones)."""
         sendable: list[tuple[OutboxMessage, OutgoingRecord]] = []
-        for message in wave:
+        for message in claimed:
             if message.message_key in stopped:
                 continue
             record = self._record_for(message, transitions)
@@ -190,9 +134,7 @@ class Relay:
                 stopped.add(message.message_key)
             else:
                 sendable.append((message, record))
-        if not sendable:
-            return
-        results = await self.bus.publish([record for _, record in sendable])
+        results = await self.bus.publish([record for _, record in sendable]) if sendable else []
         at = self.clock.now()
         for (message, _), result in zip(sendable, results, strict=True):
             if message.message_key in stopped:
@@ -203,6 +145,8 @@ class Relay:
             stopped.add(message.message_key)
             transitions.append(_certain(message.record_publish_failure(result, at, self.policy)))
             _log_failure(message, result)
+        self._observe(claimed, transitions)
+        return Batch(claimed, transitions, claim_ms, _ms_since(started))
 
     def _observe(self, claimed: list[OutboxMessage], transitions: list[Transition]) -> None:
         created = {message.id: message.created_at for message in claimed}
@@ -221,7 +165,7 @@ class Relay:
     ) -> OutgoingRecord | None:
         """The record to send, or None when the row cannot be encoded (it goes dead)."""
         try:
-            value = Envelope.encode_stored(message)
+            value = self.codec.encode(message)
         except MalformedEnvelope as error:
             fatal = PublishFailure.fatal(str(error))
             transitions.append(
@@ -230,20 +174,6 @@ class Relay:
             log.error("outbox_row_unreadable", outbox_id=message.id, error=str(error))
             return None
         return OutgoingRecord(message.topic, message.message_key, value, headers_for(message))
-
-
-def _waves(claimed: list[OutboxMessage]) -> list[list[OutboxMessage]]:
-    """The nth list holds each conversation's nth message, in claim (id) order. Heads-only
-    claims make one wave, and so one publish, per batch."""
-    waves: list[list[OutboxMessage]] = []
-    depth: dict[str, int] = {}
-    for message in claimed:
-        n = depth.get(message.message_key, 0)
-        depth[message.message_key] = n + 1
-        if n == len(waves):
-            waves.append([])
-        waves[n].append(message)
-    return waves
 
 
 def _log_failure(message: OutboxMessage, failure: PublishFailure) -> None:

@@ -1,6 +1,7 @@
-"""The columns a claim reads and the claimed row's mapping: the relay's hot path, so rows
-come back as plain tuples and UTC is attached here, not by UtcDateTime per value (the
-TypeDecorator's processor chain cost more CPU than the rest of the row's mapping)."""
+"""The outbox row's one mapping to an OutboxMessage, for every read of whole rows. Claims
+are the relay's hot path, so rows come back as plain tuples and UTC is attached here, not
+by UtcDateTime per value (the TypeDecorator's processor chain cost more CPU than the rest
+of the row's mapping)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ COLUMNS = (
 _STATUSES = {status.value: status for status in OutboxStatus}
 
 
-def claimed_columns(table: Table | Any) -> list[ColumnElement[Any]]:
+def message_columns(table: Table | Any) -> list[ColumnElement[Any]]:
     """`table`'s columns in COLUMNS order, its UTC columns read as the driver's naive values."""
     columns: list[ColumnElement[Any]] = []
     for name in COLUMNS:
@@ -31,8 +32,8 @@ def claimed_columns(table: Table | Any) -> list[ColumnElement[Any]]:
     return columns
 
 
-def claimed_message(row: Any, next_retry_at: datetime | None = None) -> OutboxMessage:
-    """Map a row of claimed_columns; `next_retry_at` overrides the stored one (a lease)."""
+def message_of(row: Any, next_retry_at: datetime | None = None) -> OutboxMessage:
+    """Map a row of message_columns; `next_retry_at` overrides the stored one (a lease)."""
     (
         id_, event_id, biz_type, topic, message_key, payload, status, retry_count, max_retry,
         stored_next_retry_at, last_error, published_at, consumed_at, created_at, updated_at,

@@ -4,7 +4,8 @@ on in a unit of work, which tells redeliveries from conflicts. Same outcomes eve
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -13,11 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
-from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, fresh_history
+from chat_outbox.adapters.sql import OneStatementHistoryWriter, SqlUnitOfWorkFactory
+from chat_outbox.adapters.sql.claims import lease_heads
 from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
-from chat_outbox.application.consume.persisting import HistoryWriter
+from chat_outbox.application.ports import HistoryWriter, Persisted
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.domain import ChatMessage, Envelope, HistoryEntry, OutboxMessage, OutboxStatus
+from chat_outbox.entrypoints.containers import history_writer
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +35,24 @@ async def published(uow: SqlUnitOfWorkFactory, count: int) -> list[OutboxMessage
         chat = ChatMessage.create(user_id=7, conversation_id=f"c-{n}", role="user", message="hi")
         await record(chat)
     async with uow() as unit:
-        claimed = await unit.outbox.claim_due(clock.now(), count, timedelta(seconds=60))
+        claimed = await lease_heads(unit.connection, clock.now(), count, timedelta(seconds=60))
         await unit.commit()
     return claimed
 
 
 def writer(engine: AsyncEngine, uow: SqlUnitOfWorkFactory) -> HistoryWriter:
-    return HistoryWriter(uow, clock, fresh=fresh_history(engine))
+    return history_writer(engine, uow)
+
+
+@attrs.define
+class Rest(HistoryWriter):
+    """What the one statement hands on: it keeps the batches, and writes nothing."""
+
+    handed: list[list[str]] = attrs.field(factory=list)
+
+    async def persist(self, envelopes: Sequence[Envelope], at: datetime) -> Persisted:
+        self.handed.append([envelope.event_id for envelope in envelopes])
+        return Persisted(0)
 
 
 async def statuses(engine: AsyncEngine) -> dict[int, str]:
@@ -59,7 +73,7 @@ async def test_a_batch_of_new_messages_is_stored_and_consumed(
     messages = await published(uow, 3)
 
     persisted = await writer(engine, uow).persist(
-        [Envelope.for_outbox_message(m) for m in messages]
+        [Envelope.for_outbox_message(m) for m in messages], clock.now()
     )
 
     assert persisted.inserted == 3
@@ -79,9 +93,9 @@ async def test_a_batch_mixing_new_redelivered_and_conflicting_messages_sorts_the
         original = HistoryEntry.from_envelope(envelopes[forged.id])
         await unit.history.add_many([attrs.evolve(original, message="the stored one")])
         await unit.commit()
-    await writer(engine, uow).persist([envelopes[redelivered.id]])
+    await writer(engine, uow).persist([envelopes[redelivered.id]], clock.now())
 
-    persisted = await writer(engine, uow).persist(list(envelopes.values()))
+    persisted = await writer(engine, uow).persist(list(envelopes.values()), clock.now())
 
     assert persisted.inserted == 1
     assert persisted.conflicting == frozenset({forged.event_id})
@@ -97,16 +111,18 @@ async def test_a_batch_mixing_new_redelivered_and_conflicting_messages_sorts_the
 async def test_the_statement_consumes_only_the_rows_whose_history_it_inserted(
     engine: AsyncEngine, uow: SqlUnitOfWorkFactory
 ) -> None:
+    """The batch it cannot take whole goes on to the general writer, all of it, in order."""
     first, second = await published(uow, 2)
-    entries = [HistoryEntry.from_envelope(Envelope.for_outbox_message(m)) for m in (first, second)]
+    envelopes = [Envelope.for_outbox_message(m) for m in (first, second)]
     async with uow() as unit:
-        await unit.history.add_many(entries[:1])
+        await unit.history.add_many([HistoryEntry.from_envelope(envelopes[0])])
         await unit.commit()
-    fresh = fresh_history(engine)
-    assert fresh is not None
+    rest = Rest()
 
-    assert await fresh.add_consumed(entries, clock.now()) == 1
+    persisted = await OneStatementHistoryWriter(engine, rest).persist(envelopes, clock.now())
 
+    assert persisted.inserted == 1
+    assert rest.handed == [[first.event_id, second.event_id]]
     assert await statuses(engine) == {
         first.id: OutboxStatus.PENDING.value,
         second.id: OutboxStatus.CONSUMED.value,
@@ -121,15 +137,16 @@ async def test_the_statement_needs_no_commit(
     """It runs in autocommit: once it returns, another connection sees its writes, and its
     connection is back in the pool (a transaction left open would be rolled back there)."""
     [message] = await published(uow, 1)
-    fresh = fresh_history(engine)
-    assert fresh is not None
-    entry = HistoryEntry.from_envelope(Envelope.for_outbox_message(message))
+    rest = Rest()
 
-    await fresh.add_consumed([entry], clock.now())
+    await OneStatementHistoryWriter(engine, rest).persist(
+        [Envelope.for_outbox_message(message)], clock.now()
+    )
 
     async with engine.connect() as connection:
         status = await connection.scalar(
             select(outbox_messages.c.status).where(outbox_messages.c.id == message.id)
         )
     assert status == OutboxStatus.CONSUMED.value
+    assert rest.handed == []
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # QueuePool has it
