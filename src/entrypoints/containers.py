@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.codec import FastEnvelopeCodec
 from chat_outbox.adapters.extras import require
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.metrics import PrometheusMetrics, metrics_server
 from chat_outbox.adapters.sql import (
@@ -35,6 +34,7 @@ from chat_outbox.adapters.sql.probe import DatabaseProbe
 from chat_outbox.adapters.sql.wakeups import wakeups_for
 from chat_outbox.adapters.tracing import available_tracing
 from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.metrics import Metrics, NoMetrics
 from chat_outbox.application.operate.health import always_ready
 from chat_outbox.application.ports import Clock, HistoryWriter, UnitOfWorkFactory

@@ -11,11 +11,11 @@ from dependency_injector import providers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.claims import LeasedClaims
 from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.domain import PublishFailure, RetryPolicy
 from chat_outbox.entrypoints.config import Settings

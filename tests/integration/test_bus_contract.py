@@ -13,9 +13,9 @@ import pytest
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.codec import FastEnvelopeCodec
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryStore, InMemoryUnitOfWork
 from chat_outbox.application.consume.consuming import Consumer, ConsumeReport
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.ports import MessageSource, OutgoingRecord, UnitOfWorkFactory
 from chat_outbox.application.record.recording import RecordChatMessage

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.operate.operations import read_history
 from tests.integration.buses import BROKER_BUS_NAMES, BusHarness
 from tests.integration.kafka_helpers import (

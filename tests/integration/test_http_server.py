@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
 from chat_outbox.adapters.clock import SystemClock
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.metrics import Metrics
 from chat_outbox.domain import PublishFailure
 from chat_outbox.entrypoints.config import Settings

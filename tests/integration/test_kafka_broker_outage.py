@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.kafka import KafkaBus, KafkaSource
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.domain import RetryPolicy
 from chat_outbox.entrypoints.local_broker import LocalBroker, free_loopback_port
 from tests.integration.conftest import fast_kafka_options

@@ -13,10 +13,10 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.kafka import KafkaBus, KafkaOptions, KafkaSource, dlq_topic, ensure_topics
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.ports import IncomingRecord
 from tests.integration.conftest import fast_kafka_options
 from tests.integration.kafka_helpers import (

@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import ManualClock, uuid4_event_id
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
 from chat_outbox.adapters.memory.claims import InMemoryLeasedClaims
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
@@ -21,6 +20,7 @@ from chat_outbox.adapters.sql.claims import LeasedClaims
 from chat_outbox.adapters.sql.insights import SqlInsights
 from chat_outbox.adapters.sql.tables import outbox_attempts
 from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.operate import operations
 from chat_outbox.application.ports import DeadSelector, OutboxClaims, UnitOfWorkFactory
 from chat_outbox.application.record.recording import RecordChatMessage

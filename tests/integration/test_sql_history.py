@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.claims import lease_heads
 from chat_outbox.adapters.sql.tables import chat_history
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.operate.operations import read_history
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.domain import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage, Envelope, HistoryEntry, Role

@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import ManualClock, SystemClock, uuid4_event_id
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
 from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
 from chat_outbox.application.consume.consuming import Consumer, ConsumeReport
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.operate.operations import outbox_stats, read_history
 from chat_outbox.application.ports import Clock, IncomingRecord, MessageSource, OutgoingRecord
 from chat_outbox.application.record.recording import RecordChatMessage

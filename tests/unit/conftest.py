@@ -12,10 +12,10 @@ import attrs
 import pytest
 
 from chat_outbox.adapters.clock import ManualClock
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
 from chat_outbox.adapters.memory.claims import InMemoryLeasedClaims, InMemoryLockedClaims
 from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.ports import (
     ChatHistoryRepository,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.operate.operations import (
     read_history,

@@ -12,10 +12,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from chat_outbox.adapters.clock import ManualClock
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryBus, InMemoryStore, InMemoryUnitOfWork
 from chat_outbox.application.consume.consuming import Consumer
 from chat_outbox.application.consume.loop import run_consumer
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.ports import IncomingRecord, Persisted
 from chat_outbox.domain import ChatMessage, Envelope
 from tests.unit.outbox_rows import add_rows_for

@@ -10,7 +10,6 @@ from typing import Self
 import attrs
 import pytest
 
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import (
     InMemoryBus,
     InMemoryChatHistoryRepository,
@@ -18,6 +17,7 @@ from chat_outbox.adapters.memory import (
     InMemoryUnitOfWork,
 )
 from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.errors import BusUnavailable
 from chat_outbox.application.ports import IncomingRecord
 from chat_outbox.domain import (

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import attrs
 import pytest
 
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.operate.operations import read_history
 from chat_outbox.application.ports import Persisted
 from chat_outbox.application.relay.loop import run_relay

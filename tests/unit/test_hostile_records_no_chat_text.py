@@ -10,9 +10,9 @@ from typing import Self
 import pytest
 from structlog.testing import capture_logs
 
-from chat_outbox.adapters.history_writer import UnitOfWorkHistoryWriter
 from chat_outbox.adapters.memory import InMemoryChatHistoryRepository, InMemoryUnitOfWork
 from chat_outbox.application.consume.consuming import Consumer
+from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.domain import Envelope, HistoryEntry
 from tests.unit.conftest import Harness, RecordingSleep
 

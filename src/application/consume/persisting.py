@@ -1,4 +1,5 @@
-"""The consumer's history write over any unit of work: several statements, one transaction."""
+"""The consumer's history write over any unit of work, several statements in one transaction:
+the rules that tell a new entry, a redelivery, a conflict and a forgery apart."""
 
 from __future__ import annotations
 
