@@ -14,6 +14,7 @@ def arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--group", default="bench-baseline")
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--linger-ms", type=int, default=5, help="the relay's producer linger")
     parser.add_argument("--listen", action="store_true", help="LISTEN bench_outbox wake-ups")
     return parser.parse_args()
 

@@ -3,6 +3,7 @@
 BEGIN; SELECT .. FOR UPDATE SKIP LOCKED LIMIT 500; send all + gather (acks=all);
 UPDATE .. SET status='published' WHERE id = ANY($1); COMMIT. Polls every 50 ms when idle,
 or with --listen waits for a NOTIFY on bench_outbox with the 50 ms poll as a fallback.
+With --linger-ms 0 it is the minimal loop the drain also compares against.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ async def main() -> None:
     if args.listen:
         listener = await asyncpg.connect(args.dsn)
         await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=args.bootstrap, acks="all", linger_ms=args.linger_ms
+    )
     await producer.start()
     try:
         while not stopping.is_set():

@@ -10,23 +10,8 @@ import time
 from typing import Any
 
 from bench import db
-from bench.data import FILLER
 from bench.plans import capture_ours, fresh
 from bench.runs import Bench
-from bench.settings import BIZ_TYPE
-
-SEED = f"""
-INSERT INTO {db.OUTBOX} (event_id, biz_type, topic, message_key, payload, status, retry_count,
-    max_retry, next_retry_at, created_at, updated_at, published_at, consumed_at)
-SELECT gen_random_uuid()::text, '{BIZ_TYPE}', 'bench.explain', c, p, s, 0, 20, t, t, t,
-       CASE WHEN s = 'consumed' THEN t END, CASE WHEN s = 'consumed' THEN t END
-FROM generate_series(1, $1::int) AS g,
-LATERAL (SELECT 'bench-conv-' || lpad((g % $3::int)::text, 5, '0') AS c,
-                CASE WHEN g > $1::int - $2::int THEN 'pending' ELSE 'consumed' END AS s,
-                (now() AT TIME ZONE 'UTC') - make_interval(secs => $1::int - g) AS t) AS v,
-LATERAL (SELECT json_build_object('user_id', 1000 + g % $3::int, 'conversation_id', c,
-                'role', 'user', 'message', '#' || g || ' ' || $4::text)::text AS p) AS w
-"""
 
 
 class _Rollback(Exception):
@@ -43,9 +28,7 @@ async def explain(bench: Bench) -> dict[str, Any]:
     plan = bench.plan
     began = time.perf_counter()
     await db.truncate(bench.conn)
-    await bench.conn.execute(
-        SEED, plan.explain_rows, plan.explain_pending, plan.conversations, FILLER
-    )
+    await db.fill(bench.conn, plan.explain_rows, plan.explain_pending, plan.conversations)
     await bench.conn.execute(f"VACUUM ANALYZE {db.OUTBOX}")
     seeded = time.perf_counter() - began
     sql, params = fresh(await capture_ours())

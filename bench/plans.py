@@ -11,6 +11,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event
 
 from bench.baseline_relay import CLAIM
+from bench.procs import OURS
 from bench.settings import sqlalchemy_url
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine
 from chat_outbox.adapters.sql.claims import lock_runs
@@ -56,7 +57,7 @@ def baseline() -> Query:
 
 
 async def claim_query(impl: str) -> Query:
-    return fresh(await capture_ours()) if impl == "ours" else baseline()
+    return fresh(await capture_ours()) if impl in OURS else baseline()
 
 
 async def outer_scan(conn: asyncpg.Connection, impl: str) -> str:

@@ -15,6 +15,13 @@ from typing import IO
 from bench.settings import KAFKA_TUNING, LOGS, ROOT, dsn, sqlalchemy_url
 
 IMPLS = ("ours", "baseline")
+MINIMAL = "minimal"
+"""The minimal loop: the baseline relay without the producer's linger (drain only)."""
+ONCE = "ours-once"
+"""Our relay run as `chat-outbox relay --once`: it exits once nothing is due."""
+ONE_LANE = "ours-1-lane"
+"""Our relay with one claim loop (CHAT_OUTBOX_RELAY_LANES=1), to check lanes never slow it."""
+OURS = ("ours", ONCE, ONE_LANE)
 BIN = Path(sys.executable).parent
 
 
@@ -24,6 +31,8 @@ class Proc:
     process: asyncio.subprocess.Process
     log: Path
     _log_file: IO[bytes] = field(repr=False)
+    exits: bool = False
+    """Expected to exit by itself (relay --once): a clean exit is not a failure."""
 
     @property
     def pid(self) -> int:
@@ -50,7 +59,8 @@ class Proc:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def check_alive(self) -> None:
-        if self.process.returncode is not None:
+        code = self.process.returncode
+        if code is not None and not (self.exits and code == 0):
             tail = self.log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{tail}")
 
@@ -65,7 +75,9 @@ class Target:
     label: str
 
 
-def our_env(target: Target) -> dict[str, str]:
+def our_env(
+    target: Target, log_level: str | None = None, lanes: str | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_OUTBOX_")}
     env.update(
         {
@@ -74,10 +86,10 @@ def our_env(target: Target) -> dict[str, str]:
             "CHAT_OUTBOX_TOPIC": target.topic,
             "CHAT_OUTBOX_CONSUMER_GROUP": target.group,
             "CHAT_OUTBOX_KAFKA_CREATE_TOPICS": "false",
-            "CHAT_OUTBOX_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
+            "CHAT_OUTBOX_LOG_LEVEL": log_level or os.environ.get("BENCH_LOG_LEVEL", "warning"),
             "CHAT_OUTBOX_LOG_FORMAT": "json",
             "CHAT_OUTBOX_RELAY_POLL_INTERVAL": "0.05",
-            "CHAT_OUTBOX_RELAY_LANES": os.environ.get("BENCH_LANES", "auto"),
+            "CHAT_OUTBOX_RELAY_LANES": lanes or os.environ.get("BENCH_LANES", "auto"),
             "CHAT_OUTBOX_CONSUMER_WRITES": os.environ.get("BENCH_WRITES", "auto"),
         }
     )
@@ -86,15 +98,25 @@ def our_env(target: Target) -> dict[str, str]:
 
 
 def command(impl: str, role: str, target: Target, listen: bool = False) -> list[str]:
-    if impl == "ours":
-        return [str(BIN / "chat-outbox"), "relay" if role == "relay" else "consume"]
+    if impl in OURS:
+        once = ["--once"] if impl == ONCE else []
+        return [str(BIN / "chat-outbox"), *(["relay", *once] if role == "relay" else ["consume"])]
     module = "bench.baseline_relay" if role == "relay" else "bench.baseline_consumer"
     argv = [sys.executable, "-m", module, "--dsn", dsn(), "--bootstrap", target.bootstrap]
     argv += ["--topic", target.topic, "--group", target.group]
+    if impl == MINIMAL:
+        argv += ["--linger-ms", "0"]
     return [*argv, "--listen"] if listen else argv
 
 
-async def spawn(impl: str, role: str, target: Target, index: int = 0, listen: bool = False) -> Proc:
+async def spawn(
+    impl: str,
+    role: str,
+    target: Target,
+    index: int = 0,
+    listen: bool = False,
+    log_level: str | None = None,
+) -> Proc:
     name = f"{target.label}-{impl}-{role}{index}"
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{name}.log"
@@ -102,12 +124,12 @@ async def spawn(impl: str, role: str, target: Target, index: int = 0, listen: bo
     process = await asyncio.create_subprocess_exec(
         *command(impl, role, target, listen),
         cwd=ROOT,
-        env=our_env(target),
+        env=our_env(target, log_level, "1" if impl == ONE_LANE else None),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=log_file,
         stderr=asyncio.subprocess.STDOUT,
     )
-    return Proc(name, process, log, log_file)
+    return Proc(name, process, log, log_file, exits=impl == ONCE)
 
 
 async def stop(procs: list[Proc], grace: float = 15.0) -> None:

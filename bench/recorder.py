@@ -43,10 +43,12 @@ class Recorded:
         return self.rows / self.seconds
 
 
-async def record(topic: str, rows: list[Row], rate: float, group: int = 1) -> Recorded:
+async def record(
+    topic: str, rows: list[Row], rate: float, group: int = 1, connections: int = CONNECTIONS
+) -> Recorded:
     """Insert `rows` at `rate` rows/s, `group` rows per transaction, on schedule."""
     groups = [rows[i : i + group] for i in range(0, len(rows), group)]
-    pool = await asyncpg.create_pool(dsn(), min_size=CONNECTIONS, max_size=CONNECTIONS)
+    pool = await asyncpg.create_pool(dsn(), min_size=connections, max_size=connections)
     assert pool is not None
     numbers = itertools.count()
     lags: list[float] = []
@@ -74,7 +76,7 @@ async def record(topic: str, rows: list[Row], rate: float, group: int = 1) -> Re
                 recorded += len(chunk)
 
     try:
-        await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+        await asyncio.gather(*(worker() for _ in range(connections)))
     finally:
         await pool.close()
     elapsed = max(time.perf_counter() - started, 1e-9)

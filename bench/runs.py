@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from bench import db, plans, procs
+from bench import claims, db, plans, procs
 from bench.data import Row
 from bench.kafka import unique_name
 from bench.procs import Proc, Target
@@ -40,18 +40,23 @@ class Spec:
     """Processes to start, e.g. ("relay", "relay") or ("relay", "consumer")."""
     probe: Probe
     listen: bool = False
+    claims: bool = False
+    """Our relays log each batch (info level); the result carries their claim times."""
+    history: int = db.HISTORY_ROWS
+    """Older consumed rows in the table before the run's own."""
 
 
 async def measure(
     bench: Bench, spec: Spec, impl: str, topic: str, attach: Attach | None = None
 ) -> dict[str, Any]:
     target = Target(bench.broker.bootstrap_servers, topic, unique_name("group"), spec.label)
-    await db.seed(bench.conn, spec.rows, topic, spec.status, bench.plan.conversations)
+    await db.seed(bench.conn, spec.rows, topic, spec.status, bench.plan.conversations, spec.history)
     total = len(spec.rows)
     scan = await plans.outer_scan(bench.conn, impl) if "relay" in spec.roles else None
     started = time.perf_counter()
+    level = claims.LOG_LEVEL if spec.claims else None
     running = [
-        await procs.spawn(impl, role, target, index, spec.listen)
+        await procs.spawn(impl, role, target, index, spec.listen, level)
         for index, role in enumerate(spec.roles)
     ]
     detach = await attach(running[0]) if attach is not None else None
@@ -62,6 +67,7 @@ async def measure(
         if detach is not None:
             await detach()
         await procs.stop(running)
+    relays = [p for p, role in zip(running, spec.roles, strict=True) if role == "relay"]
     return {
         "impl": impl,
         "rows": total,
@@ -73,6 +79,7 @@ async def measure(
         "cpu_ms_per_msg": {role: _per_msg(u["cpu_s"], total) for role, u in used.items()},
         "claim_scan": scan,
         "counts": await db.status_counts(bench.conn, spec.rows[0].id),
+        **({"claim_ms": claims.summary(claims.claim_times(relays))} if spec.claims else {}),
     }
 
 

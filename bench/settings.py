@@ -22,8 +22,11 @@ KAFKA_TUNING = {
     "heartbeat_interval_ms": 500,
     "rebalance_timeout_ms": 2000,
 }
-SCENARIOS = ("drain", "e2e", "persist", "latency", "explain", "profile")
-DEFAULT_SCENARIOS = ("drain", "e2e", "persist", "latency", "explain")
+SCENARIOS = (
+    "drain", "fresh", "e2e", "persist", "latency", "explain", "rebalance", "growth", "profile",
+)  # fmt: skip
+DEFAULT_SCENARIOS = ("drain", "fresh", "e2e", "persist", "latency", "explain")
+"""rebalance, growth and profile run only when named in --only."""
 
 
 def dsn(database: str = DATABASE) -> str:
@@ -41,13 +44,16 @@ class Plan:
     persist_rows: int = 60_000
     drain_reps: int = 2
     reps: int = 3
-    latency_rate: int = 1_000
+    fresh_rows: int = 50_000
+    latency_rates: tuple[int, ...] = (300, 1_000, 3_000)
     latency_seconds: float = 10.0
-    latency_reps: int = 2
+    latency_reps: int = 3
     latency_group: int = 1
     """Rows per recorder transaction (1 = one row per commit)."""
     explain_rows: int = 1_000_000
     explain_pending: int = 10_000
+    growth_history: tuple[int, ...] = (10_000, 1_000_000)
+    """Consumed rows already in the table before a growth drain (10M: --history)."""
     conversations: int = 1_000
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     quick: bool = False
@@ -59,10 +65,13 @@ QUICK = Plan(
     persist_rows=10_000,
     drain_reps=1,
     reps=1,
+    fresh_rows=10_000,
+    latency_rates=(1_000,),
     latency_seconds=5.0,
     latency_reps=1,
     explain_rows=200_000,
     explain_pending=5_000,
+    growth_history=(10_000, 200_000),
     quick=True,
 )
 

@@ -1,5 +1,6 @@
 """Throughput scenarios: drain (relays only), end-to-end (relay + consumer), persist
-(consumer only, from a pre-produced topic). Ours and the baseline alternate each repetition."""
+(consumer only, from a pre-produced topic). The implementations take turns each repetition,
+in a rotated order."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from bench import db, kafka
 from bench.data import Row, envelope, make_rows
-from bench.procs import IMPLS
+from bench.procs import IMPLS, MINIMAL, ONCE, ONE_LANE
 from bench.runs import Bench, Spec, measure
 from bench.watch import DRAIN, E2E, PERSIST
 from chat_outbox.domain import OutboxStatus
@@ -17,10 +18,24 @@ from chat_outbox.domain import OutboxStatus
 Runs = list[dict[str, Any]]
 
 
-async def _alternate(bench: Bench, spec: Spec, reps: int, topic: str | None = None) -> Runs:
+DRAIN_IMPLS = {
+    1: ("ours", ONCE, ONE_LANE, "baseline", MINIMAL),
+    2: ("ours", "baseline", MINIMAL),
+}
+"""Per relay count: `relay --once` and one lane are compared as one process only."""
+
+
+async def _alternate(
+    bench: Bench,
+    spec: Spec,
+    reps: int,
+    topic: str | None = None,
+    impls: tuple[str, ...] = IMPLS,
+) -> Runs:
     results: Runs = []
     for rep in range(reps):
-        for impl in IMPLS if rep % 2 == 0 else tuple(reversed(IMPLS)):
+        turn = rep % len(impls)
+        for impl in impls[turn:] + impls[:turn]:
             run_topic = topic or await kafka.new_topic(bench.broker, spec.label)
             result = await measure(bench, spec, impl, run_topic)
             results.append({**result, "rep": rep})
@@ -52,7 +67,7 @@ async def drain(bench: Bench, relays: int) -> Runs:
     rows = _rows(bench, bench.plan.drain_rows)
     label = f"drain{relays}"
     spec = Spec(label, rows, OutboxStatus.PENDING, ("relay",) * relays, DRAIN)
-    return await _alternate(bench, spec, bench.plan.drain_reps)
+    return await _alternate(bench, spec, bench.plan.drain_reps, impls=DRAIN_IMPLS[relays])
 
 
 async def e2e(bench: Bench) -> Runs:

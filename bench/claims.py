@@ -1,0 +1,43 @@
+"""Claim durations as our relays report them: the `claim_ms` of each `relay_batch` log line
+(JSON, info level), read back from the processes' logs after a run."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from typing import Any
+
+from bench.procs import Proc
+
+LOG_LEVEL = "info"
+"""The level at which our relay logs one `relay_batch` line per batch."""
+
+
+def claim_times(procs: list[Proc]) -> list[float]:
+    """Every batch's claim time (ms) in these processes' logs, in log order."""
+    found: list[float] = []
+    for proc in procs:
+        for line in proc.log.read_text(errors="replace").splitlines():
+            if '"relay_batch"' not in line:
+                continue
+            try:
+                fields = json.loads(line)
+            except ValueError:
+                continue
+            if fields.get("event") == "relay_batch" and "claim_ms" in fields:
+                found.append(float(fields["claim_ms"]))
+    return found
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    """Count, p50, p99 and max of claim times; empty when there were none."""
+    if not values:
+        return {"batches": 0}
+    cuts = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else None
+    return {
+        "batches": len(values),
+        "p50_ms": cuts[49] if cuts else values[0],
+        "p99_ms": cuts[98] if cuts else values[0],
+        "max_ms": max(values),
+        "over_50_ms": sum(1 for v in values if v > 50),
+    }
