@@ -76,21 +76,6 @@ async def test_a_backlog_brings_the_second_lane_in_and_every_message_is_relayed_
     assert all(bus.sent > 0 for bus in buses)
 
 
-async def test_a_backlog_brings_the_second_lane_in_when_relaying_once(
-    harness: Harness,
-) -> None:
-    """`relay --once` drains a backlog with every lane, and returns when nothing is due."""
-    rows = [await harness.record(f"c{n % 8}", f"m{n}") for n in range(40)]
-    buses = [LaneBus(harness.bus, turns=True), LaneBus(harness.bus, turns=True)]
-    relays = [attrs.evolve(harness.relay(batch_size=4), bus=bus) for bus in buses]
-    report = await asyncio.wait_for(
-        run_relay_lanes(relays, asyncio.Event(), polling=Polling(0.01, 0.01, 0), once=True), 5
-    )
-    assert report.published == len(rows) == len(harness.bus.log)
-    assert all(harness.status(row.id) is OutboxStatus.PUBLISHED for row in rows)
-    assert all(bus.sent > 0 for bus in buses)
-
-
 async def test_a_trickle_is_relayed_by_the_first_lane_alone(harness: Harness) -> None:
     """Batches short of full never call the other lanes in (nor onto the roster)."""
     rows = [await harness.record(f"c{n}", "m") for n in range(3)]

@@ -127,8 +127,7 @@ async def run_relay_lanes(
     transaction and share of the conversations, works meanwhile. The lanes join when the
     first relay claims a full batch and leave (handing their shares back) once its batches
     shrink: at a trickle, one relay is quicker than several splitting each wake-up. With
-    once, the lanes help until the first relay finds nothing due. If one lane fails, the
-    others are stopped."""
+    once, the first relay alone. If one lane fails, the others are stopped."""
     first, *others = relays
     backlog, first_stopped = Backlog(), asyncio.Event()
 
@@ -152,7 +151,8 @@ async def run_relay_lanes(
 
     async with asyncio.TaskGroup() as group:
         lanes = [group.create_task(lead())]
-        lanes += [group.create_task(help_with_backlog(relay)) for relay in others]
+        if not once:
+            lanes += [group.create_task(help_with_backlog(relay)) for relay in others]
     totals = RelayReport()
     for lane in lanes:
         totals = add_up(totals, lane.result())
