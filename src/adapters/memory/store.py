@@ -58,20 +58,7 @@ class InMemoryOutboxRepository(OutboxRepository):
     async def add(self, message: NewOutboxMessage) -> OutboxMessage:
         if await self.by_event_id(message.event_id) is not None:
             raise DuplicateEvent(message.event_id)
-        row = OutboxMessage(
-            id=next(self.ids),
-            event_id=message.event_id,
-            biz_type=message.biz_type,
-            topic=message.topic,
-            message_key=message.message_key,
-            payload=message.payload,
-            status=OutboxStatus.PENDING,
-            created_at=message.created_at,
-            updated_at=message.created_at,
-            next_retry_at=message.created_at,
-            max_retry=message.max_retry,
-            traceparent=message.traceparent,
-        )
+        row = message.recorded_as(next(self.ids))
         self.rows[row.id] = row
         return attrs.evolve(row)
 

@@ -72,21 +72,7 @@ class SqlOutboxRepository(OutboxRepository):
             raise
         (outbox_id,) = result.inserted_primary_key or (None,)
         assert isinstance(outbox_id, int), "the database returned no primary key"
-        return OutboxMessage(
-            id=outbox_id,
-            event_id=message.event_id,
-            biz_type=message.biz_type,
-            topic=message.topic,
-            message_key=message.message_key,
-            payload=message.payload,
-            status=OutboxStatus.PENDING,
-            created_at=message.created_at,
-            updated_at=message.created_at,
-            next_retry_at=message.created_at,
-            retry_count=0,
-            max_retry=message.max_retry,
-            traceparent=message.traceparent,
-        )
+        return message.recorded_as(outbox_id)
 
     async def apply(self, transitions: Sequence[Transition]) -> int:
         groups: defaultdict[tuple[object, ...], list[int]] = defaultdict(list)

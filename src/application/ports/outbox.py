@@ -25,6 +25,24 @@ class NewOutboxMessage:
     created_at: datetime
     traceparent: str | None = None
 
+    def recorded_as(self, outbox_id: int) -> OutboxMessage:
+        """The row as stored under `outbox_id`: pending, due at once, no attempt yet."""
+        return OutboxMessage(
+            id=outbox_id,
+            event_id=self.event_id,
+            biz_type=self.biz_type,
+            topic=self.topic,
+            message_key=self.message_key,
+            payload=self.payload,
+            status=OutboxStatus.PENDING,
+            created_at=self.created_at,
+            updated_at=self.created_at,
+            next_retry_at=self.created_at,
+            retry_count=0,
+            max_retry=self.max_retry,
+            traceparent=self.traceparent,
+        )
+
 
 @attrs.frozen
 class OutboxStats:
