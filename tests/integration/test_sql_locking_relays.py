@@ -37,6 +37,8 @@ from tests.integration.test_sql_relays import (
 pytestmark = pytest.mark.integration
 
 IDLE_LIMIT = timedelta(seconds=1)
+# The default policy's full jitter can pick a delay near zero, making the head due again.
+A_MINUTE_LATER = RetryPolicy(base=timedelta(minutes=1), rand=lambda: 1.0)
 
 
 @pytest.fixture(params=("postgresql", "mariadb"))
@@ -144,7 +146,7 @@ async def test_a_locked_claim_stops_a_run_at_a_row_waiting_for_its_retry(
     clock = SystemClock()
     async with uow() as unit:
         [head, *_] = await lock_runs(unit.connection, clock.now(), 1)
-        failed = head.record_publish_failure(PublishFailure("down"), clock.now(), RetryPolicy())
+        failed = head.record_publish_failure(PublishFailure("down"), clock.now(), A_MINUTE_LATER)
         assert failed is not None
         await unit.outbox.apply([failed])
         await unit.commit()
