@@ -5,6 +5,10 @@ with `Outbox.record` in ONE transaction of the app's own session: both commit, o
 does. The relay and the consumer run inside the app (its lifespan starts and stops them)
 and carry the message into chat history, which `GET /conversations/{id}/history` serves.
 
+`POST /runs/{id}/finish` records a second event type beside the agent's answer (a chat
+message): `agent_run.finished`, whose handler, run by the consumer in its own transaction,
+marks the `agent_runs` row finished. `GET /runs/{id}` shows it.
+
 Nothing is built at import time: `create_app(settings)` builds an app, and uvicorn runs
 `app_from_env` with `--factory` (see README.md).
 """
@@ -16,18 +20,28 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Path, Query, Request, Response, status
+from fastapi import FastAPI, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from chat_outbox import (
     ChatMessage,
+    Event,
+    EventRegistry,
+    EventType,
     IdempotencyConflict,
     InvalidChatMessage,
+    InvalidEvent,
     Outbox,
+    PermanentHandlerError,
     Role,
     Settings,
 )
@@ -66,6 +80,56 @@ class History(BaseModel):
     messages: list[HistoryMessage]
 
 
+class RunFinish(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    answer: str
+    tokens: int
+
+
+class FinishRecorded(BaseModel):
+    run_id: int
+    outbox_id: int
+    event_id: str
+
+
+class Run(BaseModel):
+    run_id: int
+    conversation_id: str
+    status: str
+    answer: str | None
+    tokens: int | None
+
+
+RUN_FINISHED = "agent_run.finished"
+
+
+def check_run_finished(payload: Any) -> None:
+    """The agent_run.finished payload: {"run_id": int, "tokens": int}, nothing else."""
+    if not isinstance(payload, dict) or set(payload) != {"run_id", "tokens"}:
+        raise ValueError("expected exactly run_id and tokens")
+    for name in ("run_id", "tokens"):
+        value = payload[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer")
+
+
+def event_types() -> EventRegistry:
+    """The app's event types besides chat messages, and their handlers."""
+    events = EventRegistry()
+    events.register(EventType(RUN_FINISHED, validate=check_run_finished, max_payload_bytes=256))
+
+    @events.handler(RUN_FINISHED)
+    async def finish_run(event: Event, session: AsyncSession) -> None:
+        """Runs in the consumer's transaction, once per event: the update commits with it."""
+        run = await session.get(AgentRun, event.payload["run_id"])
+        if run is None:
+            raise PermanentHandlerError(f"no agent run {event.payload['run_id']}")
+        run.status = "finished"
+        run.tokens = event.payload["tokens"]
+
+    return events
+
+
 class FailedAfterRecord(Exception):
     """The atomicity demo (`?fail_after_record=true`): raised after `Outbox.record` and the
     `agent_runs` insert, before the commit."""
@@ -99,7 +163,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     refuse the in-memory one). `database_url` is the app's own engine URL, by default
     `settings.core.database_url`; it must name the same database, since the outbox rows are
     written through the app's connection and the relay reads them from that database."""
-    outbox = Outbox(settings)
+    outbox = Outbox(settings, events=event_types())
     engine = create_engine(database_url or settings.core.database_url)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
 
@@ -195,6 +259,51 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
                 for entry in entries
             ],
         )
+
+    @app.post("/runs/{run_id}/finish", status_code=status.HTTP_202_ACCEPTED)
+    async def finish_run(run_id: int, body: RunFinish) -> FinishRecorded:
+        """Record the agent's answer as a chat message and the run's agent_run.finished
+        event, in one transaction; the consumer persists the one and handles the other, in
+        that order, as both are keyed by the run's conversation."""
+        async with sessions() as session:
+            run = await session.get(AgentRun, run_id)
+            if run is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no agent run {run_id}")
+            answer = ChatMessage.create(
+                user_id=run.user_id,
+                conversation_id=run.conversation_id,
+                role=Role.ASSISTANT,
+                message=body.answer,
+                max_message_bytes=settings.core.max_message_bytes,
+            )
+            await outbox.record(session, answer)
+            finished = Event(
+                RUN_FINISHED, run.conversation_id, {"run_id": run_id, "tokens": body.tokens}
+            )
+            recorded = await outbox.record(session, finished)
+            run.answer = body.answer
+            await session.commit()
+        return FinishRecorded(
+            run_id=run_id, outbox_id=recorded.outbox_id, event_id=recorded.event_id
+        )
+
+    @app.get("/runs/{run_id}")
+    async def get_run(run_id: int) -> Run:
+        async with sessions() as session:
+            run = await session.get(AgentRun, run_id)
+        if run is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no agent run {run_id}")
+        return Run(
+            run_id=run.id,
+            conversation_id=run.conversation_id,
+            status=run.status,
+            answer=run.answer,
+            tokens=run.tokens,
+        )
+
+    @app.exception_handler(InvalidEvent)
+    async def invalid_event(request: Request, error: InvalidEvent) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, 422)
 
     @app.exception_handler(InvalidChatMessage)
     async def invalid_message(request: Request, error: InvalidChatMessage) -> JSONResponse:

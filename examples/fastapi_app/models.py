@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, String, Text
+from sqlalchemy import BigInteger, DateTime, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -29,3 +29,7 @@ class AgentRun(Base):
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
     """The chat message's event id (`Recorded.event_id`): which outbox row this run wrote."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    """running, then finished once the consumer has handled its agent_run.finished event."""
+    answer: Mapped[str | None] = mapped_column(Text, default=None)
+    tokens: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -9,28 +9,46 @@ import re
 from json.encoder import encode_basestring
 from typing import Any
 
-from chat_outbox.domain import Envelope, MalformedEnvelope, OutboxMessage
+import attrs
+
+from chat_outbox.domain import BIZ_TYPE_CHAT_HISTORY, MalformedEnvelope, OutboxMessage
 from chat_outbox.domain.chat import DEFAULT_MAX_MESSAGE_BYTES
-from chat_outbox.domain.envelope import SCHEMA_VERSION, parse_json
+from chat_outbox.domain.envelope import (
+    SCHEMA_VERSION,
+    AnyEnvelope,
+    decode_any,
+    parse_json,
+    refuse_unknown_type,
+)
 
 _KEY_END = re.compile(r'"\s*:')
 _ANY = json.JSONDecoder()  # json.loads' own, built once
 _quoted = encode_basestring  # a JSON string as the compact (ensure_ascii=False) encoder writes it
 
 
+@attrs.frozen
 class FastEnvelopeCodec:
     """Encodes around the stored payload text instead of re-validating it (it was validated
     when recorded), and parses records with the C parser, re-parsing strictly only when a
-    key may repeat."""
+    key may repeat. `types`: as PlainEnvelopeCodec's."""
+
+    types: frozenset[str] = frozenset()
 
     def encode(self, message: OutboxMessage) -> bytes:
-        """The bytes of Envelope.for_outbox_message(message).encode(); a payload that is no
+        """The bytes of PlainEnvelopeCodec(types).encode(message); a chat payload that is no
         longer a JSON object of the row's conversation is malformed."""
-        payload = _stored_payload(message)
-        if not isinstance(payload, dict) or payload.get("conversation_id") != message.message_key:
-            raise MalformedEnvelope(
-                f"outbox row {message.id} has a bad payload: not an object of its conversation"
-            )
+        if message.biz_type != BIZ_TYPE_CHAT_HISTORY:
+            refuse_unknown_type(message, self.types)
+            _stored_payload(message)  # JSON, or malformed
+        else:
+            payload = _stored_payload(message)
+            if (
+                not isinstance(payload, dict)
+                or payload.get("conversation_id") != message.message_key
+            ):
+                raise MalformedEnvelope(
+                    f"outbox row {message.id} has a bad payload: not an object of its conversation"
+                )
         # What the compact encoder writes for these keys, in this order, without building a
         # dict and walking it.
         return (
@@ -40,8 +58,10 @@ class FastEnvelopeCodec:
             f'"payload":{message.payload}}}'
         ).encode()
 
-    def decode(self, data: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Envelope:
-        return Envelope.decode(data, max_message_bytes, parse=_parse_counting_keys)
+    def decode(
+        self, data: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    ) -> AnyEnvelope:
+        return decode_any(data, max_message_bytes, parse=_parse_counting_keys)
 
 
 def _parse_counting_keys(text: str) -> Any:
@@ -65,11 +85,11 @@ def _stored_payload(message: OutboxMessage) -> Any:
     text = message.payload
     try:
         payload, end = _ANY.raw_decode(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         payload, end = None, -1
     if end == len(text):
         return payload
     try:
         return json.loads(text)  # whitespace around the value, or an error
-    except ValueError:
+    except (ValueError, RecursionError):
         raise MalformedEnvelope(f"outbox row {message.id} has a bad payload: not JSON") from None

@@ -19,3 +19,8 @@ class IdempotencyConflict(Exception):
 
 class NotOwner(Exception):
     """The conversation belongs to another user than the one writing into it."""
+
+
+class PermanentHandlerError(Exception):
+    """Raised by an event handler when retrying cannot help: the event goes to the dead
+    letters at once, with this error's text as the reason, and its row goes dead."""

@@ -9,8 +9,11 @@ from chat_outbox.domain.errors import (
     DomainError,
     IllegalTransition,
     InvalidChatMessage,
+    InvalidEvent,
     MalformedEnvelope,
+    UnknownEventType,
 )
+from chat_outbox.domain.events import Event, EventType
 from chat_outbox.domain.history import HistoryEntry
 from chat_outbox.domain.outbox import (
     BIZ_TYPE_CHAT_HISTORY,
@@ -23,6 +26,7 @@ from chat_outbox.domain.outbox import (
     Transition,
     apply_to,
     consumed,
+    handler_failed,
     holds_back_later_messages,
     requeued,
     statuses_changed_by,
@@ -40,9 +44,12 @@ __all__ = [
     "ChatMessage",
     "DomainError",
     "Envelope",
+    "Event",
+    "EventType",
     "HistoryEntry",
     "IllegalTransition",
     "InvalidChatMessage",
+    "InvalidEvent",
     "MalformedEnvelope",
     "OutboxEvent",
     "OutboxMessage",
@@ -51,8 +58,10 @@ __all__ = [
     "RetryPolicy",
     "Role",
     "Transition",
+    "UnknownEventType",
     "apply_to",
     "consumed",
+    "handler_failed",
     "holds_back_later_messages",
     "requeued",
     "statuses_changed_by",

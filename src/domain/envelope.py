@@ -12,7 +12,8 @@ from typing import Any
 import attrs
 
 from chat_outbox.domain.chat import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage
-from chat_outbox.domain.errors import InvalidChatMessage, MalformedEnvelope
+from chat_outbox.domain.errors import InvalidChatMessage, InvalidEvent, MalformedEnvelope
+from chat_outbox.domain.events import Event, checked_key, checked_type_name
 from chat_outbox.domain.outbox import BIZ_TYPE_CHAT_HISTORY, OutboxMessage
 
 SCHEMA_VERSION = 1
@@ -128,20 +129,13 @@ class Envelope:
 
     @classmethod
     def _decode(cls, data: bytes, max_message_bytes: int, parse: Callable[[str], Any]) -> Envelope:
-        document = _parse_json_object(data, parse)
-        if len(document) != len(ENVELOPE_FIELDS) or not ENVELOPE_KEYS.issuperset(document):
-            missing = [name for name in ENVELOPE_FIELDS if name not in document]
-            if missing:
-                raise MalformedEnvelope(f"envelope is missing field {missing[0]!r}")
-            extra = sorted(name for name in document if name not in ENVELOPE_FIELDS)
-            raise MalformedEnvelope(f"envelope has unexpected field {extra[0]!r:.60}")
+        document = _document(data, parse)
         if document["type"] != BIZ_TYPE_CHAT_HISTORY:
             raise MalformedEnvelope(f"unknown message type {document['type']!r:.60}")
-        version = document["schema_version"]
-        if type(version) is not int or version != SCHEMA_VERSION:
-            raise MalformedEnvelope(
-                f"unsupported schema version {version!r:.20} (this reader knows {SCHEMA_VERSION})"
-            )
+        return cls._of_chat(document, max_message_bytes)
+
+    @classmethod
+    def _of_chat(cls, document: dict[str, Any], max_message_bytes: int) -> Envelope:
         try:
             payload = ChatMessage.from_payload(document["payload"], max_message_bytes)
         except InvalidChatMessage as error:
@@ -158,6 +152,113 @@ class Envelope:
             outbox_id=_positive_int(document, "outbox_id"),
             payload=payload,
         )
+
+
+@attrs.frozen
+class EventEnvelope:
+    """The envelope of an event of another type than chat: the same fields, its payload the
+    JSON value its type's validator checks (the consumer does, once it knows the type)."""
+
+    event_id: str
+    type: str
+    schema_version: int
+    occurred_at: datetime
+    key: str
+    outbox_id: int
+    payload: Any
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(self.outbox_id, self.event_id, self.key, self.type)
+
+    @property
+    def event(self) -> Event:
+        return Event(self.type, self.key, self.payload, self.event_id, self.outbox_id)
+
+    @classmethod
+    def for_outbox_message(cls, message: OutboxMessage) -> EventEnvelope:
+        try:
+            payload = json.loads(message.payload)
+        except (ValueError, RecursionError):
+            raise MalformedEnvelope(
+                f"outbox row {message.id} has a bad payload: not JSON"
+            ) from None
+        return cls(
+            event_id=message.event_id,
+            type=message.biz_type,
+            schema_version=SCHEMA_VERSION,
+            occurred_at=message.created_at,
+            key=message.message_key,
+            outbox_id=message.id,
+            payload=payload,
+        )
+
+    def encode(self) -> bytes:
+        document = {
+            "event_id": self.event_id,
+            "type": self.type,
+            "schema_version": self.schema_version,
+            "occurred_at": self.occurred_at.isoformat(),
+            "key": self.key,
+            "outbox_id": self.outbox_id,
+            "payload": self.payload,
+        }
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def _of(cls, document: dict[str, Any]) -> EventEnvelope:
+        try:
+            kind = checked_type_name(document["type"])
+            key = checked_key(document["key"])
+        except InvalidEvent as error:
+            raise MalformedEnvelope(str(error)) from None
+        return cls(
+            event_id=_event_id(document),
+            type=kind,
+            schema_version=SCHEMA_VERSION,
+            occurred_at=_timestamp(document),
+            key=key,
+            outbox_id=_positive_int(document, "outbox_id"),
+            payload=document["payload"],
+        )
+
+
+AnyEnvelope = Envelope | EventEnvelope
+
+
+def decode_any(
+    data: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, parse: JsonParser = None
+) -> AnyEnvelope:
+    """Envelope.decode for a record of any type: a chat message's envelope, or another
+    type's with its payload unchecked. MalformedEnvelope, and nothing else, whatever the bytes."""
+    try:
+        document = _document(data, parse or parse_json)
+        if document["type"] == BIZ_TYPE_CHAT_HISTORY:
+            return Envelope._of_chat(document, max_message_bytes)
+        return EventEnvelope._of(document)
+    except MalformedEnvelope:
+        raise
+    except RecursionError:
+        raise MalformedEnvelope("envelope is nested too deeply") from None
+    except Exception as error:  # noqa: BLE001 - any other failure is a malformed record too
+        raise MalformedEnvelope(f"cannot decode: {type(error).__name__}") from None
+
+
+def _document(data: bytes, parse: Callable[[str], Any]) -> dict[str, Any]:
+    """The envelope's JSON object, with exactly its fields and a schema version we read."""
+    document = _parse_json_object(data, parse)
+    if len(document) != len(ENVELOPE_FIELDS) or not ENVELOPE_KEYS.issuperset(document):
+        missing = [name for name in ENVELOPE_FIELDS if name not in document]
+        if missing:
+            raise MalformedEnvelope(f"envelope is missing field {missing[0]!r}")
+        extra = sorted(name for name in document if name not in ENVELOPE_FIELDS)
+        raise MalformedEnvelope(f"envelope has unexpected field {extra[0]!r:.60}")
+    version = document["schema_version"]
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise MalformedEnvelope(
+            f"unsupported schema version {version!r:.20} (this reader knows {SCHEMA_VERSION})"
+        )
+    return document
 
 
 def _parse_json_object(data: bytes, parse: Callable[[str], Any]) -> dict[str, Any]:
@@ -250,12 +351,31 @@ def _timestamp(document: dict[str, Any]) -> datetime:
     return utc
 
 
+@attrs.frozen
 class PlainEnvelopeCodec:
     """The envelope rules as they read: encode a row's envelope, decode refusing repeated
-    keys. adapters.codec gives the same results faster; this one is the reference."""
+    keys. adapters.codec gives the same results faster; this one is the reference.
+    `types` are the event types besides chat this process knows: a row of any other type
+    cannot be encoded (the relay sends it dead at once instead of leaving it to wait)."""
+
+    types: frozenset[str] = frozenset()
 
     def encode(self, message: OutboxMessage) -> bytes:
-        return Envelope.for_outbox_message(message).encode()
+        if message.biz_type == BIZ_TYPE_CHAT_HISTORY:
+            return Envelope.for_outbox_message(message).encode()
+        refuse_unknown_type(message, self.types)
+        return EventEnvelope.for_outbox_message(message).encode()
 
-    def decode(self, data: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Envelope:
-        return Envelope.decode(data, max_message_bytes)
+    def decode(
+        self, data: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    ) -> AnyEnvelope:
+        return decode_any(data, max_message_bytes)
+
+
+def refuse_unknown_type(message: OutboxMessage, types: frozenset[str]) -> None:
+    """MalformedEnvelope, saying so, when the row's type is not chat nor one of `types`."""
+    if message.biz_type not in types:
+        raise MalformedEnvelope(
+            f"unknown event type {message.biz_type!r:.70}: no type of that name is registered "
+            "in this relay"
+        )

@@ -30,6 +30,8 @@ class OutboxEvent(enum.StrEnum):
     CONSUMED = "consumed"
     REQUEUED = "requeued"
     SWEPT = "swept"
+    HANDLER_FAILED = "handler_failed"
+    """A consumer's handler refused the event for good: it is dead-lettered, its row dead."""
 
 
 class _Outcome(enum.Enum):
@@ -49,6 +51,7 @@ TABLE: dict[OutboxStatus, dict[OutboxEvent, OutboxStatus | _Outcome]] = {
         _E.CONSUMED: _S.CONSUMED,
         _E.REQUEUED: _REFUSED,
         _E.SWEPT: _REFUSED,
+        _E.HANDLER_FAILED: _S.DEAD,
     },
     _S.PUBLISHED: {
         _E.PUBLISH_ACKED: _NO_OP,
@@ -57,6 +60,7 @@ TABLE: dict[OutboxStatus, dict[OutboxEvent, OutboxStatus | _Outcome]] = {
         _E.CONSUMED: _S.CONSUMED,
         _E.REQUEUED: _REFUSED,
         _E.SWEPT: _S.PENDING,
+        _E.HANDLER_FAILED: _S.DEAD,
     },
     _S.CONSUMED: {
         _E.PUBLISH_ACKED: _NO_OP,
@@ -65,6 +69,7 @@ TABLE: dict[OutboxStatus, dict[OutboxEvent, OutboxStatus | _Outcome]] = {
         _E.CONSUMED: _NO_OP,
         _E.REQUEUED: _REFUSED,
         _E.SWEPT: _REFUSED,
+        _E.HANDLER_FAILED: _NO_OP,
     },
     _S.DEAD: {
         _E.PUBLISH_ACKED: _NO_OP,
@@ -73,6 +78,7 @@ TABLE: dict[OutboxStatus, dict[OutboxEvent, OutboxStatus | _Outcome]] = {
         _E.CONSUMED: _S.CONSUMED,
         _E.REQUEUED: _S.PENDING,
         _E.SWEPT: _REFUSED,
+        _E.HANDLER_FAILED: _NO_OP,
     },
 }
 
@@ -132,6 +138,14 @@ _ALL_BUT_THE_ROW: Callable[[Transition], tuple[object, ...]] = operator.attrgett
 def consumed(outbox_id: int, at: datetime) -> Transition:
     """Consumption is decided without loading the row; the guard enforces the table."""
     return Transition(outbox_id, OutboxEvent.CONSUMED, OutboxStatus.CONSUMED, at)
+
+
+def handler_failed(outbox_id: int, at: datetime, reason: str) -> Transition:
+    """Decided by the consumer from the record alone, like consumed; the guard enforces the
+    table, so a row consumed meanwhile stays consumed."""
+    return Transition(
+        outbox_id, OutboxEvent.HANDLER_FAILED, OutboxStatus.DEAD, at, None, None, reason
+    )
 
 
 def requeued(outbox_id: int, at: datetime) -> Transition:
@@ -201,6 +215,9 @@ class OutboxMessage:
 
     def mark_consumed(self, at: datetime) -> Transition | None:
         return self._apply_if_changes(consumed(self.id, at))
+
+    def record_handler_failure(self, reason: str, at: datetime) -> Transition | None:
+        return self._apply_if_changes(handler_failed(self.id, at, reason))
 
     def requeue(self, at: datetime) -> Transition | None:
         return self._apply_if_changes(requeued(self.id, at))

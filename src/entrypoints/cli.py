@@ -37,6 +37,12 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+HANDLERS_HELP = (
+    "your EventRegistry, as package.module:name: its event types and handlers besides chat "
+    "messages [CHAT_OUTBOX_EVENTS]"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="chat-outbox",
@@ -78,15 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     relay = sub.add_parser("relay", help="publish due outbox rows to the bus until stopped")
     relay.add_argument("--once", action="store_true", help="drain what is due now, then exit")
+    relay.add_argument("--handlers", metavar="MODULE:NAME", help=HANDLERS_HELP)
     relay.set_defaults(run=_relay)
 
-    consume = sub.add_parser("consume", help="persist bus records into chat history")
+    consume = sub.add_parser(
+        "consume", help="persist bus records into chat history, and run your event handlers"
+    )
     consume.add_argument(
         "--idle-exit",
         type=operating.seconds,
         metavar="SECONDS",
         help="exit after this long with nothing to consume",
     )
+    consume.add_argument("--handlers", metavar="MODULE:NAME", help=HANDLERS_HELP)
     consume.set_defaults(run=_consume)
 
     operating.add_parsers(sub)

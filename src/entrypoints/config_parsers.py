@@ -35,6 +35,17 @@ def text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.ASCII)
+
+
+def import_path(name: str, raw: str) -> str:
+    """`package.module:name`, or empty for none."""
+    value = raw.strip()
+    if value and not IMPORT_PATH.fullmatch(value):
+        raise ConfigError(f"{name} must look like package.module:name, got {value!r:.80}")
+    return value
+
+
 def trace_url(name: str, raw: str) -> str:
     """An http(s) URL template with one {trace_id} placeholder; the dashboard fills it in."""
     value = raw.strip()

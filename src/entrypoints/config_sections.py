@@ -66,6 +66,12 @@ class CoreSettings:
         least=1,
         most=10_000,
     )
+    events: str = setting(
+        "",
+        parsers.import_path,
+        "The host's EventRegistry as package.module:name: the event types the relay "
+        "publishes and the handlers the consumer runs (empty: chat messages only)",
+    )
 
 
 @attrs.frozen
@@ -167,7 +173,15 @@ class ConsumerSettings:
     writes: int | None = setting(
         None,
         parsers.auto_or_positive_int,
-        "Batches written at once, each in its own transaction; auto (None): 3, or 1 on SQLite",
+        "Batches written at once, each in its own transaction; auto (None): 3, or 1 on SQLite "
+        "or with event handlers",
         least=1,
         most=64,
+    )
+    handler_attempts: int = setting(
+        5,
+        parsers.positive_int,
+        "Tries of an event handler that keeps raising before its event is dead-lettered",
+        least=1,
+        most=1000,
     )

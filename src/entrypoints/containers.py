@@ -42,7 +42,9 @@ from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import Polling
 from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.application.relay.sharing import RelayShares
+from chat_outbox.adapters.sql.handling import SqlEventHandlers
 from chat_outbox.entrypoints.config import PREFIX, Settings
+from chat_outbox.entrypoints.events import EventRegistry, load_registry
 from chat_outbox.entrypoints.jobs import consumer_jobs, relay_jobs
 
 if TYPE_CHECKING:
@@ -128,8 +130,19 @@ def _scraped(settings: Settings, metrics: PrometheusMetrics) -> Metrics:
     return metrics if settings.metrics.port else NoMetrics()
 
 
+def _codec(events: EventRegistry) -> FastEnvelopeCodec:
+    return FastEnvelopeCodec(frozenset(events.types))
+
+
+def _consumer_writes(settings: Settings, events: EventRegistry) -> int:
+    """Batches written at once; one at a time with event handlers, whose effects must
+    follow their key's order across batches (chat history is read back in order anyway)."""
+    return 1 if events.handlers else settings.consumer_writes_at_once
+
+
 class Core(containers.DeclarativeContainer):
-    """What every entrypoint shares: settings, the database, the clock."""
+    """What every entrypoint shares: settings, the database, the clock, the event types.
+    A host's jobs override `events` with the registry of its Outbox."""
 
     settings = providers.Dependency(instance_of=Settings)
     engine = providers.Resource(_engine, settings)
@@ -141,7 +154,8 @@ class Core(containers.DeclarativeContainer):
     metrics = providers.Singleton(PrometheusMetrics, registry)
     scraped = providers.Singleton(_scraped, settings, metrics)
     tracing = providers.Singleton(available_tracing)
-    codec = providers.Singleton(FastEnvelopeCodec)
+    events = providers.Singleton(load_registry, settings.provided.core.events)
+    codec = providers.Singleton(_codec, events)
     record = providers.Factory(
         RecordChatMessage,
         uow=uow,
@@ -244,10 +258,17 @@ def _consumer(
         clock=core.clock,
         max_message_bytes=settings.provided.core.max_message_bytes,
         batch_size=settings.provided.consumer.batch_size,
-        writes=settings.provided.consumer_writes_at_once,
+        writes=providers.Callable(_consumer_writes, settings, core.events),
         metrics=core.scraped,
         tracing=core.tracing,
         codec=core.codec,
+        handlers=providers.Factory(
+            SqlEventHandlers,
+            core.uow,
+            core.events.provided.handlers,
+            core.events.provided.types,
+        ),
+        handler_attempts=settings.provided.consumer.handler_attempts,
     )
 
 

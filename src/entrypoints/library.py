@@ -14,14 +14,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.sql import create_engine, upgrade
+from chat_outbox.adapters.sql.handling import Handler
 from chat_outbox.adapters.sql.history import SqlChatHistoryRepository
 from chat_outbox.adapters.sql.outbox import SqlOutboxRepository
 from chat_outbox.adapters.tracing import available_tracing
 from chat_outbox.application.consume.consuming import ConsumeReport
-from chat_outbox.application.record.recording import add_once, chat_row, idempotent_event_id
+from chat_outbox.application.record.recording import (
+    add_once,
+    chat_row,
+    event_row,
+    idempotent_event_id,
+)
 from chat_outbox.application.relay.relaying import RelayReport
-from chat_outbox.domain import ChatMessage, HistoryEntry
+from chat_outbox.domain import ChatMessage, Event, EventType, HistoryEntry
 from chat_outbox.entrypoints.config import Settings
+from chat_outbox.entrypoints.events import EventRegistry
 
 if TYPE_CHECKING:
     from chat_outbox.entrypoints.processes import Started
@@ -42,28 +49,44 @@ class Recorded:
 
 class Outbox:
     """chat-outbox for a host application, configured by `settings` (default: the
-    CHAT_OUTBOX_* environment). Building it opens nothing; `record` uses the host's
-    connection, and each job opens and closes its own while it runs."""
+    CHAT_OUTBOX_* environment) and `events`, its event types and handlers besides chat
+    messages (default: an empty registry). Building it opens nothing; `record` uses the
+    host's connection, and each job opens and closes its own while it runs."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, events: EventRegistry | None = None
+    ) -> None:
         self.settings = Settings.from_env() if settings is None else settings
+        self.events = EventRegistry() if events is None else events
         self._clock = SystemClock()
         self._tracing = available_tracing()
+
+    def register(self, event_type: EventType) -> EventType:
+        """Register an event type in this outbox's registry (see EventRegistry.register)."""
+        return self.events.register(event_type)
+
+    def handler(self, name: str) -> Callable[[Handler], Handler]:
+        """Decorate the handler of a registered type (see EventRegistry.handler)."""
+        return self.events.handler(name)
 
     async def record(
         self,
         session: AsyncSession | AsyncConnection,
-        message: ChatMessage,
+        message: ChatMessage | Event,
         *,
         idempotency_key: str | None = None,
     ) -> Recorded:
-        """Add `message` as a pending outbox row in the transaction of the host's
-        `session` (or connection), beside the host's own writes: it commits or rolls back
-        with them, and this never commits, rolls back or closes it. The active
-        OpenTelemetry context, if any, travels with the message. With `idempotency_key`,
-        the same key and message in a conversation record once (the first recording is
-        returned); the same key with another message raises IdempotencyConflict.
-        Raises InvalidChatMessage for a message chat-outbox would refuse."""
+        """Add `message` (a chat message, or an event of a registered type) as a pending
+        outbox row in the transaction of the host's `session` (or connection), beside the
+        host's own writes: it commits or rolls back with them, and this never commits,
+        rolls back or closes it. The active OpenTelemetry context, if any, travels with it.
+        With `idempotency_key`, the same key and message under one conversation (or one
+        event type and key) record once (the first recording is returned); the same key
+        with another message raises IdempotencyConflict. Raises InvalidChatMessage or
+        InvalidEvent for what chat-outbox would refuse, UnknownEventType for an event of
+        a type not registered."""
+        if isinstance(message, Event):
+            return await self._record_event(session, message, idempotency_key)
         chat = ChatMessage.create(
             user_id=message.user_id,
             conversation_id=message.conversation_id,
@@ -86,6 +109,34 @@ class Outbox:
         )
         outbox = SqlOutboxRepository(await _connection(session))
         added, replayed = await add_once(outbox, row) if keyed else (await outbox.add(row), False)
+        return Recorded(added.id, added.event_id, replayed)
+
+    async def _record_event(
+        self,
+        session: AsyncSession | AsyncConnection,
+        event: Event,
+        idempotency_key: str | None,
+    ) -> Recorded:
+        kind = self.events.type_of(event.type)
+        scope = f"{kind.name}\x00{event.key}"
+        row = event_row(
+            kind,
+            event,
+            event_id=(
+                idempotent_event_id(scope, idempotency_key)
+                if idempotency_key is not None
+                else uuid4_event_id()
+            ),
+            topic=self.settings.core.topic,
+            created_at=self._clock.now(),
+            max_retry=self.settings.core.max_retry,
+            traceparent=self._tracing.current(),
+        )
+        outbox = SqlOutboxRepository(await _connection(session))
+        if idempotency_key is None:
+            added, replayed = await outbox.add(row), False
+        else:
+            added, replayed = await add_once(outbox, row)
         return Recorded(added.id, added.event_id, replayed)
 
     async def history(
@@ -111,16 +162,23 @@ class Outbox:
             run_relay,
         )  # a host importing chat_outbox loads no container
 
-        return Job("relay", lambda started: run_relay(self.settings, started, once=once))
+        return Job(
+            "relay",
+            lambda started: run_relay(self.settings, started, once=once, events=self.events),
+        )
 
     def consumer(self, *, idle_exit: float | None = None) -> Job[ConsumeReport]:
-        """The consumer as a job: persists bus records into chat history until stopped."""
+        """The consumer as a job: persists bus records into chat history, and hands other
+        events to their handlers, until stopped."""
         from chat_outbox.entrypoints.processes import (
             run_consume,
         )  # a host importing chat_outbox loads no container
 
         return Job(
-            "consumer", lambda started: run_consume(self.settings, started, idle_exit=idle_exit)
+            "consumer",
+            lambda started: run_consume(
+                self.settings, started, idle_exit=idle_exit, events=self.events
+            ),
         )
 
 

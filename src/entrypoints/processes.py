@@ -12,19 +12,23 @@ from typing import TypeVar
 
 import attrs
 import structlog
+from dependency_injector import containers, providers
 
 from chat_outbox.application.consume.consuming import ConsumeReport
 from chat_outbox.application.relay.relaying import RelayReport
 from chat_outbox.entrypoints.config import ConfigError, Settings
+from chat_outbox.entrypoints.config_parsers import import_path
 from chat_outbox.entrypoints.containers import (
     ConsumerContainer,
     RelayContainer,
     provided,
     resources,
 )
+from chat_outbox.entrypoints.events import EventRegistry, load_registry
 from chat_outbox.entrypoints.jobs import Jobs
 
 R = TypeVar("R")
+C = TypeVar("C", bound=containers.Container)
 log = structlog.get_logger(__name__)
 
 
@@ -55,14 +59,27 @@ Started = Callable[[Callable[[], None]], None]
 
 
 async def relay(args: argparse.Namespace, settings: Settings) -> int:
-    await run_relay(settings, stop_on_signals, once=args.once)
+    events = _registry(args, settings)
+    await run_relay(settings, stop_on_signals, once=args.once, events=events)
     return 0
 
 
-async def run_relay(settings: Settings, started: Started, *, once: bool = False) -> RelayReport:
-    """Publish due rows until asked to stop (or, with `once`, until none is due)."""
+def _registry(args: argparse.Namespace, settings: Settings) -> EventRegistry:
+    """The registry `--handlers` names, else the setting's; loaded before anything connects,
+    so a wrong path is a usage error."""
+    path = (
+        settings.core.events if args.handlers is None else import_path("--handlers", args.handlers)
+    )
+    return load_registry(path)
+
+
+async def run_relay(
+    settings: Settings, started: Started, *, once: bool = False, events: EventRegistry | None = None
+) -> RelayReport:
+    """Publish due rows until asked to stop (or, with `once`, until none is due). `events`:
+    the host's registry, instead of the one `settings.core.events` names."""
     _require_cross_process_bus(settings)
-    async with resources(RelayContainer(settings=settings)) as container:
+    async with resources(_with_events(RelayContainer(settings=settings), events)) as container:
         jobs: Jobs[RelayReport] = await provided(container.jobs, once=once)
         started(jobs.stopping.set)
         log.info(
@@ -75,6 +92,12 @@ async def run_relay(settings: Settings, started: Started, *, once: bool = False)
         totals = await run_jobs(jobs)
         log.info("relay_stopped", **attrs.asdict(totals))
     return totals
+
+
+def _with_events(container: C, events: EventRegistry | None) -> C:
+    if events is not None:
+        container.core.events.override(providers.Object(events))  # type: ignore[attr-defined]
+    return container
 
 
 async def run_jobs(jobs: Jobs[R]) -> R:
@@ -91,16 +114,22 @@ async def run_jobs(jobs: Jobs[R]) -> R:
 async def consume(args: argparse.Namespace, settings: Settings) -> int:
     if args.idle_exit is not None and args.idle_exit <= 0:
         raise ConfigError("--idle-exit must be a positive number of seconds")
-    await run_consume(settings, stop_on_signals, idle_exit=args.idle_exit)
+    events = _registry(args, settings)
+    await run_consume(settings, stop_on_signals, idle_exit=args.idle_exit, events=events)
     return 0
 
 
 async def run_consume(
-    settings: Settings, started: Started, *, idle_exit: float | None = None
+    settings: Settings,
+    started: Started,
+    *,
+    idle_exit: float | None = None,
+    events: EventRegistry | None = None,
 ) -> ConsumeReport:
-    """Persist bus records into chat history until asked to stop (or idle that long)."""
+    """Persist bus records into chat history, and hand other events to their handlers,
+    until asked to stop (or idle that long). `events`: as run_relay's."""
     _require_cross_process_bus(settings)
-    async with resources(ConsumerContainer(settings=settings)) as container:
+    async with resources(_with_events(ConsumerContainer(settings=settings), events)) as container:
         jobs: Jobs[ConsumeReport] = await provided(container.jobs, idle_exit=idle_exit)
         started(jobs.stopping.set)
         log.info(

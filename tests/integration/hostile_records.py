@@ -81,7 +81,12 @@ HOSTILE: list[Hostile] = [
     ),
     Hostile("null message", encoded(message=None), "message must be a string, got null"),
     Hostile("null event id", encoded(event_id=None), "event_id must be a string"),
-    Hostile("unknown biz type", encoded(type="order_created"), "unknown message type"),
+    Hostile(
+        "unknown biz type",
+        encoded(type="order_created"),
+        "unknown_type: no handler for event type 'order_created'",
+    ),
+    Hostile("biz type that is no type name", encoded(type="Order Created!"), "event type must"),
     Hostile("future schema version", encoded(schema_version=2), "unsupported schema version 2"),
     Hostile(
         "over the size limit",

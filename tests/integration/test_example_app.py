@@ -22,7 +22,7 @@ from chat_outbox.adapters.sql.tables import chat_history, outbox_messages
 from examples.fastapi_app.app import create_app
 from examples.fastapi_app.models import AgentRun
 from tests.integration.databases import url_for
-from tests.integration.kafka_helpers import fast_kafka_settings
+from tests.integration.kafka_helpers import fast_kafka_settings, unique_names
 
 pytestmark = pytest.mark.integration
 
@@ -62,13 +62,21 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     await _recreate_postgres_database(url, create=False)
 
 
-@pytest.fixture
-def settings(database_url: str, kafka_bootstrap: str) -> Settings:
-    """chat-outbox on the test's database, with a topic and consumer group of its own and
-    the short group timeouts that keep the consumer's join near 3 s."""
+@pytest.fixture(params=["kafka", "rabbitmq"])
+def settings(request: pytest.FixtureRequest, database_url: str) -> Settings:
+    """chat-outbox on the test's database and each real broker, with a topic (and consumer
+    group) of its own; on Kafka, the short group timeouts that keep the join near 3 s."""
+    if request.param == "rabbitmq":
+        topic, _ = unique_names("example")
+        return Settings.of(
+            database_url=database_url,
+            bus="rabbitmq",
+            rabbitmq_url=request.getfixturevalue("rabbitmq_url"),
+            topic=topic,
+        )
     return fast_kafka_settings(
         database_url,
-        kafka_bootstrap,
+        request.getfixturevalue("kafka_bootstrap"),
         "example",
         kafka_topic_partitions=2,
         kafka_request_timeout_ms=5000,
@@ -262,4 +270,66 @@ async def test_an_idempotency_key_records_once_and_refuses_another_message(
     messages = await history_of_at_least(client, conversation, 1)
     assert [(m["event_id"], m["message"]) for m in messages] == [
         (first.json()["event_id"], "book a table")
+    ]
+
+
+async def run_status(client: httpx.AsyncClient, run_id: int) -> dict[str, Any]:
+    response = await client.get(f"/runs/{run_id}")
+    assert response.status_code == 200, response.text
+    run: dict[str, Any] = response.json()
+    return run
+
+
+async def test_a_finished_run_records_two_event_types_which_the_consumer_handles_in_order(
+    client: httpx.AsyncClient, database: AsyncEngine
+) -> None:
+    """The answer (a chat message) and agent_run.finished (the app's own type, sharing the
+    conversation's key) commit together; the consumer persists the answer and its handler
+    marks the run finished, its write committed with the event's consumed mark."""
+    conversation = new_conversation()
+    created = (await post_message(client, conversation, "What is 6 x 7?")).json()
+    run_id = created["run_id"]
+
+    response = await client.post(f"/runs/{run_id}/finish", json={"answer": "42", "tokens": 9})
+
+    assert response.status_code == 202, response.text
+    finished = response.json()
+    deadline = time.monotonic() + HISTORY_WITHIN_S
+    while (run := await run_status(client, run_id))["status"] != "finished":
+        if time.monotonic() >= deadline:
+            pytest.fail(f"run {run_id} still {run} after {HISTORY_WITHIN_S:.0f} s")
+        await asyncio.sleep(0.2)
+    assert run == {
+        "run_id": run_id,
+        "conversation_id": conversation,
+        "status": "finished",
+        "answer": "42",
+        "tokens": 9,
+    }
+    messages = await history_of_at_least(client, conversation, 2)
+    assert [(m["role"], m["message"]) for m in messages] == [
+        ("user", "What is 6 x 7?"),
+        ("assistant", "42"),
+    ]
+    rows = await outbox_rows(database, conversation)
+    assert [(row["biz_type"], row["status"]) for row in rows] == [
+        ("chat_history_persist", "consumed"),
+        ("chat_history_persist", "consumed"),
+        ("agent_run.finished", "consumed"),
+    ]
+    assert rows[-1]["event_id"] == finished["event_id"]
+
+
+async def test_an_event_its_type_refuses_is_a_422_and_records_nothing(
+    client: httpx.AsyncClient, database: AsyncEngine
+) -> None:
+    conversation = new_conversation()
+    run_id = (await post_message(client, conversation, "hi")).json()["run_id"]
+
+    response = await client.post(f"/runs/{run_id}/finish", json={"answer": "x", "tokens": -1})
+
+    assert response.status_code == 422
+    assert "tokens must be a non-negative integer" in response.json()["detail"]
+    assert [row["biz_type"] for row in await outbox_rows(database, conversation)] == [
+        "chat_history_persist"
     ]

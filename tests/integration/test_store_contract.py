@@ -26,6 +26,7 @@ from chat_outbox.domain import (
     Transition,
     apply_to,
     consumed,
+    handler_failed,
     requeued,
     swept,
 )
@@ -169,6 +170,8 @@ def raw_transition(event: OutboxEvent, outbox_id: int) -> Transition:
         return Transition(outbox_id, event, _P, at, 1, at + timedelta(seconds=5), "not now")
     if event is OutboxEvent.PUBLISH_FAILED_FATALLY:
         return Transition(outbox_id, event, _D, at, 1, None, "never")
+    if event is OutboxEvent.HANDLER_FAILED:
+        return handler_failed(outbox_id, at, "handler refused")
     return {
         OutboxEvent.CONSUMED: consumed,
         OutboxEvent.REQUEUED: requeued,
@@ -656,29 +659,30 @@ async def test_published_and_consumed_rows_hold_nothing_back(
         assert await claimed_ids(store, HOUR, 10, lease) == expected
 
 
-async def test_a_row_of_another_event_type_is_never_claimed(
+async def test_a_row_of_another_event_type_is_claimed_like_a_chat_row(
     emptied: Callable[[], Awaitable[Store]],
 ) -> None:
-    """The relay publishes chat messages only: a pending row of another type stays put."""
+    """Claims take rows of every type: whether the relay knows the type is the relay's
+    business (it sends an unknown one dead at once), not the claim's."""
     for lease in (await emptied()).claim_modes:
         store = await emptied()
-        await add(store, new_message("x", T0, biz_type="other_event"))
+        x1 = (await add(store, new_message("x", T0, biz_type="other_event"))).id
         y1 = (await seed(store, _P, "y")).id
-        assert await claimed_ids(store, HOUR, 10, lease) == [y1]
+        assert await claimed_ids(store, HOUR, 10, lease) == [x1, y1]
 
 
-async def test_a_row_of_another_event_type_holds_its_conversation(
+async def test_a_row_of_another_event_type_keeps_its_place_in_its_key_order(
     emptied: Callable[[], Awaitable[Store]],
 ) -> None:
-    """A pending row of another type is recorded order like any other: the chat rows after
-    it in its conversation wait behind it (what the relay does with such a row is the
-    relay's business, not the claim's)."""
+    """Types sharing a key share one recording order: the chat row after another type's
+    row of its key is claimed after it (in the same run), never before it."""
     for lease in (await emptied()).claim_modes:
         store = await emptied()
-        await add(store, new_message("x", T0, biz_type="other_event"))
-        await seed(store, _P, "x")
+        x1 = (await add(store, new_message("x", T0, biz_type="other_event"))).id
+        x2 = (await seed(store, _P, "x")).id
         y1 = (await seed(store, _P, "y")).id
-        assert await claimed_ids(store, HOUR, 10, lease) == [y1]
+        expected = {"leased": [x1, y1], "locked": [x1, x2, y1]}[mode_name(lease)]
+        assert await claimed_ids(store, HOUR, 10, lease) == expected
 
 
 async def test_a_lease_hides_its_rows_and_holds_their_conversations_until_it_ends(

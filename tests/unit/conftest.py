@@ -59,7 +59,13 @@ Cell = OutboxStatus | NoOp | Refused
 
 
 def _row(
-    acked: Cell, failed: Cell, fatal: Cell, consumed: Cell, requeue: Cell, sweep: Cell
+    acked: Cell,
+    failed: Cell,
+    fatal: Cell,
+    consumed: Cell,
+    requeue: Cell,
+    sweep: Cell,
+    handler_failed: Cell,
 ) -> dict[OutboxEvent, Cell]:
     return {
         OutboxEvent.PUBLISH_ACKED: acked,
@@ -68,16 +74,17 @@ def _row(
         OutboxEvent.CONSUMED: consumed,
         OutboxEvent.REQUEUED: requeue,
         OutboxEvent.SWEPT: sweep,
+        OutboxEvent.HANDLER_FAILED: handler_failed,
     }
 
 
 # ARCHITECTURE.md's table, written out independently of domain.TABLE so that a wrong
 # domain table fails the tests ("-" in the document is REFUSED here).
 ARCHITECTURE_TABLE: dict[OutboxStatus, dict[OutboxEvent, Cell]] = {
-    _P: _row(_U, _P, _D, _C, REFUSED, REFUSED),
-    _U: _row(NO_OP, NO_OP, NO_OP, _C, REFUSED, _P),
-    _C: _row(NO_OP, NO_OP, NO_OP, NO_OP, REFUSED, REFUSED),
-    _D: _row(NO_OP, NO_OP, NO_OP, _C, _P, REFUSED),
+    _P: _row(_U, _P, _D, _C, REFUSED, REFUSED, _D),
+    _U: _row(NO_OP, NO_OP, NO_OP, _C, REFUSED, _P, _D),
+    _C: _row(NO_OP, NO_OP, NO_OP, NO_OP, REFUSED, REFUSED, NO_OP),
+    _D: _row(NO_OP, NO_OP, NO_OP, _C, _P, REFUSED, NO_OP),
 }
 
 

@@ -42,6 +42,8 @@ def fire(message: OutboxMessage, event: OutboxEvent) -> Transition | None:
             return message.requeue(AT)
         case OutboxEvent.SWEPT:
             return message.sweep(AT)
+        case OutboxEvent.HANDLER_FAILED:
+            return message.record_handler_failure("handler refused", AT)
     raise AssertionError(event)
 
 

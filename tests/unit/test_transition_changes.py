@@ -56,6 +56,7 @@ EVENTS: dict[OutboxEvent, Callable[[OutboxMessage], Transition | None]] = {
     OutboxEvent.CONSUMED: lambda message: message.mark_consumed(AT),
     OutboxEvent.REQUEUED: lambda message: message.requeue(AT),
     OutboxEvent.SWEPT: lambda message: message.sweep(AT),
+    OutboxEvent.HANDLER_FAILED: lambda message: message.record_handler_failure("refused", AT),
 }
 CHANGING = [
     pytest.param(status, event, id=f"{status}-{event}")

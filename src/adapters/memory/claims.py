@@ -19,7 +19,6 @@ from chat_outbox.application.ports import (
 )
 from chat_outbox.application.relay.sharing import RelayShares
 from chat_outbox.domain import (
-    BIZ_TYPE_CHAT_HISTORY,
     OutboxMessage,
     OutboxStatus,
     Transition,
@@ -116,9 +115,7 @@ def due_rows(
             continue
         if len(due) == limit:
             break
-        # A row of another type is never claimed, yet holds its conversation as SQL's does.
-        relayed = row.biz_type == BIZ_TYPE_CHAT_HISTORY
-        if relayed and row.status is OutboxStatus.PENDING and row.next_retry_at <= now:
+        if row.status is OutboxStatus.PENDING and row.next_retry_at <= now:
             due.append(row)
             if runs:
                 continue

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0011"
+HEAD = "0012"
 SCHEMA_CHECK_ATTEMPTS = 3
 """The newest migration's revision; a unit test checks it against the scripts."""
 VERSION_TABLE = "chat_outbox_alembic_version"

@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from chat_outbox.adapters.sql.rows import message_columns
 from chat_outbox.adapters.sql.tables import outbox_messages as t
-from chat_outbox.domain import BIZ_TYPE_CHAT_HISTORY, HOLDING_STATUSES, OutboxStatus
+from chat_outbox.domain import HOLDING_STATUSES, OutboxStatus
 
 INSERT_MESSAGE = insert(t)
 
@@ -78,7 +78,6 @@ def _heads(table: FromClause) -> Select[Any]:
         .where(
             table.c.status == constant(OutboxStatus.PENDING.value),
             table.c.next_retry_at <= bindparam("now", type_=t.c.next_retry_at.type),
-            table.c.biz_type == constant(BIZ_TYPE_CHAT_HISTORY),
             ~held_back,
         )
         .order_by(table.c.id)
@@ -153,7 +152,6 @@ def _runs() -> Select[Any]:
         .where(
             t.c.status == constant(OutboxStatus.PENDING.value),
             t.c.next_retry_at <= now,
-            t.c.biz_type == constant(BIZ_TYPE_CHAT_HISTORY),
             ~waiting,
         )
         .order_by(t.c.id)

@@ -164,3 +164,15 @@ outbox_attempts = Table(
     Index("idx_attempts_outbox_id", "outbox_id", "id"),
     **MYSQL,
 )
+
+# The event inbox (migration 0012): each handled event's id, inserted in its handler's
+# transaction, so a redelivery is recognised and never handled twice.
+event_inbox = Table(
+    "chat_outbox_inbox",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("event_type", String(64), nullable=False),
+    Column("outbox_id", BigInteger, nullable=False),
+    Column("handled_at", UtcDateTime, nullable=False),
+    **MYSQL,
+)

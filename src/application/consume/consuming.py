@@ -22,6 +22,12 @@ from chat_outbox.application.ports import (
     Persisted,
 )
 from chat_outbox.application.ports.codec import EnvelopeCodec
+from chat_outbox.application.ports.handlers import (
+    EventHandlers,
+    HandlerFailed,
+    NoEventHandlers,
+    Outcome,
+)
 from chat_outbox.application.tracing import (
     TRACEPARENT_HEADER,
     LogContextOnly,
@@ -35,13 +41,17 @@ from chat_outbox.domain import (
     MalformedEnvelope,
     RetryPolicy,
 )
-from chat_outbox.domain.envelope import PlainEnvelopeCodec
+from chat_outbox.domain.envelope import AnyEnvelope, EventEnvelope, PlainEnvelopeCodec
 
 log = structlog.get_logger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 Decoded = list[tuple[IncomingRecord, Envelope]]
+"""Chat records, for the history writer."""
+Mixed = list[tuple[IncomingRecord, AnyEnvelope]]
+"""A batch in bus order: chat records and other types' events."""
+Events = list[tuple[IncomingRecord, EventEnvelope]]
 
 
 @attrs.frozen
@@ -57,7 +67,7 @@ class Received:
     """A fetched and decoded batch, not yet persisted or acknowledged."""
 
     records: Sequence[IncomingRecord]
-    decoded: Decoded
+    decoded: Mixed
     fetch_ms: float
     decode_ms: float
 
@@ -67,7 +77,7 @@ class Written:
     """A persisted batch, not yet acknowledged."""
 
     inserted: int
-    persisted: Decoded
+    persisted: Mixed
     """The records written (or found already written), without the dead-lettered ones."""
     persist_ms: float
 
@@ -89,6 +99,10 @@ class Consumer:
     writes: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     """Batches written at once, each in its own transaction (consumer_loop.run_consumer)."""
     codec: EnvelopeCodec = attrs.field(factory=PlainEnvelopeCodec)
+    handlers: EventHandlers = attrs.field(factory=NoEventHandlers)
+    """Other event types' handlers; a record of a type without one is dead-lettered."""
+    handler_attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    """Tries of a handler that keeps raising before its event is dead-lettered."""
 
     async def consume_batch(self, timeout: float = 1.0) -> ConsumeReport:
         """Handle one fetched batch and log its canonical line (one per batch)."""
@@ -139,8 +153,8 @@ class Consumer:
         )
         return report
 
-    async def _decode_or_dead_letter(self, records: Sequence[IncomingRecord]) -> Decoded:
-        decoded: Decoded = []
+    async def _decode_or_dead_letter(self, records: Sequence[IncomingRecord]) -> Mixed:
+        decoded: Mixed = []
         first_seen: dict[str, HistoryEntry] = {}
         for record in records:
             try:
@@ -152,6 +166,18 @@ class Consumer:
                 with self.tracing.restored(_traceparent(record)):
                     await self._dead_letter(record, _malformed(error))
                 continue
+            if isinstance(envelope, EventEnvelope):
+                if not self.handlers.knows(envelope.type):
+                    reason = f"unknown_type: no handler for event type {envelope.type!r} here"
+                    await self._until_done(
+                        "handler_failed",
+                        partial(self.handlers.fail, envelope, reason, self.clock.now()),
+                    )
+                    with self.tracing.restored(_traceparent(record)):
+                        await self._dead_letter(record, reason)
+                    continue
+                decoded.append((record, envelope))
+                continue
             entry = HistoryEntry.from_envelope(envelope)
             if first_seen.setdefault(envelope.event_id, entry) != entry:
                 reason = _conflict(envelope.event_id, "earlier in the batch")
@@ -161,20 +187,86 @@ class Consumer:
             decoded.append((record, envelope))
         return decoded
 
-    async def _persist(self, decoded: Decoded) -> tuple[int, Decoded]:
-        """Persist the batch; if the database refuses it for good (not a transient error),
+    async def _persist(self, decoded: Mixed) -> tuple[int, Mixed]:
+        """Persist the batch in bus order: runs of chat records through the history writer,
+        other events one by one through their handlers. Returns (written, the records kept)."""
+        runs = _runs_by_kind(decoded)
+        if len(runs) == 1 and not runs[0][1]:
+            return await self._persist_chat(runs[0][0])  # type: ignore[arg-type]
+        inserted = 0
+        kept: Mixed = []
+        for run, events in runs:
+            if events:
+                done, written = await self._handle_events(run)  # type: ignore[arg-type]
+            else:
+                done, written = await self._persist_chat(run)  # type: ignore[arg-type]
+            inserted += done
+            kept += written
+        return inserted, kept
+
+    async def _handle_events(self, events: Events) -> tuple[int, Mixed]:
+        """Hand each event to its handler, in bus order."""
+        handled = 0
+        kept: Mixed = []
+        for record, envelope in events:
+            with self.tracing.restored(_traceparent(record)):
+                outcome = await self._handle(record, envelope)
+            if outcome is None:
+                continue
+            handled += outcome is Outcome.HANDLED
+            kept.append((record, envelope))
+        return handled, kept
+
+    async def _handle(self, record: IncomingRecord, envelope: EventEnvelope) -> Outcome | None:
+        """The event's outcome; None when it was dead-lettered. A handler that raises is
+        tried again with backoff (the batch waits, unacknowledged), up to
+        `handler_attempts` tries, or only once when its error is permanent."""
+        attempt = 0
+        while True:
+            try:
+                handled = await self._until_done(
+                    "handle", partial(self.handlers.handle, envelope, self.clock.now())
+                )
+            except HandlerFailed as failure:
+                attempt += 1
+                if failure.permanent or attempt >= self.handler_attempts:
+                    reason = f"handler_failed after {attempt} attempt(s): {failure}"[:500]
+                    await self._until_done(
+                        "handler_failed",
+                        partial(self.handlers.fail, envelope, reason, self.clock.now()),
+                    )
+                    await self._dead_letter(record, reason)
+                    return None
+                delay = self.policy.backoff(attempt).total_seconds()
+                log.warning(
+                    "handler_failed_retrying",
+                    event_type=envelope.type,
+                    outbox_id=envelope.outbox_id,
+                    error=str(failure)[:500],
+                    attempt=attempt,
+                    retry_in_s=round(delay, 3),
+                )
+                await self.sleep(delay)
+                continue
+            if handled.outcome is Outcome.REFUSED:
+                await self._dead_letter(record, handled.reason)
+                return None
+            return handled.outcome
+
+    async def _persist_chat(self, decoded: Decoded) -> tuple[int, Mixed]:
+        """Persist chat records; if the database refuses it for good (not a transient error),
         persist record by record so only the record at fault is dead-lettered, instead of
         the whole partition wedging on it. Returns (inserted, the records persisted)."""
         envelopes = [envelope for _, envelope in decoded]
         try:
             outcome = await self._until_done("persist", lambda: self._write(envelopes))
-            return outcome.inserted, await self._without_conflicts(decoded, outcome)
+            return outcome.inserted, list(await self._without_conflicts(decoded, outcome))
         except (StoreUnavailable, BusUnavailable):
             raise
         except Exception as error:  # noqa: BLE001 - isolated below, then dead-lettered
             log.error("batch_refused_persisting_one_by_one", error=describe(error))
         inserted = 0
-        persisted: Decoded = []
+        persisted: Mixed = []
         for record, envelope in decoded:
             try:
                 one = await self._until_done("persist", partial(self._write, [envelope]))
@@ -208,7 +300,7 @@ class Consumer:
                 await self._dead_letter(record, reason)
         return kept
 
-    def _observe(self, persisted: Decoded) -> None:
+    def _observe(self, persisted: Mixed) -> None:
         """Latency metrics, and a debug line per message in its own trace context."""
         now = self.clock.now()
         self.metrics.consumed(
@@ -258,6 +350,19 @@ class Consumer:
                 await self.sleep(delay)
 
 
+def _runs_by_kind(decoded: Mixed) -> list[tuple[Mixed, bool]]:
+    """The batch cut into runs of chat records and runs of other events, in bus order, each
+    with True for an events run: a key shared by both kinds keeps its order."""
+    runs: list[tuple[Mixed, bool]] = []
+    for item in decoded:
+        events = isinstance(item[1], EventEnvelope)
+        if runs and runs[-1][1] == events:
+            runs[-1][0].append(item)
+        else:
+            runs.append(([item], events))
+    return runs or [([], False)]
+
+
 def _traceparent(record: IncomingRecord) -> str | None:
     return valid_traceparent(record.header(TRACEPARENT_HEADER))
 
@@ -266,7 +371,7 @@ def _debugging() -> bool:
     return logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
 
 
-def _check_key(record: IncomingRecord, envelope: Envelope) -> None:
+def _check_key(record: IncomingRecord, envelope: AnyEnvelope) -> None:
     """The record key routes a conversation to one partition, which keeps its order: a
     record without it, or with another conversation's, did not come from our relay."""
     if record.key is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from chat_outbox.domain import Envelope, OutboxMessage
+from chat_outbox.domain import OutboxMessage
+from chat_outbox.domain.envelope import AnyEnvelope
 
 
 class EnvelopeCodec(Protocol):
@@ -12,6 +13,7 @@ class EnvelopeCodec(Protocol):
         """The row's envelope; raises MalformedEnvelope when the row cannot be encoded."""
         ...
 
-    def decode(self, data: bytes, max_message_bytes: int) -> Envelope:
-        """Untrusted bytes to an envelope; raises MalformedEnvelope, and nothing else."""
+    def decode(self, data: bytes, max_message_bytes: int) -> AnyEnvelope:
+        """Untrusted bytes to a chat message's envelope or another type's; raises
+        MalformedEnvelope, and nothing else."""
         ...

@@ -24,9 +24,12 @@ from chat_outbox.domain import (
     BIZ_TYPE_CHAT_HISTORY,
     DEFAULT_MAX_RETRY,
     ChatMessage,
+    Event,
+    EventType,
     InvalidChatMessage,
     OutboxMessage,
 )
+from chat_outbox.domain.events import checked_key
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d8a52-3c1e-4c47-9a0b-0c2f5e9b7d31")
 
@@ -102,6 +105,30 @@ def _same_recording(first: OutboxMessage, key: str, payload: str) -> OutboxMessa
     if (first.message_key, first.payload) != (key, payload):
         raise IdempotencyConflict(f"event {first.event_id} was recorded with another message")
     return first
+
+
+def event_row(
+    kind: EventType,
+    event: Event,
+    *,
+    event_id: str,
+    topic: str,
+    created_at: datetime,
+    max_retry: int = DEFAULT_MAX_RETRY,
+    traceparent: str | None = None,
+) -> NewOutboxMessage:
+    """The outbox row of an event of a registered type, under its key, on its type's topic
+    (or `topic`); InvalidEvent when the key or payload breaks the type's rules."""
+    return NewOutboxMessage(
+        event_id=event_id,
+        biz_type=kind.name,
+        topic=kind.topic or topic,
+        message_key=checked_key(event.key),
+        payload=kind.payload_text(event.payload),
+        max_retry=max_retry,
+        created_at=created_at,
+        traceparent=traceparent,
+    )
 
 
 def payload_of(chat: ChatMessage) -> str:
