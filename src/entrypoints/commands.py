@@ -129,8 +129,13 @@ async def stats(args: argparse.Namespace, settings: Settings) -> int:
     document = stats_document(figures, now)
     if args.json:
         print(json.dumps(document))
-    else:
-        for name, value in document.items():
+        return 0
+    for name, value in document.items():
+        if isinstance(value, dict):
+            for kind, counts in value.items():
+                shown = " ".join(f"{status}={count}" for status, count in counts.items())
+                print(one_line(f"type {kind:<23}{shown}"))
+        else:
             print(f"{name:<28}{'-' if value is None else value}")
     return 0
 
@@ -145,6 +150,10 @@ def stats_document(figures: OutboxStats, now: datetime) -> dict[str, object]:
         "oldest_published_age_s": age(figures.oldest_published_at),
         "dead_count": figures.dead,
         "held_behind_dead": figures.held,
+        "by_type": {
+            kind: {status.value: counts.get(status, 0) for status in OutboxStatus}
+            for kind, counts in sorted(figures.by_type.items())
+        },
     }
 
 

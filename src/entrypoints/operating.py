@@ -12,7 +12,8 @@ from typing import Any
 
 from chat_outbox.application.operate import operations
 from chat_outbox.application.ports import DeadSelector
-from chat_outbox.domain import OutboxMessage, OutboxStatus
+from chat_outbox.domain import BIZ_TYPE_CHAT_HISTORY, InvalidEvent, OutboxMessage, OutboxStatus
+from chat_outbox.domain.events import checked_type_name
 from chat_outbox.entrypoints.audit import audited
 from chat_outbox.entrypoints.commands import command_tools, json_line, one_line, utf8_argument
 from chat_outbox.entrypoints.config import ConfigError, Settings
@@ -59,6 +60,16 @@ def duration(text: str) -> timedelta:
     try:
         return parse_duration(text)
     except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def event_type(text: str) -> str:
+    """argparse type: an event type's name (chat_history_persist, or a registered type's)."""
+    if text == BIZ_TYPE_CHAT_HISTORY:
+        return text
+    try:
+        return checked_type_name(text)
+    except InvalidEvent as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
@@ -109,6 +120,10 @@ def _add_selector_arguments(parser: argparse.ArgumentParser) -> None:
         help="these outbox ids (repeatable)",
     )  # fmt: skip
     parser.add_argument("--conversation", dest="conversation_id", metavar="C")
+    parser.add_argument(
+        "--type", dest="event_type", type=event_type, metavar="TYPE",
+        help="of this event type (chat messages: chat_history_persist)",
+    )  # fmt: skip
     for bound, meaning in (("since", "at or after"), ("until", "before")):
         parser.add_argument(
             f"--{bound}", type=moment, metavar="TIME",
@@ -124,6 +139,7 @@ def selector_from(args: argparse.Namespace, now: datetime) -> DeadSelector:
     if conversation_id is not None:
         conversation_id = utf8_argument("--conversation", conversation_id)
     return DeadSelector(
+        event_type=args.event_type,
         conversation_id=conversation_id,
         outbox_ids=tuple(args.outbox_ids or ()),
         died_since=resolve(args.since),
@@ -135,6 +151,7 @@ def dead_document(message: OutboxMessage, held: int, now: datetime) -> dict[str,
     """What `dead list` shows of a dead row."""
     return {
         "id": message.id,
+        "type": message.biz_type,
         "conversation_id": message.message_key,
         "retry_count": message.retry_count,
         "max_retry": message.max_retry,
@@ -159,7 +176,7 @@ async def dead_list(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(
                 one_line(
-                    f"{row['id']:>10}  {row['conversation_id']:<24} "
+                    f"{row['id']:>10}  {row['type']:<22} {row['conversation_id']:<24} "
                     f"retries={row['retry_count']:<3} held={row['held_behind']:<4} "
                     f"age={row['age_s']}s dead_for={row['dead_for_s']}s  {row['last_error']}"
                 )

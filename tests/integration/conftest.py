@@ -24,6 +24,8 @@ from tests.integration.databases import (
     truncate,
     url_for,
 )
+from tests.integration.kafka_helpers import unique_names
+from tests.integration.processes import Launcher
 
 if TYPE_CHECKING:
     from tests.integration.buses import BusHarness
@@ -161,3 +163,33 @@ async def bus_harness(bus_endpoint: tuple[str, str]) -> AsyncIterator[BusHarness
     harness = harness_for(*bus_endpoint)
     yield harness
     await harness.close()
+
+
+@pytest.fixture
+async def launcher(
+    engine: AsyncEngine, kafka_bootstrap: str, tmp_path: Path
+) -> AsyncIterator[Launcher]:
+    """Spawns CLI processes on the test's database and broker, with a topic and group of
+    their own and the local broker's fast-rebalance tuning."""
+    topic, group = unique_names("proc")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CHAT_OUTBOX_")}
+    env.update(
+        {
+            "CHAT_OUTBOX_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+            "CHAT_OUTBOX_BUS": "kafka",
+            "CHAT_OUTBOX_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "CHAT_OUTBOX_TOPIC": topic,
+            "CHAT_OUTBOX_CONSUMER_GROUP": group,
+            "CHAT_OUTBOX_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "CHAT_OUTBOX_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            "CHAT_OUTBOX_KAFKA_REBALANCE_TIMEOUT_MS": "2000",
+            "CHAT_OUTBOX_KAFKA_FETCH_MAX_WAIT_MS": "10",
+            "CHAT_OUTBOX_RELAY_POLL_INTERVAL": "0.05",
+            "CHAT_OUTBOX_LOG_FORMAT": "json",
+        }
+    )
+    spawner = Launcher(env, tmp_path)
+    try:
+        yield spawner
+    finally:
+        await spawner.kill_leftovers()

@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chat_outbox.adapters.clock import SystemClock
+from chat_outbox import Event, EventType
+from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory
+from chat_outbox.application.record.recording import event_row
 from chat_outbox.application.relay.loop import run_relay
-from chat_outbox.domain import Envelope, OutboxStatus
+from chat_outbox.domain import Envelope, OutboxStatus, handler_failed
 from tests.integration.databases import fresh_migrated_engine
 from tests.integration.relays import leasing_relay
 from tests.integration.test_cli import chat_outbox
@@ -144,3 +146,40 @@ async def test_the_relay_process_purges_old_consumed_rows_when_retention_is_set(
     ]
     assert [line["rows"] for line in purged] == [3]
     assert remaining == [recent]
+
+
+async def test_stats_and_dead_list_show_each_rows_event_type(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory, tmp_path: Path
+) -> None:
+    """A dead event of another type is listed with its type and selected by `--type`;
+    `stats --json` counts each type's rows by status."""
+    chat_dead = await seed(uow, OutboxStatus.DEAD, T0, conversation="c-type")
+    kind = EventType("agent_run.finished")
+    async with uow() as unit:
+        row = event_row(
+            kind, Event(kind.name, "run-1", {"run_id": 1}), event_id=uuid4_event_id(),
+            topic="chat", created_at=T0,
+        )  # fmt: skip
+        added = await unit.outbox.add(row)
+        await unit.outbox.apply([handler_failed(added.id, T0, "handler_failed: refused")])
+        await unit.commit()
+
+    listed, _ = run(engine, tmp_path, "dead", "list", "--json")
+    of_type, _ = run(engine, tmp_path, "dead", "list", "--json", "--type", kind.name)
+    [stats], _ = run(engine, tmp_path, "stats", "--json")
+
+    assert [(r["id"], r["type"]) for r in listed] == [
+        (chat_dead, "chat_history_persist"),
+        (added.id, kind.name),
+    ]
+    assert [(r["id"], r["last_error"]) for r in of_type] == [(added.id, "handler_failed: refused")]
+    assert stats["by_type"] == {
+        "agent_run.finished": {"pending": 0, "published": 0, "consumed": 0, "dead": 1},
+        "chat_history_persist": {"pending": 0, "published": 0, "consumed": 0, "dead": 1},
+    }
+
+
+def test_dead_list_refuses_a_type_that_is_no_type_name(tmp_path: Path) -> None:
+    result = chat_outbox("dead", "list", "--type", "Agent Run!", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "event type must be dotted lower-case words" in result.stderr

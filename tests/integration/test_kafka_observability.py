@@ -28,8 +28,8 @@ from tests.integration.kafka_helpers import (
     relay_everything,
     unique_names,
 )
+from tests.integration.processes import Launcher
 from tests.integration.relays import leasing_relay
-from tests.integration.test_kafka_processes import Launcher
 
 pytestmark = pytest.mark.integration
 on_sqlite = pytest.mark.parametrize("migrated_engine", ["sqlite"], indirect=True)

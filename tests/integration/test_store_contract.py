@@ -16,6 +16,7 @@ from chat_outbox.adapters.clock import uuid4_event_id
 from chat_outbox.application.errors import DuplicateEvent
 from chat_outbox.application.ports import DeadSelector
 from chat_outbox.domain import (
+    BIZ_TYPE_CHAT_HISTORY,
     TABLE,
     HistoryEntry,
     OutboxEvent,
@@ -295,6 +296,17 @@ async def test_the_dead_filter_selects_by_id_ids_and_conversation_among_dead_row
     assert await dead_ids(store, DeadSelector(conversation_id="absent")) == []
 
 
+async def test_the_dead_filter_selects_by_event_type(store: Store) -> None:
+    chat_dead = await seed(store, _D, "x")
+    other = await add(store, new_message("x", biz_type="agent_run.finished"))
+    transition = other.record_handler_failure("refused", T0)
+    assert transition is not None
+    assert await apply(store, [transition]) == 1
+    assert await dead_ids(store, DeadSelector(event_type="agent_run.finished")) == [other.id]
+    assert await dead_ids(store, DeadSelector(event_type=BIZ_TYPE_CHAT_HISTORY)) == [chat_dead.id]
+    assert await dead_ids(store, DeadSelector(event_type="absent.type")) == []
+
+
 async def test_the_dead_filter_selects_by_when_a_row_died_since_included_until_excluded(
     store: Store,
 ) -> None:
@@ -360,6 +372,24 @@ async def test_stats_count_every_status_and_the_oldest_pending_and_published_tim
     assert stats.oldest_pending_at == T0 - 4 * HOUR
     assert stats.oldest_published_at == T0 + 3 * HOUR
     assert stats.held == 1
+
+
+async def test_stats_count_each_event_types_rows_by_status(store: Store) -> None:
+    """by_type holds every type with rows, each with every status, and adds up to counts."""
+    await seed(store, _D, "c-1")
+    await seed(store, _P, "c-2")
+    other = await add(store, new_message("run-1", biz_type="agent_run.finished"))
+    transition = other.mark_published(T0)
+    assert transition is not None
+    assert await apply(store, [transition]) == 1
+    await add(store, new_message("run-2", biz_type="agent_run.finished"))
+    async with store.open() as unit:
+        stats = await unit.outbox.stats()
+    assert stats.by_type == {
+        BIZ_TYPE_CHAT_HISTORY: {_P: 1, _U: 0, _C: 0, _D: 1},
+        "agent_run.finished": {_P: 1, _U: 1, _C: 0, _D: 0},
+    }
+    assert stats.counts == {_P: 2, _U: 1, _C: 0, _D: 1}
 
 
 async def test_stats_of_an_empty_outbox_count_nothing_and_have_no_oldest_times(

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from chat_outbox.adapters.codec import FastEnvelopeCodec
 from chat_outbox.application.record.recording import payload_of
 from chat_outbox.domain import ChatMessage, Envelope, InvalidChatMessage, MalformedEnvelope
-from chat_outbox.domain.envelope import PlainEnvelopeCodec
+from chat_outbox.domain.envelope import AnyEnvelope, PlainEnvelopeCodec
 from tests.unit.conftest import T0, make_outbox_message
 
 pytestmark = pytest.mark.unit
@@ -86,7 +86,9 @@ def test_stored_payload_with_whitespace_around_it_is_sent_as_stored() -> None:
     assert Envelope.decode(encoded) == Envelope.for_outbox_message(row)
 
 
-def _outcome(decode: Callable[[bytes], Envelope], data: bytes) -> Envelope | type[Exception]:
+def _outcome(
+    decode: Callable[[bytes], AnyEnvelope], data: bytes
+) -> AnyEnvelope | type[Exception]:
     try:
         return decode(data)
     except MalformedEnvelope:

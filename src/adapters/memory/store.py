@@ -148,9 +148,12 @@ class InMemoryOutboxRepository(OutboxRepository):
 
     async def stats(self) -> OutboxStats:
         counts = {status: 0 for status in OutboxStatus}
+        by_type: dict[str, dict[OutboxStatus, int]] = {}
         for row in self.rows.values():
             counts[row.status] += 1
+            by_type.setdefault(row.biz_type, {s: 0 for s in OutboxStatus})[row.status] += 1
         return OutboxStats(
+            by_type=by_type,
             counts=counts,
             oldest_pending_at=min(
                 (r.created_at for r in self.rows.values() if r.status is OutboxStatus.PENDING),

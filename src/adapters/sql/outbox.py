@@ -173,10 +173,14 @@ class SqlOutboxRepository(OutboxRepository):
         return deleted
 
     async def stats(self) -> OutboxStats:
-        counted = await self._conn.execute(select(t.c.status, func.count()).group_by(t.c.status))
+        counted = await self._conn.execute(
+            select(t.c.biz_type, t.c.status, func.count()).group_by(t.c.biz_type, t.c.status)
+        )
         counts = {status: 0 for status in OutboxStatus}
-        for status, count in counted:
-            counts[OutboxStatus(status)] = count
+        by_type: dict[str, dict[OutboxStatus, int]] = {}
+        for biz_type, status, count in counted:
+            counts[OutboxStatus(status)] += count
+            by_type.setdefault(biz_type, {s: 0 for s in OutboxStatus})[OutboxStatus(status)] = count
         oldest_pending = await self._conn.scalar(
             select(func.min(t.c.created_at)).where(t.c.status == OutboxStatus.PENDING.value)
         )
@@ -184,7 +188,7 @@ class SqlOutboxRepository(OutboxRepository):
             select(func.min(t.c.published_at)).where(t.c.status == OutboxStatus.PUBLISHED.value)
         )
         held = await self._conn.scalar(select(func.count()).where(_behind_dead()))
-        return OutboxStats(counts, oldest_pending, oldest_published, held or 0)
+        return OutboxStats(counts, oldest_pending, oldest_published, held or 0, by_type)
 
 
 _SQL_TESTS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {

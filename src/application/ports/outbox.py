@@ -4,7 +4,7 @@ ports.claims)."""
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -51,6 +51,8 @@ class OutboxStats:
     oldest_published_at: datetime | None
     held: int = 0
     """Pending rows waiting behind a dead message of their conversation (invariant 6)."""
+    by_type: Mapping[str, Mapping[OutboxStatus, int]] = attrs.field(factory=dict)
+    """The counts of each event type (chat messages' included) that has rows."""
 
     @property
     def dead(self) -> int:
@@ -86,6 +88,7 @@ class DeadSelector:
     outbox_ids: tuple[int, ...] = ()
     died_since: datetime | None = None
     died_until: datetime | None = None
+    event_type: str | None = None
 
     @property
     def ids(self) -> tuple[int, ...]:
@@ -100,6 +103,8 @@ class DeadSelector:
             given.append(Criterion("id", "in", self.ids))
         if self.conversation_id is not None:
             given.append(Criterion("message_key", "==", self.conversation_id))
+        if self.event_type is not None:
+            given.append(Criterion("biz_type", "==", self.event_type))
         if self.died_since is not None:
             given.append(Criterion("updated_at", ">=", self.died_since))
         if self.died_until is not None:
@@ -117,6 +122,7 @@ class DeadSelector:
             "conversation_id": self.conversation_id,
             "died_since": self.died_since and self.died_since.isoformat(),
             "died_until": self.died_until and self.died_until.isoformat(),
+            "event_type": self.event_type,
         }
         return {name: value for name, value in criteria.items() if value is not None} or {
             "all": True
