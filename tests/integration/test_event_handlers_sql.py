@@ -27,7 +27,12 @@ from chat_outbox.entrypoints.containers import history_writer
 pytestmark = pytest.mark.integration
 
 clock = SystemClock()
-FINISHED = EventType("agent_run.finished")
+def with_answer(payload: Any) -> None:
+    if not isinstance(payload, dict) or not isinstance(payload.get("answer"), str):
+        raise ValueError("answer must be a string")
+
+
+FINISHED = EventType("agent_run.finished", validate=with_answer)
 host = MetaData()
 host_runs = Table(
     "host_finished_runs",
@@ -312,3 +317,19 @@ async def test_events_and_chat_messages_of_one_key_take_effect_in_bus_order(
     assert report.persisted == 3
     assert calls.history_counts == [1]
     assert set((await rows(engine)).values()) == {("consumed", None)}
+
+
+async def test_a_payload_its_type_refuses_on_arrival_is_dead_lettered_unhandled(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory, tables: None
+) -> None:
+    """Checked again when handled: a record on the bus may come from anywhere."""
+    calls, bus = Calls(), InMemoryBus()
+    row = await recorded_event(uow, "run-1", "42")
+
+    await deliver(consumer(engine, uow, bus, calls), bus, relayed(row, payload={"answer": 42}))
+
+    assert calls.seen == []
+    [reason] = reasons(bus)
+    assert reason.startswith("handler_failed after 1 attempt(s): invalid_payload:")
+    assert "answer must be a string" in reason
+    assert (await rows(engine))[row.id] == ("dead", reason)

@@ -83,6 +83,7 @@ JOURNAL_LABELS = {
     OutboxEvent.PUBLISH_FAILED_FATALLY: "dead",
     OutboxEvent.REQUEUED: "requeued",
     OutboxEvent.SWEPT: "swept",
+    OutboxEvent.HANDLER_FAILED: "dead",
 }
 
 
@@ -93,7 +94,9 @@ def _journalled(message: OutboxMessage, entry: JournalEntry) -> Step:
     if entry.event is OutboxEvent.REQUEUED:
         detail = "by an operator; retries reset"
     elif entry.event is OutboxEvent.SWEPT:
-        detail = "published but not consumed in time: to be published again"
+        detail = "published but not consumed in time, or held behind a dead event of its key"
+    elif entry.event is OutboxEvent.HANDLER_FAILED:
+        detail = "the consumer's handler refused it"
     else:
         detail = f"attempt {entry.attempt} of {message.max_retry}"
     if entry.next_retry_at is not None and entry.event is OutboxEvent.PUBLISH_FAILED:
