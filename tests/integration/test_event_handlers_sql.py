@@ -27,6 +27,8 @@ from chat_outbox.entrypoints.containers import history_writer
 pytestmark = pytest.mark.integration
 
 clock = SystemClock()
+
+
 def with_answer(payload: Any) -> None:
     if not isinstance(payload, dict) or not isinstance(payload.get("answer"), str):
         raise ValueError("answer must be a string")

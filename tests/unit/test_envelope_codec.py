@@ -86,9 +86,7 @@ def test_stored_payload_with_whitespace_around_it_is_sent_as_stored() -> None:
     assert Envelope.decode(encoded) == Envelope.for_outbox_message(row)
 
 
-def _outcome(
-    decode: Callable[[bytes], AnyEnvelope], data: bytes
-) -> AnyEnvelope | type[Exception]:
+def _outcome(decode: Callable[[bytes], AnyEnvelope], data: bytes) -> AnyEnvelope | type[Exception]:
     try:
         return decode(data)
     except MalformedEnvelope:
