@@ -6,21 +6,20 @@ import inspect
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import structlog
 from dependency_injector import containers, providers
-from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.codec import FastEnvelopeCodec
 from chat_outbox.adapters.extras import require
-from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.metrics import PrometheusMetrics, metrics_server
 from chat_outbox.adapters.sql import (
     OneStatementHistoryWriter,
@@ -29,29 +28,38 @@ from chat_outbox.adapters.sql import (
     ensure_migrated,
 )
 from chat_outbox.adapters.sql.claims import LeasedClaims, LockedClaims
-from chat_outbox.adapters.sql.insights import SqlInsights
-from chat_outbox.adapters.sql.probe import DatabaseProbe
+from chat_outbox.adapters.sql.handling import SqlEventHandlers
 from chat_outbox.adapters.sql.wakeups import wakeups_for
 from chat_outbox.adapters.tracing import available_tracing
 from chat_outbox.application.consume.consuming import Consumer
 from chat_outbox.application.consume.persisting import UnitOfWorkHistoryWriter
 from chat_outbox.application.metrics import Metrics, NoMetrics
 from chat_outbox.application.operate.health import always_ready
-from chat_outbox.application.ports import Clock, HistoryWriter, UnitOfWorkFactory
+from chat_outbox.application.ports import (
+    Clock,
+    HistoryWriter,
+    MessageBus,
+    MessageSource,
+    UnitOfWorkFactory,
+)
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import Polling
 from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.application.relay.sharing import RelayShares
-from chat_outbox.adapters.sql.handling import SqlEventHandlers
 from chat_outbox.entrypoints.config import PREFIX, Settings
 from chat_outbox.entrypoints.events import EventRegistry, load_registry
 from chat_outbox.entrypoints.jobs import consumer_jobs, relay_jobs
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from chat_outbox.adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
     from chat_outbox.adapters.kafka.probe import KafkaProbe
+    from chat_outbox.adapters.memory import InMemoryBus
     from chat_outbox.adapters.rabbitmq import RabbitBus, RabbitOptions, RabbitSource
     from chat_outbox.adapters.rabbitmq.probe import RabbitProbe
+    from chat_outbox.adapters.sql.insights import SqlInsights
+    from chat_outbox.adapters.sql.probe import DatabaseProbe
     from chat_outbox.entrypoints.http.dashboard.session import LoginThrottle, RevokedSessions
 
 C = TypeVar("C", bound=containers.Container)
@@ -124,10 +132,18 @@ async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-def _scraped(settings: Settings, metrics: PrometheusMetrics) -> Metrics:
-    """The relay's and the consumer's metrics, kept only when a metrics port serves them:
-    unscraped, they cost a histogram observation per message and nothing reads them."""
-    return metrics if settings.metrics.port else NoMetrics()
+def _registry() -> CollectorRegistry:
+    # Imported here: a relay or consumer without a metrics port never makes a registry.
+    from prometheus_client import CollectorRegistry
+
+    return CollectorRegistry()
+
+
+def _scraped(settings: Settings, metrics: Callable[[], PrometheusMetrics]) -> Metrics:
+    """The relay's and the consumer's metrics, made and kept only when a metrics port
+    serves them: unscraped, they cost a histogram observation per message and nothing
+    reads them."""
+    return metrics() if settings.metrics.port else NoMetrics()
 
 
 def _codec(events: EventRegistry) -> FastEnvelopeCodec:
@@ -150,9 +166,9 @@ class Core(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     event_ids = providers.Object(uuid4_event_id)
     # A registry per container, not prometheus_client's global one: tests stay independent.
-    registry = providers.Singleton(CollectorRegistry)
+    registry = providers.Singleton(_registry)
     metrics = providers.Singleton(PrometheusMetrics, registry)
-    scraped = providers.Singleton(_scraped, settings, metrics)
+    scraped = providers.Singleton(_scraped, settings, metrics.provider)
     tracing = providers.Singleton(available_tracing)
     events = providers.Singleton(load_registry, settings.provided.core.events)
     codec = providers.Singleton(_codec, events)
@@ -272,12 +288,19 @@ def _consumer(
     )
 
 
+def _in_memory_bus() -> InMemoryBus:
+    # Imported here: only the demo, which relays and consumes in one process, uses it.
+    from chat_outbox.adapters.memory import InMemoryBus
+
+    return InMemoryBus()
+
+
 class InProcessContainer(containers.DeclarativeContainer):
     """Record, relay and consume in one process over the in-memory bus (the demo)."""
 
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
-    bus = providers.Singleton(InMemoryBus)
+    bus = providers.Singleton(_in_memory_bus)
     relay = _relay(core, settings, bus)
     consumer = _consumer(core, settings, bus)
     tools = _tools(core)
@@ -390,6 +413,27 @@ async def _rabbit_source(settings: Settings) -> AsyncIterator[RabbitSource]:
         await source.close()
 
 
+# One Resource per process for its bus client, picking the client itself: in a Selector of a
+# Resource per bus, init_resources would start every bus's client (importing each library,
+# requiring each extra), not only the chosen one.
+async def _bus(settings: Settings) -> AsyncIterator[MessageBus]:
+    clients: dict[str, Callable[[Settings], AsyncIterator[MessageBus]]] = {
+        "kafka": _kafka_bus,
+        "rabbitmq": _rabbit_bus,
+    }
+    async with asynccontextmanager(clients[settings.core.bus])(settings) as bus:
+        yield bus
+
+
+async def _source(settings: Settings, metrics: Metrics) -> AsyncIterator[MessageSource]:
+    clients: dict[str, Callable[[], AsyncIterator[MessageSource]]] = {
+        "kafka": partial(_kafka_source, settings, metrics),
+        "rabbitmq": partial(_rabbit_source, settings),
+    }
+    async with asynccontextmanager(clients[settings.core.bus])() as source:
+        yield source
+
+
 def _seconds(milliseconds: float) -> float:
     return milliseconds / 1000
 
@@ -404,11 +448,7 @@ class RelayContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
-    bus = providers.Selector(
-        settings.provided.core.bus,
-        kafka=providers.Resource(_kafka_bus, settings),
-        rabbitmq=providers.Resource(_rabbit_bus, settings),
-    )
+    bus = providers.Resource(_bus, settings)
     relay = _relay(core, settings, bus)
     wakeups = providers.Resource(wakeups_for, core.engine)
     polling = providers.Factory(
@@ -420,7 +460,7 @@ class RelayContainer(containers.DeclarativeContainer):
     )
     metrics_server = providers.Resource(
         metrics_server,
-        core.registry,
+        core.registry.provider,
         settings.provided.metrics.host,
         settings.provided.metrics.port,
     )
@@ -443,21 +483,30 @@ class ConsumerContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
-    source = providers.Selector(
-        settings.provided.core.bus,
-        kafka=providers.Resource(_kafka_source, settings, core.scraped),
-        rabbitmq=providers.Resource(_rabbit_source, settings),
-    )
+    source = providers.Resource(_source, settings, core.scraped)
     consumer = _consumer(core, settings, source)
     metrics_server = providers.Resource(
         metrics_server,
-        core.registry,
+        core.registry.provider,
         settings.provided.metrics.host,
         settings.provided.metrics.port,
     )
     schema = providers.Resource(ensure_migrated, core.engine)
     # What the process runs; called with idle_exit by `consume --idle-exit`.
     jobs = providers.Callable(consumer_jobs, consumer)
+
+
+def _database_probe(engine: AsyncEngine) -> DatabaseProbe:
+    # Imported here, as the dashboard's state below: only `serve` probes and reads them.
+    from chat_outbox.adapters.sql.probe import DatabaseProbe
+
+    return DatabaseProbe(engine)
+
+
+def _insights(engine: AsyncEngine) -> SqlInsights:
+    from chat_outbox.adapters.sql.insights import SqlInsights
+
+    return SqlInsights(engine)
 
 
 def _login_throttle() -> LoginThrottle:
@@ -478,8 +527,8 @@ class ApiContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
-    database_probe = providers.Singleton(DatabaseProbe, core.engine)
-    insights = providers.Singleton(SqlInsights, core.engine)
+    database_probe = providers.Singleton(_database_probe, core.engine)
+    insights = providers.Singleton(_insights, core.engine)
     # The dashboard's login state: failed logins per client, sessions ended by a logout.
     login_throttle = providers.Singleton(_login_throttle)
     revoked_sessions = providers.Singleton(_revoked_sessions)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from typing import TYPE_CHECKING
 
 from chat_outbox.application.metrics import Metrics
 from chat_outbox.application.ports import OutboxStats
 from chat_outbox.domain import OutboxStatus
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Histogram
 
 # From a few milliseconds (a healthy pipeline) to half an hour (a broker outage).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
@@ -21,6 +23,10 @@ OTHER_METHOD = "OTHER"
 
 class PrometheusMetrics(Metrics):
     def __init__(self, registry: CollectorRegistry) -> None:
+        # Imported here: a relay or consumer without a metrics port builds no metrics, and
+        # so never loads prometheus-client.
+        from prometheus_client import Counter, Gauge, Histogram
+
         self.registry = registry
         self.rows = Gauge(
             "chat_outbox_rows", "Outbox rows by status", ["status"], registry=registry
@@ -107,10 +113,14 @@ class PrometheusMetrics(Metrics):
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
 
 
 def _latency(name: str, between: str, registry: CollectorRegistry) -> Histogram:
+    from prometheus_client import Histogram
+
     return Histogram(
         f"chat_outbox_{name}_latency_seconds",
         f"Seconds from {between}",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import structlog
-from prometheus_client import CollectorRegistry, start_http_server
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -18,14 +21,19 @@ class ListenFailed(RuntimeError):
         return cls(f"cannot listen on {host}:{port}: {error.strerror or error}")
 
 
-def metrics_server(registry: CollectorRegistry, host: str, port: int) -> Iterator[int | None]:
-    """A Resource: serve the registry on host:port in a daemon thread until shutdown.
-    Port 0 turns it off. Yields the bound port."""
+def metrics_server(
+    registry: Callable[[], CollectorRegistry], host: str, port: int
+) -> Iterator[int | None]:
+    """A Resource: serve the registry `registry()` gives on host:port in a daemon thread
+    until shutdown. Port 0 turns it off, without making the registry. Yields the bound port."""
     if port == 0:
         yield None
         return
+    # Imported here: with the port off, a relay or consumer never loads prometheus-client.
+    from prometheus_client import start_http_server
+
     try:
-        server, thread = start_http_server(port, host, registry=registry)
+        server, thread = start_http_server(port, host, registry=registry())
     except OSError as error:
         raise ListenFailed.on(host, port, error) from None
     log.info("metrics_serving", host=host, port=server.server_port)
