@@ -113,10 +113,16 @@ def check_run_finished(payload: Any) -> None:
             raise ValueError(f"{name} must be a non-negative integer")
 
 
-def event_types() -> EventRegistry:
-    """The app's event types besides chat messages, and their handlers."""
+def event_types(settings: Settings) -> EventRegistry:
+    """The app's event types besides chat messages, and their handlers. Run events travel on
+    a topic of their own beside the chat topic; the consumer reads both."""
     events = EventRegistry()
-    events.register(EventType(RUN_FINISHED, validate=check_run_finished, max_payload_bytes=256))
+    runs_topic = f"{settings.core.topic}.agent-runs"
+    events.register(
+        EventType(
+            RUN_FINISHED, validate=check_run_finished, topic=runs_topic, max_payload_bytes=256
+        )
+    )
 
     @events.handler(RUN_FINISHED)
     async def finish_run(event: Event, session: AsyncSession) -> None:
@@ -163,7 +169,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     refuse the in-memory one). `database_url` is the app's own engine URL, by default
     `settings.core.database_url`; it must name the same database, since the outbox rows are
     written through the app's connection and the relay reads them from that database."""
-    outbox = Outbox(settings, events=event_types())
+    outbox = Outbox(settings, events=event_types(settings))
     engine = create_engine(database_url or settings.core.database_url)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
 

@@ -6,7 +6,7 @@ import inspect
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
@@ -333,19 +333,21 @@ def kafka_options(settings: Settings) -> KafkaOptions:
     )
 
 
-async def _kafka_bus(settings: Settings) -> AsyncIterator[KafkaBus]:
+async def _kafka_bus(settings: Settings, also: Sequence[str]) -> AsyncIterator[KafkaBus]:
     options = kafka_options(settings)
     from chat_outbox.adapters.kafka import KafkaBus
 
     topic = settings.core.topic if settings.kafka.create_topics else None
-    bus = KafkaBus(options, provision_topic=topic)
+    bus = KafkaBus(options, provision_topic=topic, also=also)
     try:
         yield bus
     finally:
         await bus.close()
 
 
-async def _kafka_source(settings: Settings, metrics: Metrics) -> AsyncIterator[KafkaSource]:
+async def _kafka_source(
+    settings: Settings, metrics: Metrics, also: Sequence[str]
+) -> AsyncIterator[KafkaSource]:
     options = kafka_options(settings)
     from chat_outbox.adapters.kafka import KafkaSource
 
@@ -355,6 +357,7 @@ async def _kafka_source(settings: Settings, metrics: Metrics) -> AsyncIterator[K
         settings.consumer.group,
         provision=settings.kafka.create_topics,
         metrics=metrics,
+        also=also,
     )
     try:
         yield source
@@ -384,7 +387,8 @@ def rabbit_options(settings: Settings) -> RabbitOptions:
     )
 
 
-async def _rabbit_bus(settings: Settings) -> AsyncIterator[RabbitBus]:
+async def _rabbit_bus(settings: Settings, also: Sequence[str]) -> AsyncIterator[RabbitBus]:
+    # `also` needs nothing here: the bus declares each topic's exchange on its first publish.
     options = rabbit_options(settings)
     from chat_outbox.adapters.rabbitmq import RabbitBus
 
@@ -402,11 +406,11 @@ def _rabbit_probe(settings: Settings) -> RabbitProbe:
     return RabbitProbe(options)
 
 
-async def _rabbit_source(settings: Settings) -> AsyncIterator[RabbitSource]:
+async def _rabbit_source(settings: Settings, also: Sequence[str]) -> AsyncIterator[RabbitSource]:
     options = rabbit_options(settings)
     from chat_outbox.adapters.rabbitmq import RabbitSource
 
-    source = RabbitSource(options, settings.core.topic)
+    source = RabbitSource(options, settings.core.topic, also=also)
     try:
         yield source
     finally:
@@ -416,19 +420,23 @@ async def _rabbit_source(settings: Settings) -> AsyncIterator[RabbitSource]:
 # One Resource per process for its bus client, picking the client itself: in a Selector of a
 # Resource per bus, init_resources would start every bus's client (importing each library,
 # requiring each extra), not only the chosen one.
-async def _bus(settings: Settings) -> AsyncIterator[MessageBus]:
-    clients: dict[str, Callable[[Settings], AsyncIterator[MessageBus]]] = {
+async def _bus(settings: Settings, events: EventRegistry) -> AsyncIterator[MessageBus]:
+    clients: dict[str, Callable[[Settings, Sequence[str]], AsyncIterator[MessageBus]]] = {
         "kafka": _kafka_bus,
         "rabbitmq": _rabbit_bus,
     }
-    async with asynccontextmanager(clients[settings.core.bus])(settings) as bus:
+    client = asynccontextmanager(clients[settings.core.bus])
+    async with client(settings, events.topics()) as bus:
         yield bus
 
 
-async def _source(settings: Settings, metrics: Metrics) -> AsyncIterator[MessageSource]:
+async def _source(
+    settings: Settings, metrics: Metrics, events: EventRegistry
+) -> AsyncIterator[MessageSource]:
+    """The source of the configured topic and of every event type's own topic."""
     clients: dict[str, Callable[[], AsyncIterator[MessageSource]]] = {
-        "kafka": partial(_kafka_source, settings, metrics),
-        "rabbitmq": partial(_rabbit_source, settings),
+        "kafka": partial(_kafka_source, settings, metrics, events.topics()),
+        "rabbitmq": partial(_rabbit_source, settings, events.topics()),
     }
     async with asynccontextmanager(clients[settings.core.bus])() as source:
         yield source
@@ -448,7 +456,7 @@ class RelayContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
-    bus = providers.Resource(_bus, settings)
+    bus = providers.Resource(_bus, settings, core.events)
     relay = _relay(core, settings, bus)
     wakeups = providers.Resource(wakeups_for, core.engine)
     polling = providers.Factory(
@@ -483,7 +491,7 @@ class ConsumerContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
-    source = providers.Resource(_source, settings, core.scraped)
+    source = providers.Resource(_source, settings, core.scraped, core.events)
     consumer = _consumer(core, settings, source)
     metrics_server = providers.Resource(
         metrics_server,

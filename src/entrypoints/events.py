@@ -28,6 +28,10 @@ class EventRegistry:
     def handlers(self) -> Mapping[str, Handler]:
         return MappingProxyType(self._handlers)
 
+    def topics(self) -> tuple[str, ...]:
+        """The topics of the types that have one of their own, which consumers read too."""
+        return tuple(dict.fromkeys(t.topic for t in self._types.values() if t.topic))
+
     def register(self, event_type: EventType) -> EventType:
         """Add a type; ValueError if its name is chat's or taken by another type."""
         if event_type.name == BIZ_TYPE_CHAT_HISTORY:

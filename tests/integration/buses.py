@@ -54,6 +54,11 @@ class BusHarness(Protocol):
     name: str
     topic: str
 
+    @property
+    def other_topic(self) -> str:
+        """A second topic its sources also read (an event type's own)."""
+        ...
+
     def bus(self, max_record_bytes: int | None = None) -> MessageBus: ...
 
     def unreachable_bus(self) -> MessageBus:
@@ -75,6 +80,7 @@ class BusHarness(Protocol):
 class MemoryHarness:
     name: str = "memory"
     topic: str = "chat.contract"
+    other_topic: str = "events.contract"
     shared: InMemoryBus = attrs.field(factory=InMemoryBus)
 
     def bus(self, max_record_bytes: int | None = None) -> MessageBus:
@@ -122,16 +128,19 @@ class KafkaHarness:
     bootstrap: str
     name: str = "kafka"
     topic: str = attrs.field(init=False)
+    other_topic: str = attrs.field(init=False)
     group: str = attrs.field(init=False)
     closing: Closing = attrs.field(factory=Closing)
 
     def __attrs_post_init__(self) -> None:
         self.topic, self.group = unique_names("contract")
+        self.other_topic = f"{self.topic}-events"
 
     def bus(self, max_record_bytes: int | None = None) -> MessageBus:
         limit = {} if max_record_bytes is None else {"max_request_size": max_record_bytes}
         options = fast_kafka_options(self.bootstrap, **limit)
-        return self.closing.track(KafkaBus(options, provision_topic=self.topic))
+        bus = KafkaBus(options, provision_topic=self.topic, also=(self.other_topic,))
+        return self.closing.track(bus)
 
     def unreachable_bus(self) -> MessageBus:
         options = fast_kafka_options(f"127.0.0.1:{free_loopback_port()}", request_timeout_ms=1000)
@@ -142,7 +151,10 @@ class KafkaHarness:
         options = fast_kafka_options(
             self.bootstrap, session_timeout_ms=2000, heartbeat_interval_ms=200
         )
-        return self.closing.track(KafkaSource(options, self.topic, self.group, provision=True))
+        source = KafkaSource(
+            options, self.topic, self.group, provision=True, also=(self.other_topic,)
+        )
+        return self.closing.track(source)
 
     async def crash(self, source: MessageSource) -> MessageSource:
         assert isinstance(source, KafkaSource)
@@ -164,6 +176,10 @@ class RabbitHarness:
     topic: str = attrs.field(factory=lambda: f"chat-contract-{uuid.uuid4().hex[:12]}")
     closing: Closing = attrs.field(factory=Closing)
 
+    @property
+    def other_topic(self) -> str:
+        return f"{self.topic}-events"
+
     def bus(self, max_record_bytes: int | None = None) -> MessageBus:
         options = RabbitOptions(url=self.url, queues=RABBITMQ_QUEUES)
         if max_record_bytes is not None:
@@ -176,7 +192,7 @@ class RabbitHarness:
 
     def source(self) -> MessageSource:
         options = RabbitOptions(url=self.url, queues=RABBITMQ_QUEUES)
-        return self.closing.track(RabbitSource(options, self.topic))
+        return self.closing.track(RabbitSource(options, self.topic, also=(self.other_topic,)))
 
     async def crash(self, source: MessageSource) -> MessageSource:
         assert isinstance(source, RabbitSource)

@@ -271,3 +271,23 @@ async def test_records_of_one_key_in_one_call_arrive_in_order_beyond_one_batch_o
     for key in keys:
         arrived = [r.value for r in fetched if r.key == key.encode()]
         assert arrived == [r.value for r in batch if r.key == key]
+
+
+async def test_a_source_reads_every_topic_it_is_given_and_each_record_keeps_its_topic(
+    bus_harness: BusHarness,
+) -> None:
+    """An event type with a topic of its own is read by the same consumer."""
+    bus, source = bus_harness.bus(), bus_harness.source()
+    sent = [
+        plain(bus_harness.topic, "k-1", "chat one"),
+        plain(bus_harness.other_topic, "k-1", "event one"),
+        plain(bus_harness.other_topic, "k-2", "event two"),
+    ]
+    assert await bus.publish(sent) == [None, None, None]
+
+    got = await fetch_at_least(source, 3)
+
+    assert sorted((r.topic, r.key, r.value) for r in got) == sorted(
+        (r.topic, r.key.encode(), r.value) for r in sent
+    )
+    await source.acknowledge(got)

@@ -281,11 +281,12 @@ async def run_status(client: httpx.AsyncClient, run_id: int) -> dict[str, Any]:
 
 
 async def test_a_finished_run_records_two_event_types_which_the_consumer_handles_in_order(
-    client: httpx.AsyncClient, database: AsyncEngine
+    client: httpx.AsyncClient, database: AsyncEngine, settings: Settings
 ) -> None:
     """The answer (a chat message) and agent_run.finished (the app's own type, sharing the
-    conversation's key) commit together; the consumer persists the answer and its handler
-    marks the run finished, its write committed with the event's consumed mark."""
+    conversation's key, on a topic of its own) commit together; the consumer reads both
+    topics, persists the answer, and its handler marks the run finished, its write
+    committed with the event's consumed mark."""
     conversation = new_conversation()
     created = (await post_message(client, conversation, "What is 6 x 7?")).json()
     run_id = created["run_id"]
@@ -312,10 +313,10 @@ async def test_a_finished_run_records_two_event_types_which_the_consumer_handles
         ("assistant", "42"),
     ]
     rows = await outbox_rows(database, conversation)
-    assert [(row["biz_type"], row["status"]) for row in rows] == [
-        ("chat_history_persist", "consumed"),
-        ("chat_history_persist", "consumed"),
-        ("agent_run.finished", "consumed"),
+    assert [(row["biz_type"], row["topic"], row["status"]) for row in rows] == [
+        ("chat_history_persist", settings.core.topic, "consumed"),
+        ("chat_history_persist", settings.core.topic, "consumed"),
+        ("agent_run.finished", f"{settings.core.topic}.agent-runs", "consumed"),
     ]
     assert rows[-1]["event_id"] == finished["event_id"]
 

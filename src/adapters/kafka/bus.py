@@ -23,9 +23,12 @@ class KafkaBus(MessageBus):
     """Starts its producer lazily, so a broker that is down at start-up is a retryable
     publish failure (backed off per message), not a crashed relay."""
 
-    def __init__(self, options: KafkaOptions, provision_topic: str | None = None) -> None:
+    def __init__(
+        self, options: KafkaOptions, provision_topic: str | None = None, also: Sequence[str] = ()
+    ) -> None:
+        """Creates `provision_topic` (and the topics `also` names) if missing, when given."""
         self._options = options
-        self._provision_topic = provision_topic
+        self._provision = () if provision_topic is None else (provision_topic, *also)
         self._producer: AIOKafkaProducer | None = None
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
@@ -52,8 +55,8 @@ class KafkaBus(MessageBus):
 
     async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
-            if self._provision_topic is not None:
-                await ensure_topics(self._options, self._provision_topic)
+            for topic in self._provision:
+                await ensure_topics(self._options, topic)
             self._producer = await started(AIOKafkaProducer(**self._options.producer()))
             log.info("kafka_producer_started", bootstrap=self._options.bootstrap_servers)
         return self._producer

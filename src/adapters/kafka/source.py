@@ -33,11 +33,13 @@ class KafkaSource(MessageSource):
         group_id: str,
         provision: bool = False,
         metrics: Metrics | None = None,
+        also: Sequence[str] = (),
     ) -> None:
+        """Reads `topic`, and the topics `also` names (event types with topics of their own)."""
         self._options = options
         self._metrics = metrics or NoMetrics()
         self._provision = provision
-        self._topic = topic
+        self._topics = tuple(dict.fromkeys((topic, *also)))
         self._group_id = group_id
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -173,11 +175,12 @@ class KafkaSource(MessageSource):
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             if self._provision:
-                await ensure_topics(self._options, self._topic)
+                for topic in self._topics:
+                    await ensure_topics(self._options, topic)
             consumer = AIOKafkaConsumer(**self._options.consumer(self._group_id))
-            consumer.subscribe([self._topic], listener=_CommitBeforeRevoke(self))
+            consumer.subscribe(list(self._topics), listener=_CommitBeforeRevoke(self))
             self._consumer = await started(consumer)
-            log.info("kafka_consumer_started", topic=self._topic, group=self._group_id)
+            log.info("kafka_consumer_started", topic=",".join(self._topics), group=self._group_id)
         return self._consumer
 
     async def _dlq_producer(self) -> AIOKafkaProducer:

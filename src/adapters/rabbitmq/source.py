@@ -29,8 +29,8 @@ from chat_outbox.application.ports import IncomingRecord, MessageSource
 
 log = structlog.get_logger(__name__)
 
-Delivery = tuple[int, AbstractIncomingMessage]
-"""A delivery and the shard (queue index) it came from."""
+Delivery = tuple[str, int, AbstractIncomingMessage]
+"""A delivery and the topic and shard (queue index) it came from."""
 
 
 class RabbitSource(MessageSource):
@@ -39,9 +39,11 @@ class RabbitSource(MessageSource):
     so an acknowledgement can never hit a later delivery that got the same delivery tag
     on a new channel."""
 
-    def __init__(self, options: RabbitOptions, topic: str) -> None:
+    def __init__(self, options: RabbitOptions, topic: str, also: Sequence[str] = ()) -> None:
+        """Reads `topic`'s queues, and those of the topics `also` names (event types with
+        topics of their own)."""
         self._options = options
-        self._topic = topic
+        self._topics = tuple(dict.fromkeys((topic, *also)))
         self._consuming = Link(options, "chat-outbox-consumer", confirms=False)
         self._parking = Link(options, "chat-outbox-dead-letters", confirms=True)
         self._buffer: asyncio.Queue[Delivery] = asyncio.Queue()
@@ -67,7 +69,7 @@ class RabbitSource(MessageSource):
         deliveries = [first]
         while len(deliveries) < max_records and not self._buffer.empty():
             deliveries.append(self._buffer.get_nowait())
-        return [self._record(shard, message) for shard, message in deliveries]
+        return [self._record(topic, shard, message) for topic, shard, message in deliveries]
 
     async def acknowledge(self, records: Sequence[IncomingRecord]) -> None:
         lost = 0
@@ -116,19 +118,22 @@ class RabbitSource(MessageSource):
         self._buffer = asyncio.Queue()
         self._unacked.clear()
         await channel.set_qos(prefetch_count=self._options.prefetch)
-        await declare(channel, self._topic, self._options.queues)
-        for shard in range(self._options.queues):
-            queue = await channel.get_queue(queue_name(self._topic, shard), ensure=False)
-            await queue.consume(partial(_buffered, self._buffer, shard))
-        log.info("rabbitmq_consumer_started", topic=self._topic, queues=self._options.queues)
+        for topic in self._topics:
+            await declare(channel, topic, self._options.queues)
+            for shard in range(self._options.queues):
+                queue = await channel.get_queue(queue_name(topic, shard), ensure=False)
+                await queue.consume(partial(_buffered, self._buffer, topic, shard))
+        log.info(
+            "rabbitmq_consumer_started", topic=",".join(self._topics), queues=self._options.queues
+        )
 
-    def _record(self, shard: int, message: AbstractIncomingMessage) -> IncomingRecord:
+    def _record(self, topic: str, shard: int, message: AbstractIncomingMessage) -> IncomingRecord:
         sequence = next(self._sequence)
         self._unacked[sequence] = message
         headers = from_table(message.headers)
         key = headers.pop(KEY_HEADER, None)
         return IncomingRecord(
-            topic=self._topic,
+            topic=topic,
             partition=shard,
             offset=sequence,
             key=key,
@@ -138,6 +143,6 @@ class RabbitSource(MessageSource):
 
 
 async def _buffered(
-    buffer: asyncio.Queue[Delivery], shard: int, message: AbstractIncomingMessage
+    buffer: asyncio.Queue[Delivery], topic: str, shard: int, message: AbstractIncomingMessage
 ) -> None:
-    buffer.put_nowait((shard, message))
+    buffer.put_nowait((topic, shard, message))
