@@ -31,8 +31,24 @@ wait_for MariaDB mariadb_up
 # RabbitMQ: the broker, and a vhost of its own for the tests (each test also names its
 # exchanges and queues uniquely). The adapter needs no plugin: it hashes keys onto queues.
 RABBITMQ_TEST_VHOST=${CHAT_OUTBOX_TEST_RABBITMQ_VHOST:-chat-outbox-test}
-rabbitmq_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) && rabbitmqctl -q await_startup; }
+# The broker's greeting to an AMQP 0-9-1 header: a broker can hold its port open and yet
+# never answer (seen here once), which counts as down too.
+amqp_answers() {
+  python3 -c '
+import socket, sys
+with socket.create_connection(("127.0.0.1", 5672), timeout=5) as s:
+    s.settimeout(10)
+    s.sendall(b"AMQP\x00\x00\x09\x01")
+    sys.exit(0 if s.recv(1) == b"\x01" else 1)
+'
+}
+rabbitmq_up() { amqp_answers && rabbitmqctl -q await_startup; }
 
+if (exec 3<>/dev/tcp/127.0.0.1/5672) >/dev/null 2>&1 && ! amqp_answers >/dev/null 2>&1; then
+  echo "services: RabbitMQ holds its port but does not answer AMQP: restarting it"
+  pkill -KILL -u rabbitmq -f beam.smp || true
+  sleep 2
+fi
 if ! (exec 3<>/dev/tcp/127.0.0.1/5672) >/dev/null 2>&1; then
   echo "services: starting RabbitMQ"
   rabbitmq-server -detached
