@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry
 
 from chat_outbox.adapters.metrics import PrometheusMetrics
 from chat_outbox.application.metrics import refresh_outbox_gauges
-from chat_outbox.domain import PublishFailure
+from chat_outbox.application.ports import OutboxStats
+from chat_outbox.domain import OutboxStatus, PublishFailure
 from chat_outbox.entrypoints.config import Settings
 from chat_outbox.entrypoints.containers import RelayContainer
 from tests.unit.conftest import Harness, failing
@@ -87,6 +88,27 @@ async def test_the_outbox_gauges_follow_the_stats_query(
     assert value(metrics, "chat_outbox_rows", status="consumed") == 0
     assert value(metrics, "chat_outbox_oldest_pending_age_seconds") == 2.0
     assert value(metrics, "chat_outbox_held_behind_dead") == 1
+
+
+def test_rows_by_type_follow_the_stats_and_a_type_gone_reads_zero(
+    metrics: PrometheusMetrics,
+) -> None:
+    chat = {s: 0 for s in OutboxStatus} | {OutboxStatus.CONSUMED: 3}
+    runs = {s: 0 for s in OutboxStatus} | {OutboxStatus.DEAD: 1}
+    now = datetime.now(UTC)
+    metrics.outbox_snapshot(
+        OutboxStats({}, None, None, by_type={"chat_history_persist": chat, "agent_run.x": runs}),
+        now,
+    )
+    assert value(metrics, "chat_outbox_rows_by_type", type="agent_run.x", status="dead") == 1
+    assert (
+        value(metrics, "chat_outbox_rows_by_type", type="chat_history_persist", status="consumed")
+        == 3
+    )
+    metrics.outbox_snapshot(
+        OutboxStats({}, None, None, by_type={"chat_history_persist": chat}), now
+    )
+    assert value(metrics, "chat_outbox_rows_by_type", type="agent_run.x", status="dead") == 0
 
 
 def test_lag_is_reported_per_partition_and_never_negative(metrics: PrometheusMetrics) -> None:

@@ -31,6 +31,13 @@ class PrometheusMetrics(Metrics):
         self.rows = Gauge(
             "chat_outbox_rows", "Outbox rows by status", ["status"], registry=registry
         )
+        self.rows_by_type = Gauge(
+            "chat_outbox_rows_by_type",
+            "Outbox rows by event type and status",
+            ["type", "status"],
+            registry=registry,
+        )
+        self._types_seen: set[str] = set()
         self.oldest_pending_age = Gauge(
             "chat_outbox_oldest_pending_age_seconds",
             "Age of the oldest pending row (0 when none)",
@@ -101,6 +108,12 @@ class PrometheusMetrics(Metrics):
     def outbox_snapshot(self, stats: OutboxStats, now: datetime) -> None:
         for status in OutboxStatus:
             self.rows.labels(status.value).set(stats.counts.get(status, 0))
+        # A type whose rows are all purged reads zero rather than its last counts.
+        self._types_seen.update(stats.by_type)
+        for kind in self._types_seen:
+            counts = stats.by_type.get(kind, {})
+            for status in OutboxStatus:
+                self.rows_by_type.labels(kind, status.value).set(counts.get(status, 0))
         oldest = stats.oldest_pending_at
         self.oldest_pending_age.set(0 if oldest is None else (now - oldest).total_seconds())
         self.held_behind_dead.set(stats.held)
