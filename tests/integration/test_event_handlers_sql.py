@@ -5,6 +5,7 @@ dead-lettered with its row dead and its key's later events held behind it."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import attrs
@@ -335,3 +336,21 @@ async def test_a_payload_its_type_refuses_on_arrival_is_dead_lettered_unhandled(
     assert reason.startswith("handler_failed after 1 attempt(s): invalid_payload:")
     assert "answer must be a string" in reason
     assert (await rows(engine))[row.id] == ("dead", reason)
+
+
+async def test_purging_a_handled_events_row_takes_its_inbox_line_and_a_late_copy_is_refused(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory, tables: None
+) -> None:
+    calls, bus = Calls(), InMemoryBus()
+    row = await recorded_event(uow, "run-1", "42")
+    target = consumer(engine, uow, bus, calls)
+    await deliver(target, bus, relayed(row))
+
+    async with uow() as unit:
+        assert await unit.outbox.purge_consumed(clock.now() + timedelta(seconds=1), 10) == 1
+        await unit.commit()
+    await deliver(target, bus, relayed(row))
+
+    assert await inbox(engine) == []
+    assert calls.seen == ["42"]
+    assert reasons(bus) == [f"forged_or_stale: no outbox row {row.id}"]

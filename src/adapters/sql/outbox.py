@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chat_outbox.adapters.sql import attempts
 from chat_outbox.adapters.sql.rows import message_columns, message_of
 from chat_outbox.adapters.sql.statements import INSERT_MESSAGE, outcome_update
+from chat_outbox.adapters.sql.tables import event_inbox
 from chat_outbox.adapters.sql.tables import outbox_messages as t
 from chat_outbox.application.errors import DuplicateEvent
 from chat_outbox.application.ports import (
@@ -166,6 +167,8 @@ class SqlOutboxRepository(OutboxRepository):
         deleted = 0
         for chunk in _chunks(ids):
             await attempts.forget(self._conn, chunk)
+            # A redelivery after this finds no row to vouch for it: the inbox line can go.
+            await self._conn.execute(delete(event_inbox).where(event_inbox.c.outbox_id.in_(chunk)))
             statement = delete(t).where(
                 t.c.id.in_(chunk), t.c.status == OutboxStatus.CONSUMED.value
             )

@@ -174,5 +174,6 @@ event_inbox = Table(
     Column("event_type", String(64), nullable=False),
     Column("outbox_id", BigInteger, nullable=False),
     Column("handled_at", UtcDateTime, nullable=False),
+    Index("idx_inbox_outbox_id", "outbox_id"),
     **MYSQL,
 )

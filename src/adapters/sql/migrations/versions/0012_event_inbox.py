@@ -1,6 +1,6 @@
 """The event inbox: the event id of each event a host handler has handled, written in the
-handler's own transaction, so a redelivered event is never handled twice. Chat messages
-keep their exactly-once through chat history's unique event id.
+handler's own transaction, so a redelivered event is never handled twice; purged with its
+outbox row. Chat messages keep their exactly-once through chat history's unique event id.
 
 Revision ID: 0012
 Revises: 0011
@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("handled_at", TIMESTAMP, nullable=False),
         **options,
     )
+    op.create_index("idx_inbox_outbox_id", TABLE, ["outbox_id"])
 
 
 def downgrade() -> None:
