@@ -12,6 +12,8 @@ from typing import TypeVar
 import attrs
 import structlog
 
+from chat_outbox.application.consume.handling import EventHandling, Events, Mixed, runs_by_kind
+from chat_outbox.application.consume.retrying import Patience, Sleep
 from chat_outbox.application.errors import BusUnavailable, StoreUnavailable
 from chat_outbox.application.metrics import Metrics, NoMetrics
 from chat_outbox.application.ports import (
@@ -22,12 +24,7 @@ from chat_outbox.application.ports import (
     Persisted,
 )
 from chat_outbox.application.ports.codec import EnvelopeCodec
-from chat_outbox.application.ports.handlers import (
-    EventHandlers,
-    HandlerFailed,
-    NoEventHandlers,
-    Outcome,
-)
+from chat_outbox.application.ports.handlers import EventHandlers, NoEventHandlers, Outcome
 from chat_outbox.application.tracing import (
     TRACEPARENT_HEADER,
     LogContextOnly,
@@ -45,13 +42,9 @@ from chat_outbox.domain.envelope import AnyEnvelope, EventEnvelope, PlainEnvelop
 
 log = structlog.get_logger(__name__)
 
-Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 Decoded = list[tuple[IncomingRecord, Envelope]]
 """Chat records, for the history writer."""
-Mixed = list[tuple[IncomingRecord, AnyEnvelope]]
-"""A batch in bus order: chat records and other types' events."""
-Events = list[tuple[IncomingRecord, EventEnvelope]]
 
 
 @attrs.frozen
@@ -167,15 +160,9 @@ class Consumer:
                     await self._dead_letter(record, _malformed(error))
                 continue
             if isinstance(envelope, EventEnvelope):
-                if not self.handlers.knows(envelope.type):
-                    reason = f"unknown_type: no handler for event type {envelope.type!r} here"
-                    await self._until_done(
-                        "handler_failed",
-                        partial(self.handlers.fail, envelope, reason, self.clock.now()),
-                    )
-                    with self.tracing.restored(_traceparent(record)):
-                        await self._dead_letter(record, reason)
-                    continue
+                with self.tracing.restored(_traceparent(record)):
+                    if await self._events().refuse_unknown(record, envelope):
+                        continue
                 decoded.append((record, envelope))
                 continue
             entry = HistoryEntry.from_envelope(envelope)
@@ -190,7 +177,7 @@ class Consumer:
     async def _persist(self, decoded: Mixed) -> tuple[int, Mixed]:
         """Persist the batch in bus order: runs of chat records through the history writer,
         other events one by one through their handlers. Returns (written, the records kept)."""
-        runs = _runs_by_kind(decoded)
+        runs = runs_by_kind(decoded)
         if len(runs) == 1 and not runs[0][1]:
             return await self._persist_chat(runs[0][0])  # type: ignore[arg-type]
         inserted = 0
@@ -206,52 +193,17 @@ class Consumer:
 
     async def _handle_events(self, events: Events) -> tuple[int, Mixed]:
         """Hand each event to its handler, in bus order."""
+        handling = self._events()
         handled = 0
         kept: Mixed = []
         for record, envelope in events:
             with self.tracing.restored(_traceparent(record)):
-                outcome = await self._handle(record, envelope)
+                outcome = await handling.handle(record, envelope)
             if outcome is None:
                 continue
             handled += outcome is Outcome.HANDLED
             kept.append((record, envelope))
         return handled, kept
-
-    async def _handle(self, record: IncomingRecord, envelope: EventEnvelope) -> Outcome | None:
-        """The event's outcome; None when it was dead-lettered. A handler that raises is
-        tried again with backoff (the batch waits, unacknowledged), up to
-        `handler_attempts` tries, or only once when its error is permanent."""
-        attempt = 0
-        while True:
-            try:
-                handled = await self._until_done(
-                    "handle", partial(self.handlers.handle, envelope, self.clock.now())
-                )
-            except HandlerFailed as failure:
-                attempt += 1
-                if failure.permanent or attempt >= self.handler_attempts:
-                    reason = f"handler_failed after {attempt} attempt(s): {failure}"[:500]
-                    await self._until_done(
-                        "handler_failed",
-                        partial(self.handlers.fail, envelope, reason, self.clock.now()),
-                    )
-                    await self._dead_letter(record, reason)
-                    return None
-                delay = self.policy.backoff(attempt).total_seconds()
-                log.warning(
-                    "handler_failed_retrying",
-                    event_type=envelope.type,
-                    outbox_id=envelope.outbox_id,
-                    error=str(failure)[:500],
-                    attempt=attempt,
-                    retry_in_s=round(delay, 3),
-                )
-                await self.sleep(delay)
-                continue
-            if handled.outcome is Outcome.REFUSED:
-                await self._dead_letter(record, handled.reason)
-                return None
-            return handled.outcome
 
     async def _persist_chat(self, decoded: Decoded) -> tuple[int, Mixed]:
         """Persist chat records; if the database refuses it for good (not a transient error),
@@ -330,37 +282,15 @@ class Consumer:
         await self._until_done("dead_letter", lambda: self.source.dead_letter(record, reason))
 
     async def _until_done(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
-        """Retry a transient failure (database or bus unreachable) with backoff until it
-        works or a stop is asked for; the batch is neither skipped nor acknowledged."""
-        attempt = 0
-        while True:
-            try:
-                return await action()
-            except (StoreUnavailable, BusUnavailable) as error:
-                attempt += 1
-                if self.stopping.is_set():
-                    raise
-                delay = self.policy.backoff(attempt).total_seconds()
-                log.warning(
-                    f"{what}_failed_retrying",
-                    error=str(error),
-                    attempt=attempt,
-                    retry_in_s=round(delay, 3),
-                )
-                await self.sleep(delay)
+        return await self._patience().until_done(what, action)
 
+    def _patience(self) -> Patience:
+        return Patience(self.policy, self.stopping, self.sleep)
 
-def _runs_by_kind(decoded: Mixed) -> list[tuple[Mixed, bool]]:
-    """The batch cut into runs of chat records and runs of other events, in bus order, each
-    with True for an events run: a key shared by both kinds keeps its order."""
-    runs: list[tuple[Mixed, bool]] = []
-    for item in decoded:
-        events = isinstance(item[1], EventEnvelope)
-        if runs and runs[-1][1] == events:
-            runs[-1][0].append(item)
-        else:
-            runs.append(([item], events))
-    return runs or [([], False)]
+    def _events(self) -> EventHandling:
+        return EventHandling(
+            self.handlers, self.clock, self._patience(), self.handler_attempts, self._dead_letter
+        )
 
 
 def _traceparent(record: IncomingRecord) -> str | None:
