@@ -230,7 +230,10 @@ def test_a_dead_row_is_found_understood_and_requeued_until_consumed(
     big = stack.big
     browser.get(f"{stack.base}/admin/dead")
     browser.find_element(By.NAME, "error").send_keys("MessageSizeTooLarge")
-    browser.find_element(By.ID, "filter").click()
+    unfiltered = browser.find_element(By.ID, "filter")
+    unfiltered.click()
+    # The unfiltered page lists the row too: wait for the filtered page to replace it.
+    WebDriverWait(browser, 10).until(wanted.staleness_of(unfiltered))
     row = WebDriverWait(browser, 10).until(
         wanted.presence_of_element_located((By.ID, f"dead-{big}"))
     )

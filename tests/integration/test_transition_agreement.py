@@ -23,6 +23,7 @@ from chat_outbox.domain import (
     Transition,
     apply_to,
     consumed,
+    handler_failed,
     requeued,
     swept,
 )
@@ -51,6 +52,8 @@ def decided(outbox_id: int, event: OutboxEvent, at: datetime, attempts: int = 3)
             return requeued(outbox_id, at)
         case OutboxEvent.SWEPT:
             return swept(outbox_id, at)
+        case OutboxEvent.HANDLER_FAILED:
+            return handler_failed(outbox_id, at, "handler refused")
     raise AssertionError(event)
 
 
