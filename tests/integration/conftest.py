@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ from tests.integration.databases import (
 )
 from tests.integration.kafka_helpers import unique_names
 from tests.integration.processes import Launcher
+from tests.integration.vhosts import create_run_vhost, delete_run_vhosts
 
 if TYPE_CHECKING:
     from tests.integration.buses import BusHarness
@@ -38,6 +40,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     loop = asyncio.new_event_loop()  # the session's loop is closed by now
     try:
         dropped = loop.run_until_complete(drop_run_databases())
+        if not os.environ.get(EXTERNAL_RABBITMQ):
+            dropped += delete_run_vhosts()
     except Exception as error:  # noqa: BLE001 - a clean-up failure must not hide the results
         if reporter is not None:
             reporter.write_line(f"could not drop this run's test databases: {error!r}")
@@ -107,14 +111,18 @@ async def kafka_bootstrap() -> AsyncIterator[str]:
 
 
 EXTERNAL_RABBITMQ = "CHAT_OUTBOX_TEST_RABBITMQ_URL"
-TEST_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/chat-outbox-test"
 
 
 @pytest.fixture(scope="session")
 async def rabbitmq_url() -> str:
-    """The RabbitMQ vhost the tests use (CHAT_OUTBOX_TEST_RABBITMQ_URL, or the local
-    broker's `chat-outbox-test` vhost, which `make services` creates)."""
-    url = os.environ.get(EXTERNAL_RABBITMQ) or TEST_RABBITMQ_URL
+    """The RabbitMQ vhost the tests use: CHAT_OUTBOX_TEST_RABBITMQ_URL's, or one of this
+    run's own on the local broker, deleted with its queues when the run ends."""
+    url = os.environ.get(EXTERNAL_RABBITMQ) or ""
+    if not url:
+        try:
+            url = create_run_vhost()
+        except (OSError, subprocess.SubprocessError) as error:
+            pytest.fail(f"cannot make a RabbitMQ vhost with rabbitmqctl: {error!r}")
     try:
         connection = await aio_pika.connect(url, timeout=5)
     except Exception as error:  # noqa: BLE001 - turn a missing broker into a clear failure

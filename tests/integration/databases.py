@@ -129,7 +129,7 @@ async def truncate(engine: AsyncEngine) -> None:
                 await connection.execute(text(f"TRUNCATE TABLE {table.name}"))
 
 
-def _process_is_gone(pid: int) -> bool:
+def process_is_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -145,7 +145,7 @@ def is_ours_to_drop(name: str) -> bool:
     if not EXPLICIT_DATABASE and (name == TEST_DATABASE or name.startswith(f"{TEST_DATABASE}_")):
         return True
     match = RUN_NAME.match(name)
-    return bool(match and match["host"] == HOST_TAG and _process_is_gone(int(match["pid"])))
+    return bool(match and match["host"] == HOST_TAG and process_is_gone(int(match["pid"])))
 
 
 def server_urls() -> list[URL]:
