@@ -85,27 +85,10 @@ class Envelope:
             chat = ChatMessage.from_payload(json.loads(message.payload), max_message_bytes=2**62)
         except (ValueError, InvalidChatMessage) as error:
             raise MalformedEnvelope(f"outbox row {message.id} has a bad payload: {error}") from None
-        return cls(
-            event_id=message.event_id,
-            type=message.biz_type,
-            schema_version=SCHEMA_VERSION,
-            occurred_at=message.created_at,
-            key=message.message_key,
-            outbox_id=message.id,
-            payload=chat,
-        )
+        return cls(**_row_fields(message), payload=chat)
 
     def encode(self) -> bytes:
-        document = {
-            "event_id": self.event_id,
-            "type": self.type,
-            "schema_version": self.schema_version,
-            "occurred_at": self.occurred_at.isoformat(),
-            "key": self.key,
-            "outbox_id": self.outbox_id,
-            "payload": self.payload.to_payload(),
-        }
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return _encoded(self, self.payload.to_payload())
 
     @classmethod
     def decode(
@@ -183,27 +166,10 @@ class EventEnvelope:
             raise MalformedEnvelope(
                 f"outbox row {message.id} has a bad payload: not JSON"
             ) from None
-        return cls(
-            event_id=message.event_id,
-            type=message.biz_type,
-            schema_version=SCHEMA_VERSION,
-            occurred_at=message.created_at,
-            key=message.message_key,
-            outbox_id=message.id,
-            payload=payload,
-        )
+        return cls(**_row_fields(message), payload=payload)
 
     def encode(self) -> bytes:
-        document = {
-            "event_id": self.event_id,
-            "type": self.type,
-            "schema_version": self.schema_version,
-            "occurred_at": self.occurred_at.isoformat(),
-            "key": self.key,
-            "outbox_id": self.outbox_id,
-            "payload": self.payload,
-        }
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return _encoded(self, self.payload)
 
     @classmethod
     def _of(cls, document: dict[str, Any]) -> EventEnvelope:
@@ -224,6 +190,32 @@ class EventEnvelope:
 
 
 AnyEnvelope = Envelope | EventEnvelope
+
+
+def _row_fields(message: OutboxMessage) -> dict[str, Any]:
+    """Every envelope field a stored row gives but the payload."""
+    return {
+        "event_id": message.event_id,
+        "type": message.biz_type,
+        "schema_version": SCHEMA_VERSION,
+        "occurred_at": message.created_at,
+        "key": message.message_key,
+        "outbox_id": message.id,
+    }
+
+
+def _encoded(envelope: AnyEnvelope, payload: Any) -> bytes:
+    """The envelope as compact JSON, its payload given as a JSON value."""
+    document = {
+        "event_id": envelope.event_id,
+        "type": envelope.type,
+        "schema_version": envelope.schema_version,
+        "occurred_at": envelope.occurred_at.isoformat(),
+        "key": envelope.key,
+        "outbox_id": envelope.outbox_id,
+        "payload": payload,
+    }
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def decode_any(
