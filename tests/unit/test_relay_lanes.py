@@ -76,6 +76,23 @@ async def test_a_backlog_brings_the_second_lane_in_and_every_message_is_relayed_
     assert all(bus.sent > 0 for bus in buses)
 
 
+async def test_with_once_a_backlog_is_drained_by_both_lanes_and_the_call_returns(
+    harness: Harness,
+) -> None:
+    """`relay --once`: the second lane joins on a full batch as in a long run, and the
+    call ends by itself once neither lane finds anything due."""
+    rows = [await harness.record(f"c{n % 8}", f"m{n}") for n in range(40)]
+    buses = [LaneBus(harness.bus, turns=True), LaneBus(harness.bus, turns=True)]
+    relays = [attrs.evolve(harness.relay(batch_size=4), bus=bus) for bus in buses]
+    polling = Polling(minimum=60, maximum=60, coalesce=0)
+    report = await asyncio.wait_for(
+        run_relay_lanes(relays, asyncio.Event(), polling=polling, once=True), 5
+    )
+    assert report.published == len(rows) == len(harness.bus.log)
+    assert all(harness.status(row.id) is OutboxStatus.PUBLISHED for row in rows)
+    assert all(bus.sent > 0 for bus in buses)
+
+
 async def test_a_trickle_is_relayed_by_the_first_lane_alone(harness: Harness) -> None:
     """Batches short of full never call the other lanes in (nor onto the roster)."""
     rows = [await harness.record(f"c{n}", "m") for n in range(3)]

@@ -127,7 +127,8 @@ async def run_relay_lanes(
     transaction and share of the conversations, works meanwhile. The lanes join when the
     first relay claims a full batch and leave (handing their shares back) once its batches
     shrink: at a trickle, one relay is quicker than several splitting each wake-up. With
-    once, the first relay alone. If one lane fails, the others are stopped."""
+    once, a lane that joined drains its share until nothing in it is due, and the call
+    returns when every lane has. If one lane fails, the others are stopped."""
     first, *others = relays
     backlog, first_stopped = Backlog(), asyncio.Event()
 
@@ -147,12 +148,13 @@ async def run_relay_lanes(
             await backlog.full.wait()  # set for good once the first lane stops
             if first_stopped.is_set():
                 return totals
+            if once:
+                return await run_relay(relay, stopping, polling=polling, once=True)
             totals = add_up(totals, await run_relay(relay, backlog.drained, polling=polling))
 
     async with asyncio.TaskGroup() as group:
         lanes = [group.create_task(lead())]
-        if not once:
-            lanes += [group.create_task(help_with_backlog(relay)) for relay in others]
+        lanes += [group.create_task(help_with_backlog(relay)) for relay in others]
     totals = RelayReport()
     for lane in lanes:
         totals = add_up(totals, lane.result())
