@@ -27,7 +27,7 @@ from chat_outbox.adapters.sql import (
     create_engine,
     ensure_migrated,
 )
-from chat_outbox.adapters.sql.claims import LeasedClaims, LockedClaims
+from chat_outbox.adapters.sql.claims import LeasedClaims, LockedClaims, open_lanes
 from chat_outbox.adapters.sql.handling import SqlEventHandlers
 from chat_outbox.adapters.sql.wakeups import wakeups_for
 from chat_outbox.adapters.tracing import available_tracing
@@ -45,7 +45,7 @@ from chat_outbox.application.ports import (
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import Polling
 from chat_outbox.application.relay.relaying import Relay
-from chat_outbox.application.relay.sharing import RelayShares
+from chat_outbox.application.relay.sharing import Neighbours, RelayShares
 from chat_outbox.entrypoints.config import PREFIX, Settings
 from chat_outbox.entrypoints.events import EventRegistry, load_registry
 from chat_outbox.entrypoints.jobs import consumer_jobs, relay_jobs
@@ -223,7 +223,9 @@ def _relay(
         lock=providers.Factory(
             LockedClaims,
             core.uow,
-            providers.Callable(_relay_shares, settings, core.uow, core.clock),
+            providers.Callable(
+                _relay_shares, settings, core.uow, core.clock, providers.Singleton(Neighbours)
+            ),
         ),
     )
     return providers.Factory(
@@ -241,16 +243,32 @@ def _claim_kind(settings: Settings) -> str:
     return "lock" if settings.relay_locks_claims else "lease"
 
 
+def _locking_lanes(settings: Settings) -> int:
+    return settings.relay_lanes_at_once if settings.relay_locks_claims else 0
+
+
+async def _schema_and_lanes(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory, clock: SystemClock, lanes: int
+) -> None:
+    """The schema check, then the locking lanes' connections (a claim on a table that is
+    not there would say less than the check)."""
+    await ensure_migrated(engine)
+    await open_lanes(uow, clock, lanes)
+
+
 def _relay_lease(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.relay.lease_seconds)
 
 
-def _relay_shares(settings: Settings, uow: SqlUnitOfWorkFactory, clock: SystemClock) -> RelayShares:
+def _relay_shares(
+    settings: Settings, uow: SqlUnitOfWorkFactory, clock: SystemClock, neighbours: Neighbours
+) -> RelayShares:
     """Locking relays share the conversations out (leasing ones claim heads from all of
-    them). A member counts as alive for a few of its idle polls, so an idle relay stays in."""
+    them). A member counts as alive for a few of its idle polls, so an idle relay stays in.
+    The lanes of one process are neighbours."""
     member = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     alive_for = timedelta(seconds=max(5.0, 3 * settings.relay.max_poll_interval))
-    return RelayShares(uow, clock, member, alive_for=alive_for)
+    return RelayShares(uow, clock, member, neighbours, alive_for=alive_for)
 
 
 def history_writer(engine: AsyncEngine, uow: SqlUnitOfWorkFactory) -> HistoryWriter:
@@ -472,7 +490,13 @@ class RelayContainer(containers.DeclarativeContainer):
         settings.provided.metrics.host,
         settings.provided.metrics.port,
     )
-    schema = providers.Resource(ensure_migrated, core.engine)
+    schema = providers.Resource(
+        _schema_and_lanes,
+        core.engine,
+        core.uow,
+        core.clock,
+        providers.Callable(_locking_lanes, settings),
+    )
     # What the process runs; called with once=True by `relay --once`.
     jobs = providers.Callable(
         relay_jobs,

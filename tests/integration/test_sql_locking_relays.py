@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.memory import InMemoryBus
 from chat_outbox.adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrade
-from chat_outbox.adapters.sql.claims import lock_runs
+from chat_outbox.adapters.sql.claims import lock_runs, open_lanes
 from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult, Shard
 from chat_outbox.application.record.recording import RecordChatMessage
@@ -192,6 +192,15 @@ async def test_two_lanes_overlap_their_rounds_and_publish_every_row_once_in_orde
     # locks, and in about one run in six the lanes only took turns.
     if uow.engine.dialect.name == "postgresql":
         assert bus.most_publishing == 2
+
+
+async def test_opening_the_lanes_leaves_one_ready_connection_per_lane_in_the_pool(
+    engine: AsyncEngine, uow: SqlUnitOfWorkFactory
+) -> None:
+    """A relay process opens its lanes' connections at start, not in a backlog's claims."""
+    await engine.dispose()  # an empty pool, as a process starts with
+    await open_lanes(uow, SystemClock(), 3)
+    assert engine.pool.checkedin() == 3  # type: ignore[attr-defined]
 
 
 async def test_the_shards_of_a_locked_claim_split_the_conversations_between_them(

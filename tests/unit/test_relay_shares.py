@@ -10,7 +10,7 @@ import pytest
 
 from chat_outbox.adapters.memory.claims import InMemoryLockedClaims
 from chat_outbox.application.relay.loop import run_relay
-from chat_outbox.application.relay.sharing import RelayShares
+from chat_outbox.application.relay.sharing import Neighbours, RelayShares
 from chat_outbox.domain import OutboxStatus
 from tests.unit.conftest import Harness
 
@@ -19,8 +19,20 @@ pytestmark = pytest.mark.unit
 ALIVE = timedelta(seconds=5)
 
 
-def shares(harness: Harness, member: str, refresh: timedelta = timedelta(0)) -> RelayShares:
-    return RelayShares(harness.uow, harness.clock, member, refresh=refresh, alive_for=ALIVE)
+def shares(
+    harness: Harness,
+    member: str,
+    refresh: timedelta = timedelta(0),
+    neighbours: Neighbours | None = None,
+) -> RelayShares:
+    return RelayShares(
+        harness.uow,
+        harness.clock,
+        member,
+        neighbours or Neighbours(),
+        refresh=refresh,
+        alive_for=ALIVE,
+    )
 
 
 async def test_relays_on_one_roster_take_distinct_shards(harness: Harness) -> None:
@@ -59,6 +71,29 @@ async def test_the_roster_is_refreshed_at_most_once_per_interval(harness: Harnes
     harness.clock.advance(timedelta(seconds=1))
     await a.shard()
     assert harness.store.commits == 2
+
+
+async def test_a_relay_in_another_process_sees_a_newcomer_only_at_its_next_refresh(
+    harness: Harness,
+) -> None:
+    a = shares(harness, "a", refresh=timedelta(hours=1))
+    await a.shard()
+    await shares(harness, "b").shard()
+    assert (await a.shard()).count == 1
+
+
+async def test_a_lane_of_the_same_process_is_given_its_share_at_once(harness: Harness) -> None:
+    """Lanes are neighbours: a joining lane's first claim and the others' next claims
+    already split the conversations, and a leaving lane's share goes back just as soon."""
+    neighbours = Neighbours()
+    a = shares(harness, "a", refresh=timedelta(hours=1), neighbours=neighbours)
+    b = shares(harness, "b", refresh=timedelta(hours=1), neighbours=neighbours)
+    await a.shard()
+    assert [(s.index, s.count) for s in (await b.shard(), await a.shard())] == [(1, 2), (0, 2)]
+    await b.leave()
+    assert (await a.shard()).count == 1
+    assert (await a.shard()).count == 1  # heard once, then the refresh interval again
+    assert harness.store.commits == 5
 
 
 async def test_a_sharing_relay_claims_only_its_share_and_leaves_the_roster_on_exit(

@@ -3,6 +3,7 @@ through the publish (PostgreSQL, MariaDB), which relays may share out by convers
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -188,3 +189,17 @@ async def lock_runs(
             kept.add(row.id)
             claimed.append(message_of(row[:-1]))
     return claimed
+
+
+async def open_lanes(uow: SqlUnitOfWorkFactory, clock: Clock, lanes: int) -> None:
+    """Open a connection for each of `lanes` locking relays and prepare the claims on it
+    (the pool keeps both): otherwise a lane called in by a backlog would do that in its
+    first claim, under the backlog's load."""
+
+    async def open_lane() -> None:
+        async with uow() as unit:
+            now = clock.now()
+            await lock_runs(unit.connection, now, 0)
+            await lock_runs(unit.connection, now, 0, Shard(0, 2))
+
+    await asyncio.gather(*(open_lane() for _ in range(lanes)))

@@ -16,10 +16,20 @@ log = structlog.get_logger(__name__)
 
 
 @attrs.define
+class Neighbours:
+    """What the lanes of one process tell each other: `changes` counts the joins and
+    departures among them, so the others re-read the roster at their next claim instead of
+    up to a refresh later, and a lane called in for a backlog gets its share at once."""
+
+    changes: int = 0
+
+
+@attrs.define
 class RelayShares:
     uow: UnitOfWorkFactory
     clock: Clock
     member: str
+    neighbours: Neighbours = attrs.field(factory=Neighbours)
     refresh: timedelta = timedelta(seconds=0.25)
     """How often the roster is refreshed (at most once per claim). Until every relay has
     seen a newcomer, the shares overlap and claims step over each other's rows: at a
@@ -28,15 +38,21 @@ class RelayShares:
     """How long a member counts as alive after its last refresh."""
     _shard: Shard = attrs.field(default=EVERY_CONVERSATION, init=False)
     _next_refresh: datetime | None = attrs.field(default=None, init=False)
+    _seen: int = attrs.field(default=0, init=False)
 
     async def shard(self) -> Shard:
-        """This relay's shard, refreshing its roster entry when due."""
-        now = self.clock.now()
-        if self._next_refresh is not None and now < self._next_refresh:
+        """This relay's shard, refreshing its roster entry when due or when a neighbour
+        came or went."""
+        now, due = self.clock.now(), self._next_refresh
+        if due is not None and now < due and self._seen == self.neighbours.changes:
             return self._shard
+        joining = due is None
         async with self.uow() as uow:
             members = await uow.relays.beat(self.member, now, now + self.alive_for)
             await uow.commit()
+        if joining:
+            self.neighbours.changes += 1
+        self._seen = self.neighbours.changes
         shard = Shard(members.index(self.member), len(members))
         if shard != self._shard:
             log.info("relay_shard_changed", member=self.member, shard=shard.index, of=shard.count)
@@ -50,4 +66,5 @@ class RelayShares:
         async with self.uow() as uow:
             await uow.relays.leave(self.member)
             await uow.commit()
+        self.neighbours.changes += 1
         self._shard, self._next_refresh = EVERY_CONVERSATION, None
