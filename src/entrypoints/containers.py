@@ -45,7 +45,7 @@ from chat_outbox.application.ports import (
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import Polling
 from chat_outbox.application.relay.relaying import Relay
-from chat_outbox.application.relay.sharing import Neighbours, RelayShares
+from chat_outbox.application.relay.sharing import RelayMembership
 from chat_outbox.entrypoints.config import PREFIX, Settings
 from chat_outbox.entrypoints.events import EventRegistry, load_registry
 from chat_outbox.entrypoints.jobs import consumer_jobs, relay_jobs
@@ -224,7 +224,8 @@ def _relay(
             LockedClaims,
             core.uow,
             providers.Callable(
-                _relay_shares, settings, core.uow, core.clock, providers.Singleton(Neighbours)
+                RelayMembership.lane,
+                providers.Singleton(_relay_membership, settings, core.uow, core.clock),
             ),
         ),
     )
@@ -260,15 +261,15 @@ def _relay_lease(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.relay.lease_seconds)
 
 
-def _relay_shares(
-    settings: Settings, uow: SqlUnitOfWorkFactory, clock: SystemClock, neighbours: Neighbours
-) -> RelayShares:
+def _relay_membership(
+    settings: Settings, uow: SqlUnitOfWorkFactory, clock: SystemClock
+) -> RelayMembership:
     """Locking relays share the conversations out (leasing ones claim heads from all of
-    them). A member counts as alive for a few of its idle polls, so an idle relay stays in.
-    The lanes of one process are neighbours."""
+    them); the process is one member, its lanes split its share. A member counts as alive
+    for a few of its idle polls, so an idle relay stays in."""
     member = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     alive_for = timedelta(seconds=max(5.0, 3 * settings.relay.max_poll_interval))
-    return RelayShares(uow, clock, member, neighbours, alive_for=alive_for)
+    return RelayMembership(uow, clock, member, alive_for=alive_for)
 
 
 def history_writer(engine: AsyncEngine, uow: SqlUnitOfWorkFactory) -> HistoryWriter:

@@ -21,7 +21,7 @@ from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult, Shard
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import Polling, run_relay_lanes
-from chat_outbox.application.relay.sharing import RelayShares
+from chat_outbox.application.relay.sharing import RelayMembership
 from chat_outbox.domain import ChatMessage, Envelope, OutboxStatus, PublishFailure, RetryPolicy
 from tests.integration.databases import ensure_database, truncate, url_for
 from tests.integration.relays import locking_relay
@@ -170,15 +170,10 @@ async def test_two_lanes_overlap_their_rounds_and_publish_every_row_once_in_orde
     await record_many(uow, 300, 10)
     sent: list[tuple[int, OutgoingRecord]] = []
     bus = SequencedBus(itertools.count(), sent, delay=0.002)
+    membership = RelayMembership(uow, SystemClock(), "process", refresh=timedelta(0))
     lanes = [
-        locking_relay(
-            uow,
-            bus,
-            SystemClock(),
-            batch_size=20,
-            shares=RelayShares(uow, SystemClock(), f"lane-{n}", refresh=timedelta(0)),
-        )
-        for n in range(2)
+        locking_relay(uow, bus, SystemClock(), batch_size=20, shares=membership.lane())
+        for _ in range(2)
     ]
     stopping = asyncio.Event()
     polling = Polling(minimum=0.01, maximum=0.05, coalesce=0)

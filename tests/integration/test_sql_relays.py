@@ -21,7 +21,7 @@ from chat_outbox.application.ports import MessageBus, OutboxClaims, OutgoingReco
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import Polling, run_relay
 from chat_outbox.application.relay.relaying import Relay, RelayReport
-from chat_outbox.application.relay.sharing import RelayShares
+from chat_outbox.application.relay.sharing import RelayMembership, RelayShares
 from chat_outbox.domain import ChatMessage, Envelope, OutboxStatus
 from tests.integration.relays import leasing_relay
 from tests.integration.test_sql_outbox import outbox_row
@@ -66,7 +66,9 @@ async def race_two_relays(
     asserts each row was published exactly once, and within each conversation in recording
     order."""
     await record_many(uow, 300, 10)
-    shares = [RelayShares(uow, SystemClock(), f"relay-{n}", refresh=timedelta(0)) for n in "ab"]
+    shares = [
+        RelayMembership(uow, SystemClock(), f"relay-{n}", refresh=timedelta(0)).lane() for n in "ab"
+    ]
     for share in shares if shared else ():
         await share.shard()  # both on the roster before either claims
     sent: list[tuple[int, OutgoingRecord]] = []

@@ -15,7 +15,7 @@ from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.ports import OutgoingRecord, PublishResult
 from chat_outbox.application.relay.loop import Backlog, Polling, run_relay_lanes
 from chat_outbox.application.relay.relaying import Relay, RelayReport
-from chat_outbox.application.relay.sharing import RelayShares
+from chat_outbox.application.relay.sharing import RelayMembership
 from chat_outbox.domain import OutboxStatus
 from tests.unit.conftest import Harness
 
@@ -97,17 +97,12 @@ async def test_a_trickle_is_relayed_by_the_first_lane_alone(harness: Harness) ->
     """Batches short of full never call the other lanes in (nor onto the roster)."""
     rows = [await harness.record(f"c{n}", "m") for n in range(3)]
     buses = [LaneBus(harness.bus), LaneBus(harness.bus)]
+    membership = RelayMembership(harness.uow, harness.clock, "process", refresh=timedelta(0))
     relays = [
         Relay(
-            InMemoryLockedClaims(
-                harness.uow,
-                RelayShares(harness.uow, harness.clock, f"lane-{n}", refresh=timedelta(0)),
-            ),
-            bus,
-            harness.clock,
-            batch_size=4,
+            InMemoryLockedClaims(harness.uow, membership.lane()), bus, harness.clock, batch_size=4
         )
-        for n, bus in enumerate(buses)
+        for bus in buses
     ]
     report = await relay_until(harness, relays, published=len(rows))
     assert report.published == len(rows)

@@ -10,7 +10,7 @@ import pytest
 
 from chat_outbox.adapters.memory.claims import InMemoryLockedClaims
 from chat_outbox.application.relay.loop import run_relay
-from chat_outbox.application.relay.sharing import Neighbours, RelayShares
+from chat_outbox.application.relay.sharing import RelayMembership, RelayShares
 from chat_outbox.domain import OutboxStatus
 from tests.unit.conftest import Harness
 
@@ -19,20 +19,13 @@ pytestmark = pytest.mark.unit
 ALIVE = timedelta(seconds=5)
 
 
-def shares(
-    harness: Harness,
-    member: str,
-    refresh: timedelta = timedelta(0),
-    neighbours: Neighbours | None = None,
-) -> RelayShares:
-    return RelayShares(
-        harness.uow,
-        harness.clock,
-        member,
-        neighbours or Neighbours(),
-        refresh=refresh,
-        alive_for=ALIVE,
-    )
+def member(harness: Harness, name: str, refresh: timedelta = timedelta(0)) -> RelayMembership:
+    return RelayMembership(harness.uow, harness.clock, name, refresh=refresh, alive_for=ALIVE)
+
+
+def shares(harness: Harness, name: str, refresh: timedelta = timedelta(0)) -> RelayShares:
+    """A relay process with one lane."""
+    return member(harness, name, refresh).lane()
 
 
 async def test_relays_on_one_roster_take_distinct_shards(harness: Harness) -> None:
@@ -83,17 +76,45 @@ async def test_a_relay_in_another_process_sees_a_newcomer_only_at_its_next_refre
 
 
 async def test_a_lane_of_the_same_process_is_given_its_share_at_once(harness: Harness) -> None:
-    """Lanes are neighbours: a joining lane's first claim and the others' next claims
-    already split the conversations, and a leaving lane's share goes back just as soon."""
-    neighbours = Neighbours()
-    a = shares(harness, "a", refresh=timedelta(hours=1), neighbours=neighbours)
-    b = shares(harness, "b", refresh=timedelta(hours=1), neighbours=neighbours)
-    await a.shard()
-    assert [(s.index, s.count) for s in (await b.shard(), await a.shard())] == [(1, 2), (0, 2)]
-    await b.leave()
-    assert (await a.shard()).count == 1
-    assert (await a.shard()).count == 1  # heard once, then the refresh interval again
-    assert harness.store.commits == 5
+    """A process is one member: its lanes split its share between them with no roster
+    write, and a leaving lane's part goes back to the others at their next claim."""
+    process = member(harness, "a", refresh=timedelta(hours=1))
+    first, second = process.lane(), process.lane()
+    assert (await first.shard()).count == 1
+    assert [(s.index, s.count) for s in (await second.shard(), await first.shard())] == [
+        (1, 2),
+        (0, 2),
+    ]
+    await second.leave()
+    assert (await first.shard()).count == 1
+    assert harness.store.commits == 1  # the first lane's beat, nothing since
+    assert sorted(harness.store.relays) == ["a"]
+
+
+async def test_lanes_split_their_member_s_share_and_no_other_member_s(harness: Harness) -> None:
+    """Of two members, the one with two lanes covers exactly its half with them."""
+    process, other = member(harness, "a"), shares(harness, "b")
+    lanes = [process.lane(), process.lane()]
+    for lane in (*lanes, other):
+        await lane.shard()  # each joins
+    split = [await lane.shard() for lane in lanes]
+    theirs = await other.shard()
+    assert [(s.index, s.count) for s in split] == [(0, 4), (2, 4)]
+    assert (theirs.index, theirs.count) == (1, 2)
+    for key_hash in range(64):
+        owners = [s for s in (*split, theirs) if key_hash % s.count == s.index]
+        assert len(owners) == 1
+
+
+async def test_the_member_leaves_the_roster_with_its_last_lane(harness: Harness) -> None:
+    process = member(harness, "a")
+    first, second = process.lane(), process.lane()
+    await first.shard()
+    await second.shard()
+    await first.leave()
+    assert sorted(harness.store.relays) == ["a"]
+    await second.leave()
+    assert harness.store.relays == {}
 
 
 async def test_a_sharing_relay_claims_only_its_share_and_leaves_the_roster_on_exit(
