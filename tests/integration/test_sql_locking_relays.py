@@ -189,6 +189,27 @@ async def test_two_lanes_overlap_their_rounds_and_publish_every_row_once_in_orde
         assert bus.most_publishing == 2
 
 
+async def test_relay_once_drains_with_both_lanes_and_returns_with_every_row_published_in_order(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    await record_many(uow, 300, 10)
+    sent: list[tuple[int, OutgoingRecord]] = []
+    bus = SequencedBus(itertools.count(), sent, delay=0.002)
+    membership = RelayMembership(uow, SystemClock(), "process", refresh=timedelta(0))
+    lanes = [
+        locking_relay(uow, bus, SystemClock(), batch_size=20, shares=membership.lane())
+        for _ in range(2)
+    ]
+    polling = Polling(minimum=60, maximum=60, coalesce=0)
+    report = await asyncio.wait_for(
+        run_relay_lanes(lanes, asyncio.Event(), polling=polling, once=True), 30
+    )
+    assert report.published == len(sent) == 300
+    assert_sent_once_in_order(sent, 300)
+    if uow.engine.dialect.name == "postgresql":  # as in the long-running lanes' test above
+        assert bus.most_publishing == 2
+
+
 async def test_opening_the_lanes_leaves_one_ready_connection_per_lane_in_the_pool(
     engine: AsyncEngine, uow: SqlUnitOfWorkFactory
 ) -> None:
