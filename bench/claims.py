@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from datetime import datetime, timedelta
 from typing import Any
 
 from bench.procs import Proc
@@ -26,6 +27,28 @@ def claim_times(procs: list[Proc]) -> list[float]:
                 continue
             if fields.get("event") == "relay_batch" and "claim_ms" in fields:
                 found.append(float(fields["claim_ms"]))
+    return found
+
+
+def claims_during(procs: list[Proc], start: datetime, end: datetime) -> list[float]:
+    """The claim times (ms) of the claims that ran, at least in part, between `start` and
+    `end` (UTC). A `relay_batch` line is written after the batch's settle, so its claim ran
+    from timestamp - (claim + publish + settle) to timestamp - (publish + settle)."""
+    found: list[float] = []
+    for proc in procs:
+        for line in proc.log.read_text(errors="replace").splitlines():
+            if '"relay_batch"' not in line:
+                continue
+            try:
+                fields = json.loads(line)
+                logged = datetime.fromisoformat(fields["timestamp"].replace("Z", "+00:00"))
+                after = float(fields["publish_ms"]) + float(fields["settle_ms"])
+                claim = float(fields["claim_ms"])
+            except (ValueError, KeyError):
+                continue
+            ended = logged - timedelta(milliseconds=after)
+            if ended >= start and ended - timedelta(milliseconds=claim) <= end:
+                found.append(claim)
     return found
 
 

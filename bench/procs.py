@@ -157,3 +157,13 @@ def usage(procs: list[Proc], roles: tuple[str, ...]) -> dict[str, dict[str, floa
         cpu = [v for v in (p.cpu_seconds() for p in mine) if v is not None]
         out[role] = {"peak_rss_mib": max(rss, default=None), "cpu_s": sum(cpu) if cpu else None}
     return out
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, all) CPU seconds of every core together since boot, from /proc/stat: what the
+    whole machine (the database, the broker, every process) spent, and could have spent."""
+    line = Path("/proc/stat").read_text().split("\n", 1)[0]
+    ticks = [int(field) for field in line.split()[1:9]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    hertz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hertz, sum(ticks) / hertz

@@ -102,7 +102,10 @@ def _drain(results: dict[str, Any], plan: Plan) -> list[Line]:
         out.append(_versus("  lanes (auto) vs one lane", ours, _median(one, ONE_LANE, rate),
                            1.0))  # fmt: skip
         out.append(_info("  after the first publish vs baseline", one, _key("steady_rate")))
+        out.append(_info("  after the first publish vs the minimal loop", one,
+                         _key("steady_rate"), MINIMAL))  # fmt: skip
         out.append(_info("  start-up to the first publish (s)", one, _key("startup_s")))
+        out.extend(_machine(one))
         out.append(_rss_line("  peak RSS, relay, drain 1 (MiB)", one, "relay"))
     if two:
         ours2 = _median(two, "ours", rate)
@@ -111,6 +114,9 @@ def _drain(results: dict[str, Any], plan: Plan) -> list[Line]:
         out.append(_versus("  2 relays vs the minimal loop x2", ours2,
                            _median(two, MINIMAL, rate), VS_MINIMAL_2))  # fmt: skip
         out.append(_info("  after the first publish vs baseline", two, _key("steady_rate")))
+        out.append(_info("  after the first publish vs the minimal loop x2", two,
+                         _key("steady_rate"), MINIMAL))  # fmt: skip
+        out.extend(_machine(two))
         out.append(_rss_line("  peak RSS, relay, drain 2 (MiB)", two, "relay"))
     if one and two:
         out.append(_versus("scale-out: our 2 relays vs our 1 (msg/s)", _median(two, "ours", rate),
@@ -129,14 +135,39 @@ def _drain(results: dict[str, Any], plan: Plan) -> list[Line]:
     return out
 
 
+def _machine(runs: Runs) -> list[Line]:
+    """How busy the cores were, and CPU per message (the whole machine's, and our processes'
+    or the minimal loop's), against the minimal loop: a drain with the cores busy cannot
+    gain from more relays. After the first publish, start-up's imports are excluded."""
+    pick = [
+        ("  machine CPU busy, of all cores (%)", lambda run: _percent(run.get("machine_busy"))),
+        ("  machine CPU per message (ms)", _key("machine_cpu_ms_per_msg")),
+        ("  same, after the first publish", _key("steady_machine_cpu_ms_per_msg")),
+        ("  relay processes' CPU per message after it", _key("steady_cpu_ms_per_msg")),
+    ]
+    return [_info(label, runs, value, MINIMAL) for label, value in pick]
+
+
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100 * fraction
+
+
 def _fresh(runs: Runs) -> list[Line]:
     worst = max((v for run in runs if (v := _claim("max_ms")(run)) is not None), default=None)
     return [
         _bound("fresh analysed-empty table: slowest claim (ms)", worst, LIMIT_MS),
+        Line(f"  claims over {LIMIT_MS:.0f} ms, all runs", _total(runs, "claim_ms"), None),
+        Line(
+            "  of them during the half-way ANALYZE", _total(runs, "claim_ms_during_analyze"), None
+        ),
         Line("  claim p99, median of runs (ms)", _median(runs, "ours", _claim("p99_ms")), None),
         Line("  claim p50, median of runs (ms)", _median(runs, "ours", _claim("p50_ms")), None),
         Line("  load + drain (msg/s)", _median(runs, "ours", _key("rate")), None),
     ]
+
+
+def _total(runs: Runs, field: str) -> float:
+    return float(sum(run.get(field, {}).get("over_50_ms", 0) for run in runs))
 
 
 def _latency(found: dict[str, Any]) -> list[Line]:
@@ -216,7 +247,9 @@ def lines(results: dict[str, Any], plan: Plan) -> list[Line]:
 def _cell(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4f}"
 
 
 def _grid(header: tuple[str, ...], body: Sequence[tuple[str, ...]]) -> str:

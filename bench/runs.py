@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import asyncpg  # type: ignore[import-untyped]
 from bench import claims, db, plans, procs
 from bench.data import Row
 from bench.kafka import unique_name
-from bench.procs import Proc, Target
+from bench.procs import Proc, Target, machine_cpu
 from bench.settings import Plan
 from bench.watch import Probe, watch
 from chat_outbox.domain import OutboxStatus
@@ -53,7 +54,7 @@ async def measure(
     await db.seed(bench.conn, spec.rows, topic, spec.status, bench.plan.conversations, spec.history)
     total = len(spec.rows)
     scan = await plans.outer_scan(bench.conn, impl) if "relay" in spec.roles else None
-    started = time.perf_counter()
+    started, (machine, _) = time.perf_counter(), machine_cpu()
     level = claims.LOG_LEVEL if spec.claims else None
     running = [
         await procs.spawn(impl, role, target, index, spec.listen, level)
@@ -62,12 +63,17 @@ async def measure(
     detach = await attach(running[0]) if attach is not None else None
     try:
         timing = await watch(bench.conn, spec.probe, running, started, 60 + total / 1000)
+        busy_now, _ = machine_cpu()
+        busy = busy_now - machine
+        elapsed = timing.done - started
+        cpu_now = sum(v for p in running if (v := p.cpu_seconds()) is not None)
         used = procs.usage(running, spec.roles)
     finally:
         if detach is not None:
             await detach()
         await procs.stop(running)
     relays = [p for p, role in zip(running, spec.roles, strict=True) if role == "relay"]
+    steady = total - timing.first_count
     return {
         "impl": impl,
         "rows": total,
@@ -77,6 +83,11 @@ async def measure(
         "seconds": timing.done - timing.started,
         "peak_rss_mib": {role: u["peak_rss_mib"] for role, u in used.items()},
         "cpu_ms_per_msg": {role: _per_msg(u["cpu_s"], total) for role, u in used.items()},
+        "machine_busy": busy / elapsed / (os.cpu_count() or 1),
+        "machine_cpu_ms_per_msg": _per_msg(busy, total),
+        # After the first publish: start-up's imports excluded.
+        "steady_machine_cpu_ms_per_msg": _per_msg(busy_now - timing.first_machine, steady),
+        "steady_cpu_ms_per_msg": _per_msg(cpu_now - timing.first_cpu, steady),
         "claim_scan": scan,
         "counts": await db.status_counts(bench.conn, spec.rows[0].id),
         **({"claim_ms": claims.summary(claims.claim_times(relays))} if spec.claims else {}),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import asyncpg  # type: ignore[import-untyped]
 
 from bench import db
-from bench.procs import Proc
+from bench.procs import Proc, machine_cpu
 from bench.settings import POLL_S
 
 
@@ -21,6 +21,10 @@ class Timing:
     first_count: int
     """Output rows already there at that moment."""
     done: float
+    first_cpu: float = 0.0
+    """The processes' CPU seconds at that moment (their start-up's)."""
+    first_machine: float = 0.0
+    """The machine's busy CPU seconds at that moment (procs.machine_cpu)."""
 
     def rate(self, total: int) -> float:
         """From the processes' start: nothing subtracted."""
@@ -55,7 +59,7 @@ async def watch(
     conn: asyncpg.Connection, probe: Probe, procs: list[Proc], started: float, timeout: float
 ) -> Timing:
     first: float | None = None
-    first_count = 0
+    first_count, first_cpu, first_machine = 0, 0.0, 0.0
     deadline = started + timeout
     while True:
         now = time.perf_counter()
@@ -65,6 +69,9 @@ async def watch(
             proc.check_alive()
         if first is None and await db.exists(conn, *probe.output):
             first, first_count = now, await db.count(conn, *probe.output)
+            first_cpu = sum(v for proc in procs if (v := proc.cpu_seconds()) is not None)
+            first_machine, _ = machine_cpu()
         if first is not None and not await db.exists(conn, *probe.backlog):
-            return Timing(started, first, first_count, time.perf_counter())
+            done = time.perf_counter()
+            return Timing(started, first, first_count, done, first_cpu, first_machine)
         await asyncio.sleep(POLL_S)
