@@ -23,7 +23,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as wanted
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.integration.browser import SCREENSHOTS, chromium
+from tests.integration.browser import SCREENSHOTS, chromium, replaced
 from tests.integration.dashboard_helpers import ADMIN_TOKEN, HOSTILE, TRACE_URL, TRACEPARENT
 from tests.integration.databases import fresh_database_url
 from tests.integration.http_helpers import free_port
@@ -233,7 +233,7 @@ def test_a_dead_row_is_found_understood_and_requeued_until_consumed(
     unfiltered = browser.find_element(By.ID, "filter")
     unfiltered.click()
     # The unfiltered page lists the row too: wait for the filtered page to replace it.
-    WebDriverWait(browser, 10).until(wanted.staleness_of(unfiltered))
+    WebDriverWait(browser, 10).until(replaced(unfiltered))
     row = WebDriverWait(browser, 10).until(
         wanted.presence_of_element_located((By.ID, f"dead-{big}"))
     )
