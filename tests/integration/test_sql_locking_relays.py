@@ -200,7 +200,7 @@ async def test_relay_once_drains_with_both_lanes_and_returns_with_every_row_publ
         locking_relay(uow, bus, SystemClock(), batch_size=20, shares=membership.lane())
         for _ in range(2)
     ]
-    polling = Polling(minimum=60, maximum=60, coalesce=0)
+    polling = Polling(minimum=0.01, maximum=0.05, coalesce=0)
     report = await asyncio.wait_for(
         run_relay_lanes(lanes, asyncio.Event(), polling=polling, once=True), 30
     )

@@ -127,8 +127,9 @@ async def run_relay_lanes(
     transaction and share of the conversations, works meanwhile. The lanes join when the
     first relay claims a full batch and leave (handing their shares back) once its batches
     shrink: at a trickle, one relay is quicker than several splitting each wake-up. With
-    once, a lane that joined drains its share until nothing in it is due, and the call
-    returns when every lane has. If one lane fails, the others are stopped."""
+    once, a lane that joined helps until the first relay is done, then drains what is
+    still due, and the call returns when every lane has. If one lane fails, the others are
+    stopped."""
     first, *others = relays
     backlog, first_stopped = Backlog(), asyncio.Event()
 
@@ -149,7 +150,10 @@ async def run_relay_lanes(
             if first_stopped.is_set():
                 return totals
             if once:
-                return await run_relay(relay, stopping, polling=polling, once=True)
+                # Help until the first lane is done (a claim that comes back empty meanwhile
+                # may only have met its locks), then drain what is left.
+                totals = add_up(totals, await run_relay(relay, first_stopped, polling=polling))
+                return add_up(totals, await run_relay(relay, stopping, polling=polling, once=True))
             totals = add_up(totals, await run_relay(relay, backlog.drained, polling=polling))
 
     async with asyncio.TaskGroup() as group:
