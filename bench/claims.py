@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,29 @@ LOG_LEVEL = "info"
 
 def claim_times(procs: list[Proc]) -> list[float]:
     """Every batch's claim time (ms) in these processes' logs, in log order."""
+    return [float(fields["claim_ms"]) for fields in _batches(procs)]
+
+
+def claims_during(procs: list[Proc], start: datetime, end: datetime) -> list[float]:
+    """The claim times (ms) of the claims that ran, at least in part, between `start` and
+    `end` (UTC). A `relay_batch` line is written after the batch's settle, so its claim ran
+    from timestamp - (claim + publish + settle) to timestamp - (publish + settle)."""
     found: list[float] = []
+    for fields in _batches(procs):
+        try:
+            logged = datetime.fromisoformat(fields["timestamp"].replace("Z", "+00:00"))
+            after = float(fields["publish_ms"]) + float(fields["settle_ms"])
+        except (ValueError, KeyError):
+            continue
+        claim = float(fields["claim_ms"])
+        ended = logged - timedelta(milliseconds=after)
+        if ended >= start and ended - timedelta(milliseconds=claim) <= end:
+            found.append(claim)
+    return found
+
+
+def _batches(procs: list[Proc]) -> Iterator[dict[str, Any]]:
+    """The fields of every `relay_batch` line with a claim time in these processes' logs."""
     for proc in procs:
         for line in proc.log.read_text(errors="replace").splitlines():
             if '"relay_batch"' not in line:
@@ -26,30 +49,7 @@ def claim_times(procs: list[Proc]) -> list[float]:
             except ValueError:
                 continue
             if fields.get("event") == "relay_batch" and "claim_ms" in fields:
-                found.append(float(fields["claim_ms"]))
-    return found
-
-
-def claims_during(procs: list[Proc], start: datetime, end: datetime) -> list[float]:
-    """The claim times (ms) of the claims that ran, at least in part, between `start` and
-    `end` (UTC). A `relay_batch` line is written after the batch's settle, so its claim ran
-    from timestamp - (claim + publish + settle) to timestamp - (publish + settle)."""
-    found: list[float] = []
-    for proc in procs:
-        for line in proc.log.read_text(errors="replace").splitlines():
-            if '"relay_batch"' not in line:
-                continue
-            try:
-                fields = json.loads(line)
-                logged = datetime.fromisoformat(fields["timestamp"].replace("Z", "+00:00"))
-                after = float(fields["publish_ms"]) + float(fields["settle_ms"])
-                claim = float(fields["claim_ms"])
-            except (ValueError, KeyError):
-                continue
-            ended = logged - timedelta(milliseconds=after)
-            if ended >= start and ended - timedelta(milliseconds=claim) <= end:
-                found.append(claim)
-    return found
+                yield fields
 
 
 def summary(values: list[float]) -> dict[str, Any]:

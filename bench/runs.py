@@ -66,8 +66,8 @@ async def measure(
         busy_now, _ = machine_cpu()
         busy = busy_now - machine
         elapsed = timing.done - started
-        cpu_now = sum(v for p in running if (v := p.cpu_seconds()) is not None)
         used = procs.usage(running, spec.roles)
+        cpu_now = sum(u["cpu_s"] or 0.0 for u in used.values())
     finally:
         if detach is not None:
             await detach()
