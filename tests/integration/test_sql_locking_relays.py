@@ -21,6 +21,7 @@ from chat_outbox.application.errors import StoreUnavailable
 from chat_outbox.application.ports import MessageBus, OutgoingRecord, PublishResult, Shard
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import Polling, run_relay_lanes
+from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.application.relay.sharing import RelayMembership
 from chat_outbox.domain import ChatMessage, Envelope, OutboxStatus, PublishFailure, RetryPolicy
 from tests.integration.databases import ensure_database, truncate, url_for
@@ -162,26 +163,34 @@ async def test_two_locking_relays_sharing_the_conversations_publish_every_row_on
     assert all(report.published for report in reports)
 
 
-async def test_two_lanes_overlap_their_rounds_and_publish_every_row_once_in_order(
-    uow: SqlUnitOfWorkFactory,
-) -> None:
-    """One relay process's lanes: a backlog calls the second in, and each publishes while
-    the other's transaction is open."""
+LANE_POLLING = Polling(minimum=0.01, maximum=0.05, coalesce=0)
+
+
+async def backlog_and_two_lanes(uow: SqlUnitOfWorkFactory) -> tuple[SequencedBus, list[Relay]]:
+    """300 rows in 10 conversations, and one process's two locking lanes (batches of 20)
+    publishing to a bus that stamps each record with a global sequence number."""
     await record_many(uow, 300, 10)
-    sent: list[tuple[int, OutgoingRecord]] = []
-    bus = SequencedBus(itertools.count(), sent, delay=0.002)
+    bus = SequencedBus(itertools.count(), [], delay=0.002)
     membership = RelayMembership(uow, SystemClock(), "process", refresh=timedelta(0))
     lanes = [
         locking_relay(uow, bus, SystemClock(), batch_size=20, shares=membership.lane())
         for _ in range(2)
     ]
+    return bus, lanes
+
+
+async def test_two_lanes_overlap_their_rounds_and_publish_every_row_once_in_order(
+    uow: SqlUnitOfWorkFactory,
+) -> None:
+    """One relay process's lanes: a backlog calls the second in, and each publishes while
+    the other's transaction is open."""
+    bus, lanes = await backlog_and_two_lanes(uow)
     stopping = asyncio.Event()
-    polling = Polling(minimum=0.01, maximum=0.05, coalesce=0)
-    running = asyncio.create_task(run_relay_lanes(lanes, stopping, polling=polling))
-    await until_sent(sent, 300)
+    running = asyncio.create_task(run_relay_lanes(lanes, stopping, polling=LANE_POLLING))
+    await until_sent(bus.sent, 300)
     stopping.set()
     assert (await running).published == 300
-    assert_sent_once_in_order(sent, 300)
+    assert_sent_once_in_order(bus.sent, 300)
     # Overlap is held to on PostgreSQL, where lanes are on by default. On MariaDB (leases
     # by default, one lane) a lane's claims can come back empty while the other holds its
     # locks, and in about one run in six the lanes only took turns.
@@ -192,20 +201,12 @@ async def test_two_lanes_overlap_their_rounds_and_publish_every_row_once_in_orde
 async def test_relay_once_drains_with_both_lanes_and_returns_with_every_row_published_in_order(
     uow: SqlUnitOfWorkFactory,
 ) -> None:
-    await record_many(uow, 300, 10)
-    sent: list[tuple[int, OutgoingRecord]] = []
-    bus = SequencedBus(itertools.count(), sent, delay=0.002)
-    membership = RelayMembership(uow, SystemClock(), "process", refresh=timedelta(0))
-    lanes = [
-        locking_relay(uow, bus, SystemClock(), batch_size=20, shares=membership.lane())
-        for _ in range(2)
-    ]
-    polling = Polling(minimum=0.01, maximum=0.05, coalesce=0)
+    bus, lanes = await backlog_and_two_lanes(uow)
     report = await asyncio.wait_for(
-        run_relay_lanes(lanes, asyncio.Event(), polling=polling, once=True), 30
+        run_relay_lanes(lanes, asyncio.Event(), polling=LANE_POLLING, once=True), 30
     )
-    assert report.published == len(sent) == 300
-    assert_sent_once_in_order(sent, 300)
+    assert report.published == len(bus.sent) == 300
+    assert_sent_once_in_order(bus.sent, 300)
     if uow.engine.dialect.name == "postgresql":  # as in the long-running lanes' test above
         assert bus.most_publishing == 2
 
