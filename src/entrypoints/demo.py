@@ -26,16 +26,10 @@ from chat_outbox.application.ports import Clock, UnitOfWorkFactory
 from chat_outbox.application.record.recording import RecordChatMessage
 from chat_outbox.application.relay.loop import run_relay
 from chat_outbox.domain import ChatMessage, OutboxStatus, Role
+from chat_outbox.entrypoints.bus_clients import local_kafka_broker, require_bus
 from chat_outbox.entrypoints.commands import command_tools, stats_document
 from chat_outbox.entrypoints.config import PREFIX, Settings
-from chat_outbox.entrypoints.containers import (
-    InProcessContainer,
-    Tools,
-    local_kafka_broker,
-    provided,
-    require_bus,
-    resources,
-)
+from chat_outbox.entrypoints.containers import InProcessContainer, Tools, provided, resources
 
 log = structlog.get_logger(__name__)
 ROLES = (Role.USER, Role.ASSISTANT)

